@@ -1,0 +1,25 @@
+"""One module per Graph resource; each exposes register(router)."""
+
+from __future__ import annotations
+
+from local.graph_sim.resources import (
+    batch,
+    delta,
+    directory,
+    groups,
+    licenses,
+    mail,
+    signins,
+    subscriptions,
+    users,
+)
+from local.graph_sim.router import Router
+
+MODULES = (users, delta, licenses, groups, directory, signins, mail, subscriptions, batch)
+
+
+def build_router() -> Router:
+    router = Router()
+    for module in MODULES:
+        module.register(router)
+    return router

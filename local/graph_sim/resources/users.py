@@ -1,0 +1,215 @@
+"""/users: list with $filter/$select/$top/$count and keyset paging, get, patch, delete, and relationships."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from local.graph_sim.clock import iso_z
+from local.graph_sim.context import SimContext
+from local.graph_sim.errors import GraphError, bad_request, not_found, unsupported_query
+from local.graph_sim.messages import SimRequest, SimResponse, empty_response, json_response
+from local.graph_sim.odata import Filter, decode_token, encode_token, parse_filter, parse_select, parse_top
+from local.graph_sim.resources.common import (
+    json_body,
+    metadata,
+    reference_id,
+    require_user,
+    typed_group,
+    typed_user,
+    user_view,
+)
+from local.graph_sim.router import Router
+from local.graph_sim.store import TenantStore
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 999
+SIGNIN_ACTIVITY_PAGE = 120  # Graph's documented page size when signInActivity is selected
+READ_ONLY = {
+    "id",
+    "createdDateTime",
+    "creationType",
+    "externalUserState",
+    "externalUserStateChangeDateTime",
+    "signInActivity",
+    "assignedLicenses",
+    "licenseAssignmentStates",
+    "deletedDateTime",
+}
+_COUNTRY = re.compile(r"[A-Z]{2}")
+
+
+def is_eventual(req: SimRequest) -> bool:
+    return (req.header("ConsistencyLevel") or "").strip().lower() == "eventual"
+
+
+def check_user_filter(flt: Filter | None, eventual: bool) -> None:
+    if flt is None:
+        return
+    activity = [path for path in flt.paths if path.lower().split("/")[0] == "signinactivity"]
+    if activity and flt.clauses > 1:
+        raise unsupported_query(
+            "Unsupported or invalid query filter clause specified for property 'signInActivity' of resource "
+            "'User'. Filtering on signInActivity cannot be combined with other filter clauses."
+        )
+    if flt.advanced and not eventual:
+        raise unsupported_query(
+            "Unsupported or invalid query filter clause specified: ne, not and endsWith need the "
+            "ConsistencyLevel: eventual header and $count=true."
+        )
+
+
+def scan(store: TenantStore, flt: Filter | None, after: str | None, top: int) -> tuple[list[Any], bool]:
+    page: list[Any] = []
+    for user_id in store.sorted_user_ids(after):
+        user = store.users[user_id]
+        if flt is not None and not flt(user):
+            continue
+        if len(page) == top:
+            return page, True
+        page.append(user)
+    return page, False
+
+
+def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    eventual = is_eventual(req)
+    token = req.query.get("$skiptoken")
+    if token:
+        state = decode_token(token)
+        filter_text, select_text = state.get("f"), state.get("s")
+        top_raw, count, after = state.get("t"), bool(state.get("c")), state.get("a")
+    else:
+        filter_text, select_text = req.query.get("$filter"), req.query.get("$select")
+        top_raw, after = req.query.get("$top"), None
+        count = req.query.get("$count", "").lower() == "true"
+        if count and not eventual:
+            raise bad_request("$count is not currently supported without the ConsistencyLevel: eventual header.")
+    flt = parse_filter(filter_text)
+    check_user_filter(flt, eventual or bool(token))
+    select = parse_select(select_text)
+    top = parse_top(top_raw, DEFAULT_PAGE, MAX_PAGE)
+    if select and any(name.lower() == "signinactivity" for name in select):
+        top = min(top, SIGNIN_ACTIVITY_PAGE)
+    page, more = scan(ctx.store, flt, after, top)
+    body: dict[str, Any] = {"@odata.context": metadata(req, "users", select)}
+    if count:
+        body["@odata.count"] = sum(1 for u in ctx.store.users.values() if flt is None or flt(u))
+    if more:
+        state = {"f": filter_text, "s": select_text, "t": top_raw, "c": count, "a": page[-1]["id"]}
+        body["@odata.nextLink"] = f"{req.base_url}/users?$skiptoken={encode_token(state)}"
+    body["value"] = [user_view(user, select) for user in page]
+    return json_response(body)
+
+
+def count_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    if not is_eventual(req):
+        raise bad_request("Count is not currently supported without the ConsistencyLevel: eventual header.")
+    flt = parse_filter(req.query.get("$filter"))
+    check_user_filter(flt, True)
+    total = sum(1 for user in ctx.store.users.values() if flt is None or flt(user))
+    return SimResponse(200, str(total), {"Content-Type": "text/plain"})
+
+
+def get_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    select = parse_select(req.query.get("$select"))
+    body = {"@odata.context": metadata(req, "users/$entity", select), **user_view(user, select)}
+    if req.query.get("$expand", "").lower() == "sponsors":
+        body["sponsors"] = [typed_user(s) for s in _sponsors(ctx, user)]
+    return json_response(body)
+
+
+def validate_patch(body: dict[str, Any]) -> None:
+    for key, value in body.items():
+        if key in READ_ONLY:
+            raise bad_request(f"Property '{key}' is read-only and cannot be set.")
+        if key == "usageLocation" and value is not None and not (isinstance(value, str) and _COUNTRY.fullmatch(value)):
+            raise bad_request("Invalid value specified for property 'usageLocation' of resource 'User'.")
+        if key == "accountEnabled" and not isinstance(value, bool):
+            raise bad_request("Invalid value specified for property 'accountEnabled' of resource 'User'.")
+        if key == "userType" and value not in ("Guest", "Member"):
+            raise bad_request("Invalid value specified for property 'userType' of resource 'User'.")
+
+
+def patch_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    body = json_body(req)
+    validate_patch(body)
+    ctx.store.update_user(user["id"], dict(body))
+    return empty_response(204)
+
+
+def delete_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    ctx.store.soft_delete(user["id"])
+    return empty_response(204)
+
+
+def revoke_sessions(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    stamp = iso_z(ctx.clock.now())
+    user["signInSessionsValidFromDateTime"] = stamp
+    ctx.store.revoked_sessions[user["id"]] = stamp
+    return json_response({"@odata.context": metadata(req, "Edm.Boolean"), "value": True})
+
+
+def _sponsors(ctx: SimContext, user: dict[str, Any]) -> list[dict[str, Any]]:
+    found = (ctx.store.users.get(sponsor_id) for sponsor_id in user.get("sponsors") or [])
+    return [sponsor for sponsor in found if sponsor is not None]
+
+
+def list_sponsors(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    select = parse_select(req.query.get("$select"))
+    value = [typed_user(sponsor, select) for sponsor in _sponsors(ctx, user)]
+    return json_response({"@odata.context": metadata(req, "directoryObjects"), "value": value})
+
+
+def add_sponsor(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    sponsor_id = reference_id(json_body(req))
+    if sponsor_id not in ctx.store.users:
+        raise not_found(sponsor_id)
+    sponsors = user.setdefault("sponsors", [])
+    if sponsor_id in sponsors:
+        raise bad_request(
+            "One or more added object references already exist for the following modified properties: 'sponsors'."
+        )
+    sponsors.append(sponsor_id)
+    return empty_response(204)
+
+
+def remove_sponsor(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    sponsors = user.get("sponsors") or []
+    if params["sponsorId"] not in sponsors:
+        raise not_found(params["sponsorId"])
+    sponsors.remove(params["sponsorId"])
+    return empty_response(204)
+
+
+def member_of(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    user = require_user(ctx, params["id"])
+    select = parse_select(req.query.get("$select"))
+    value = [typed_group(group, select) for group in ctx.store.groups_of(user["id"])]
+    return json_response({"@odata.context": metadata(req, "directoryObjects"), "value": value})
+
+
+def create_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    raise GraphError(
+        501, "NotImplemented", "The simulator does not create users over HTTP; use the fixture or sim API."
+    )
+
+
+def register(router: Router) -> None:
+    router.add("GET", "/users", list_users)
+    router.add("POST", "/users", create_user)
+    router.add("GET", "/users/$count", count_users)
+    router.add("GET", "/users/{id}", get_user)
+    router.add("PATCH", "/users/{id}", patch_user)
+    router.add("DELETE", "/users/{id}", delete_user)
+    router.add("POST", "/users/{id}/revokeSignInSessions", revoke_sessions)
+    router.add("GET", "/users/{id}/sponsors", list_sponsors)
+    router.add("POST", "/users/{id}/sponsors/$ref", add_sponsor)
+    router.add("DELETE", "/users/{id}/sponsors/{sponsorId}/$ref", remove_sponsor)
+    router.add("GET", "/users/{id}/memberOf", member_of)

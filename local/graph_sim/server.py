@@ -1,0 +1,372 @@
+"""GraphSimulator: the tenant, the clock and the fault switchboard behind an aiohttp server on 127.0.0.1.
+
+The server runs on its own event loop in a background thread so that synchronous tests, the CLI and async
+code (which builds its own msgraph clients in its own loop) can all talk to it over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+
+from local.graph_sim.clock import SimClock, iso_z, parse_dt
+from local.graph_sim.context import SimContext
+from local.graph_sim.errors import GraphError, error_body
+from local.graph_sim.faults import FaultDecision, FaultInjector
+from local.graph_sim.messages import JSON_CONTENT_TYPE, SimRequest, SimResponse
+from local.graph_sim.notifications import NotificationHub
+from local.graph_sim.resources import build_router
+from local.graph_sim.router import Router
+
+log = logging.getLogger(__name__)
+API_PREFIX = "/v1.0"
+
+
+class GraphSimulator:
+    def __init__(self, tenant: dict[str, Any]) -> None:
+        now_text = tenant.get("tenant", {}).get("now")
+        start = parse_dt(now_text) if now_text else datetime.now(UTC)
+        self.clock = SimClock(start)
+        from local.graph_sim.store import TenantStore  # local import keeps module import order simple
+
+        self.store = TenantStore(tenant, self.clock)
+        self.faults = FaultInjector()
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.outbox: list[dict[str, Any]] = []
+        self.router: Router = build_router()
+        self.notifications = NotificationHub(self.clock, str(self.store.tenant.get("id", "")))
+        self.store.listeners.append(self.notifications.user_changed)
+        self.context = SimContext(
+            self.store, self.clock, self.outbox, dispatch=self.dispatch, notifications=self.notifications
+        )
+        self._count_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @classmethod
+    def from_fixture(cls, path: str | Path) -> GraphSimulator:
+        with open(path, encoding="utf-8") as handle:
+            return cls(json.load(handle))
+
+    # lifecycle -------------------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("the simulator is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API_PREFIX}"
+
+    def start(self, port: int = 0) -> Self:
+        if self._thread is not None:
+            raise RuntimeError("the simulator is already started")
+        ready = threading.Event()
+        failures: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            self.notifications.attach(loop)
+            try:
+                loop.run_until_complete(self._serve(port))
+            except BaseException as exc:
+                failures.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self.notifications.aclose())
+                if self._runner is not None:
+                    loop.run_until_complete(self._runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="graph-sim", daemon=True)
+        self._thread.start()
+        ready.wait(timeout=15)
+        if failures:
+            self._thread = None
+            raise RuntimeError(f"graph simulator failed to start: {failures[0]}") from failures[0]
+        return self
+
+    async def _serve(self, port: int) -> None:
+        self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self._port = int(self._runner.addresses[0][1])
+
+    def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=15)
+        self._thread = None
+        self._loop = None
+        self._runner = None
+
+    def __enter__(self) -> Self:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # test and demo helpers -------------------------------------------------------------------------
+    def user(self, key: str) -> dict[str, Any]:
+        """The raw stored user (live or soft-deleted) by id, userPrincipalName or fixture name."""
+        with self.store.lock:
+            key = self.store.named.get(key, key)
+            found = self.store.find_user(key) or self.store.deleted.get(key)
+            if found is None:
+                raise KeyError(key)
+            return found
+
+    def update_user(self, key: str, **props: Any) -> dict[str, Any]:
+        """Change a user as the directory would (e.g. externalUserState='Accepted'); bumps delta."""
+        with self.store.lock:
+            user = self.user(key)
+            return self.store.update_user(user["id"], props)
+
+    def redeem_invitation(self, key: str) -> dict[str, Any]:
+        """The guest accepts its invitation: externalUserState Accepted now; fires `updated`."""
+        stamp = iso_z(self.clock.now())
+        return self.update_user(key, externalUserState="Accepted", externalUserStateChangeDateTime=stamp)
+
+    def invite_guest(self, mail: str, display_name: str | None = None, **props: Any) -> str:
+        """Invite a B2B guest as Graph's invitation manager would (PendingAcceptance, #EXT# UPN); fires
+        `updated` (creating a user is an update for Graph's /users notifications). Returns the new id."""
+        local, _, domain = mail.partition("@")
+        if not local or not domain:
+            raise ValueError(f"not an e-mail address: {mail!r}")
+        tenant_domain = self.store.tenant.get("defaultDomain", "contoso.onmicrosoft.com")
+        stamp = iso_z(self.clock.now())
+        user: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "displayName": display_name or local,
+            "givenName": None,
+            "surname": None,
+            "mail": mail,
+            "otherMails": [mail],
+            "userPrincipalName": f"{local}_{domain}#EXT#@{tenant_domain}",
+            "userType": "Guest",
+            "externalUserState": "PendingAcceptance",
+            "externalUserStateChangeDateTime": stamp,
+            "creationType": "Invitation",
+            "createdDateTime": stamp,
+            "accountEnabled": True,
+            "usageLocation": None,
+            "assignedLicenses": [],
+            "businessPhones": [],
+            "jobTitle": None,
+            "mobilePhone": None,
+            "officeLocation": None,
+            "preferredLanguage": None,
+            "signInActivity": None,
+            "sponsors": [],
+        }
+        user.update(props)
+        with self.store.lock:
+            if self.store.find_user(user["userPrincipalName"]) or self.store.find_user(user["id"]):
+                raise ValueError(f"a user {user['userPrincipalName']} ({user['id']}) already exists")
+            self.store.add_user(user)
+            if user["assignedLicenses"]:
+                self.store.recount_seats()
+        return str(user["id"])
+
+    def expire_delta_links(self) -> None:
+        """Every deltaLink issued so far answers 400 syncStateNotFound (forces the full-resync path)."""
+        with self.store.lock:
+            self.store.delta_epoch += 1
+
+    # change notifications (see local/graph_sim/notifications.py) ------------------------------------
+    @property
+    def subscription_quota(self) -> int:
+        return self.notifications.subscription_quota
+
+    @subscription_quota.setter
+    def subscription_quota(self, value: int) -> None:
+        self.notifications.subscription_quota = value
+
+    @property
+    def validation_timeout_s(self) -> float:
+        """How long the validation handshake waits (Graph: 10 s; lower it to test a slow endpoint)."""
+        return self.notifications.validation_timeout_s
+
+    @validation_timeout_s.setter
+    def validation_timeout_s(self, value: float) -> None:
+        self.notifications.validation_timeout_s = value
+
+    @property
+    def deliveries(self) -> list[dict[str, Any]]:
+        """One record per notification per POST attempt (see docs/tenant-fixture.md for the keys)."""
+        return self.notifications.deliveries
+
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The live subscriptions as Graph returns them (expired ones are gone)."""
+        return [sub.to_graph() for sub in self.notifications.live()]
+
+    def send_lifecycle_event(self, subscription_id: str, event: str) -> None:
+        """POST a lifecycle notification ("reauthorizationRequired" | "subscriptionRemoved" | "missed") to the
+        subscription's lifecycleNotificationUrl (else its notificationUrl), in the background."""
+        self.notifications.send_lifecycle_event(subscription_id, event)
+
+    def wait_for_deliveries(
+        self, n: int, timeout: float = 5.0, where: Callable[[dict[str, Any]], bool] | None = None
+    ) -> list[dict[str, Any]]:
+        """Block until n delivery records (matching `where`) exist; TimeoutError otherwise."""
+        return self.notifications.wait_for_deliveries(n, timeout, where)
+
+    async def wait_for_deliveries_async(
+        self,
+        n: int,
+        timeout: float = 5.0,  # noqa: ASYNC109 - same signature as the sync variant; the wait runs in a thread
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> list[dict[str, Any]]:
+        """wait_for_deliveries for async tests (waits in a worker thread, never blocks the caller's loop)."""
+        return await asyncio.to_thread(self.notifications.wait_for_deliveries, n, timeout, where)
+
+    def wait_for_idle(self, timeout: float = 10.0) -> None:
+        """Block until no notification is queued, delayed, batched or being retried."""
+        self.notifications.wait_idle(timeout)
+
+    def add_signin(self, entry: dict[str, Any]) -> None:
+        with self.store.lock:
+            self.store.add_signin(entry)
+
+    def named(self, name: str) -> str:
+        """The id of a fixture's named case (see docs/tenant-fixture.md)."""
+        return self.store.named[name]
+
+    # dispatch --------------------------------------------------------------------------------------
+    async def dispatch(self, req: SimRequest) -> SimResponse:
+        match = self.router.resolve(req.method, req.path)
+        if match.route is None:
+            if match.path_known:
+                return self._error(
+                    req, 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
+                )
+            segment = req.path.strip("/").split("/")[-1]
+            return self._error(req, 400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+        key = match.route.key
+        with self._count_lock:
+            self.requests[f"BATCH {key}" if req.in_batch else key] += 1
+        decision = self.faults.decide(key, req.in_batch)
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+        if decision.status is not None:
+            return self._fault(req, decision)
+        handler = match.route.handler
+        try:
+            if inspect.iscoroutinefunction(handler):
+                result = await handler(self.context, req, match.params)
+            else:
+                with self.store.lock:
+                    outcome = handler(self.context, req, match.params)
+                result = await outcome if inspect.isawaitable(outcome) else outcome
+        except GraphError as exc:
+            return self._error(req, exc.status, exc.code, exc.message, exc.headers)
+        except Exception:
+            log.exception("graph-sim handler failed: %s %s", req.method, req.path)
+            return self._error(req, 500, "generalException", "An unexpected error occurred in the simulator.")
+        return self._stamp(req, result)
+
+    def _stamp(self, req: SimRequest, response: SimResponse) -> SimResponse:
+        response.headers.setdefault("request-id", str(uuid.uuid4()))
+        response.headers.setdefault(
+            "client-request-id", req.header("client-request-id") or response.headers["request-id"]
+        )
+        return response
+
+    def _error(
+        self, req: SimRequest, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> SimResponse:
+        body = error_body(code, message, self.clock.now(), req.header("client-request-id"))
+        return self._stamp(req, SimResponse(status, body, dict(headers or {})))
+
+    def _fault(self, req: SimRequest, decision: FaultDecision) -> SimResponse:
+        headers = {"Retry-After": str(decision.retry_after_s)} if decision.retry_after_s is not None else {}
+        if decision.status == 429:
+            return self._error(req, 429, "TooManyRequests", "Too many requests. Please try again later.", headers)
+        if decision.status == 503:
+            return self._error(req, 503, "serviceNotAvailable", "Service is temporarily unavailable.", headers)
+        status = decision.status or 500
+        return self._error(req, status, "generalException", "Injected fault.", headers)
+
+    # HTTP front end --------------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        base = SimRequest(method=request.method, path="/", headers=headers, base_url=self.base_url)
+        path = request.path
+        if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
+            return self._to_web(self._error(base, 404, "BadRequest", f"Invalid version: '{path}'."))
+        auth = headers.get("authorization", "")
+        if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+            return self._to_web(self._error(base, 401, "InvalidAuthenticationToken", "Access token is empty."))
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                return self._to_web(
+                    self._error(
+                        base,
+                        400,
+                        "BadRequest",
+                        "Unable to read JSON request payload. Please ensure Content-Type header is set and "
+                        "payload is of valid JSON format.",
+                    )
+                )
+        sim_request = SimRequest(
+            method=request.method.upper(),
+            path=path[len(API_PREFIX) :] or "/",
+            query={key: value for key, value in request.query.items()},
+            headers=headers,
+            body=body,
+            base_url=self.base_url,
+        )
+        return self._to_web(await self.dispatch(sim_request))
+
+    def _to_web(self, response: SimResponse) -> web.Response:
+        headers = dict(response.headers)
+        if response.body is None:
+            return web.Response(status=response.status, headers=headers)
+        if response.is_text:
+            headers["Content-Type"] = "text/plain"
+            return web.Response(status=response.status, text=response.body, headers=headers)
+        headers["Content-Type"] = JSON_CONTENT_TYPE
+        payload = json.dumps(response.body, separators=(",", ":"))
+        return web.Response(status=response.status, body=payload.encode(), headers=headers)
+
+
+def now_iso(sim: GraphSimulator) -> str:
+    return iso_z(sim.clock.now())

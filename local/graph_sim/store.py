@@ -1,0 +1,153 @@
+"""The tenant's state: users (live and soft-deleted), groups, SKUs with seat accounting, sign-in logs,
+and a change version per user so users/delta can answer "what changed since"."""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from local.graph_sim.clock import SimClock, iso_z, parse_dt
+
+Json = dict[str, Any]
+DELETED_RETENTION = timedelta(days=30)
+
+
+def signin_sort_key(entry: Json) -> tuple[float, str]:
+    """Newest first, then id: a total order that keyset paging can resume from."""
+    return (-parse_dt(entry["createdDateTime"]).timestamp(), str(entry.get("id", "")))
+
+
+class TenantStore:
+    def __init__(self, document: Json, clock: SimClock) -> None:
+        doc = copy.deepcopy(document)
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.tenant: Json = doc.get("tenant", {})
+        self.partner_tenants: list[Json] = doc.get("partnerTenants", [])
+        self.named: dict[str, str] = doc.get("named", {})
+        self.users: dict[str, Json] = {user["id"]: user for user in doc.get("users", [])}
+        self.deleted: dict[str, Json] = {user["id"]: user for user in doc.get("deletedUsers", [])}
+        self.groups: dict[str, Json] = {group["id"]: group for group in doc.get("groups", [])}
+        for group in self.groups.values():
+            group.setdefault("members", [])
+        self.skus: dict[str, Json] = {sku["skuId"].lower(): sku for sku in doc.get("subscribedSkus", [])}
+        self.signins: list[Json] = sorted(doc.get("signIns", []), key=signin_sort_key)
+        self._signin_keys = [signin_sort_key(entry) for entry in self.signins]
+        self._sorted_ids = sorted(self.users)
+        self._upn = {str(u.get("userPrincipalName", "")).lower(): uid for uid, u in self.users.items()}
+        self.version = 0
+        self.changes: dict[str, int] = {}
+        self.purged: set[str] = set()
+        self.revoked_sessions: dict[str, str] = {}
+        self.delta_epoch = 0  # bumped by expire_delta_links(): older deltaLinks answer syncStateNotFound
+        # Called with (user id, change type) on every change, under self.lock (change notifications).
+        self.listeners: list[Callable[[str, str], None]] = []
+        self.recount_seats()
+
+    # users -----------------------------------------------------------------------------------------
+    def find_user(self, key: str) -> Json | None:
+        user = self.users.get(key)
+        if user is not None:
+            return user
+        uid = self._upn.get(key.lower())
+        return self.users.get(uid) if uid else None
+
+    def sorted_user_ids(self, after: str | None = None) -> list[str]:
+        if after is None:
+            return self._sorted_ids
+        return self._sorted_ids[bisect.bisect_right(self._sorted_ids, after) :]
+
+    def bump(self, user_id: str, change_type: str = "updated") -> None:
+        """Record a change for delta and tell the listeners. Creation and soft deletion are `updated`;
+        only a permanent deletion (purge) is `deleted`, as Graph reports them for users."""
+        self.version += 1
+        self.changes[user_id] = self.version
+        for listener in self.listeners:
+            listener(user_id, change_type)
+
+    def update_user(self, user_id: str, props: Json) -> Json:
+        user = self.users[user_id]
+        if "userPrincipalName" in props:
+            self._upn.pop(str(user.get("userPrincipalName", "")).lower(), None)
+            self._upn[str(props["userPrincipalName"]).lower()] = user_id
+        user.update(props)
+        self.bump(user_id)
+        return user
+
+    def add_user(self, user: Json) -> None:
+        self.users[user["id"]] = user
+        bisect.insort(self._sorted_ids, user["id"])
+        self._upn[str(user.get("userPrincipalName", "")).lower()] = user["id"]
+        self.bump(user["id"])
+
+    def _unlink(self, user_id: str) -> Json:
+        user = self.users.pop(user_id)
+        index = bisect.bisect_left(self._sorted_ids, user_id)
+        if index < len(self._sorted_ids) and self._sorted_ids[index] == user_id:
+            del self._sorted_ids[index]
+        self._upn.pop(str(user.get("userPrincipalName", "")).lower(), None)
+        return user
+
+    def soft_delete(self, user_id: str) -> None:
+        user = self._unlink(user_id)
+        user["deletedDateTime"] = iso_z(self.clock.now())
+        self.deleted[user_id] = user
+        self._consume(user, -1)
+        self.bump(user_id)
+
+    def restore(self, user_id: str) -> Json:
+        user = self.deleted.pop(user_id)
+        user["deletedDateTime"] = None
+        self.add_user(user)
+        self._consume(user, +1)
+        return user
+
+    def purge_expired(self) -> None:
+        """Soft-deleted users are gone for good after 30 days (on the simulator clock)."""
+        cutoff = self.clock.now() - DELETED_RETENTION
+        for user_id, user in list(self.deleted.items()):
+            stamp = user.get("deletedDateTime")
+            if stamp and parse_dt(stamp) <= cutoff:
+                del self.deleted[user_id]
+                self.purged.add(user_id)
+                self.bump(user_id, "deleted")
+
+    # groups ----------------------------------------------------------------------------------------
+    def groups_of(self, user_id: str) -> list[Json]:
+        return [group for group in self.groups.values() if user_id in group["members"]]
+
+    # licenses --------------------------------------------------------------------------------------
+    def recount_seats(self) -> None:
+        for sku in self.skus.values():
+            sku["consumedUnits"] = 0
+        for user in self.users.values():
+            self._consume(user, +1)
+
+    def _consume(self, user: Json, delta: int) -> None:
+        for assigned in user.get("assignedLicenses") or []:
+            sku = self.skus.get(str(assigned.get("skuId", "")).lower())
+            if sku is not None:
+                sku["consumedUnits"] = max(0, int(sku.get("consumedUnits", 0)) + delta)
+
+    @staticmethod
+    def free_seats(sku: Json) -> int:
+        return int(sku.get("prepaidUnits", {}).get("enabled", 0)) - int(sku.get("consumedUnits", 0))
+
+    # sign-ins --------------------------------------------------------------------------------------
+    def add_signin(self, entry: Json) -> None:
+        key = signin_sort_key(entry)
+        index = bisect.bisect_left(self._signin_keys, key)
+        self._signin_keys.insert(index, key)
+        self.signins.insert(index, entry)
+
+    def signins_after(self, key: tuple[float, str] | None) -> list[Json]:
+        if key is None:
+            return self.signins
+        return self.signins[bisect.bisect_right(self._signin_keys, key) :]
+
+    def now(self) -> datetime:
+        return self.clock.now()

@@ -1,0 +1,828 @@
+"""The Graph gateway: the one place that talks to Microsoft Graph (msgraph-sdk, async).
+
+It takes an azure-identity credential and a base URL (graph.microsoft.com, or the local simulator: the code
+cannot tell them apart) and speaks in domain terms (shared.domain.directory): no SDK model leaves this module.
+
+Who retries what (one owner per kind of retry):
+
+* **Throttling and unavailability of idempotent calls** (429/503/504 on GET, PATCH, DELETE, assignLicense,
+  revokeSignInSessions, add-member): the SDK's RetryHandler middleware, configured with GRAPH_MAX_RETRIES and
+  honouring Retry-After. Nothing else retries these.
+* **Non-idempotent calls** (sendMail, restore): the RetryHandler is switched off for the request, and tenacity
+  retries ONLY a 429 (Graph did not process a throttled request), waiting what Retry-After says. A timeout
+  or a 5xx is surfaced, never replayed blindly: the caller's idempotency record decides.
+* **Per-item 429s inside a `$batch`**: the batch executor re-submits only the throttled items, after the
+  longest Retry-After among them, up to GRAPH_BATCH_MAX_ROUNDS rounds.
+* **Semantic retries** (a user just created is not yet readable, a licence right after setting usageLocation):
+  the services, with tenacity, because only they know the meaning.
+
+Every Graph failure surfaces as `GraphError(status, code, message)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from uuid import UUID
+
+import httpx
+from azure.core.credentials import TokenCredential
+from azure.core.credentials_async import AsyncTokenCredential
+from kiota_abstractions.api_error import APIError
+from kiota_abstractions.base_request_configuration import RequestConfiguration
+from kiota_abstractions.method import Method
+from kiota_abstractions.request_information import RequestInformation
+from kiota_abstractions.request_option import RequestOption
+from kiota_authentication_azure.azure_identity_authentication_provider import (
+    AzureIdentityAuthenticationProvider,
+)
+from kiota_http.middleware.options import RetryHandlerOption
+from msgraph.generated.models.assigned_license import AssignedLicense
+from msgraph.generated.models.body_type import BodyType
+from msgraph.generated.models.email_address import EmailAddress
+from msgraph.generated.models.item_body import ItemBody
+from msgraph.generated.models.message import Message
+from msgraph.generated.models.o_data_errors.o_data_error import ODataError
+from msgraph.generated.models.recipient import Recipient
+from msgraph.generated.models.reference_create import ReferenceCreate
+from msgraph.generated.models.sign_in import SignIn as SdkSignIn
+from msgraph.generated.models.subscription import Subscription as SdkSubscription
+from msgraph.generated.models.user import User as SdkUser
+from msgraph.generated.users.item.assign_license.assign_license_post_request_body import (
+    AssignLicensePostRequestBody,
+)
+from msgraph.generated.users.item.send_mail.send_mail_post_request_body import SendMailPostRequestBody
+from msgraph.graph_request_adapter import GraphRequestAdapter
+from msgraph.graph_service_client import GraphServiceClient
+from msgraph_core import GraphClientFactory
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from shared.domain.directory import (
+    AppliedPolicy,
+    DeltaPage,
+    DirectoryContact,
+    DirectoryUser,
+    GraphSubscription,
+    OutgoingMail,
+    SignIn,
+    SignInActivity,
+    SubscribedSku,
+    TenantInformation,
+)
+
+log = logging.getLogger(__name__)
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+BATCH_LIMIT = 20
+"""Graph's maximum number of requests in one JSON batch."""
+
+USER_FIELDS: tuple[str, ...] = (
+    "id",
+    "displayName",
+    "userPrincipalName",
+    "mail",
+    "otherMails",
+    "userType",
+    "externalUserState",
+    "externalUserStateChangeDateTime",
+    "creationType",
+    "createdDateTime",
+    "accountEnabled",
+    "usageLocation",
+    "assignedLicenses",
+)
+"""What guestwarden reads of a user. signInActivity is added only where needed: it needs Entra ID P1 and
+AuditLog.Read.All, and it caps the page size."""
+
+T = TypeVar("T")
+Credential = TokenCredential | AsyncTokenCredential
+
+
+class GraphError(Exception):
+    """A Graph call failed: HTTP status, Graph's error code and message (never a token or a body we sent)."""
+
+    def __init__(
+        self,
+        status: int | None,
+        code: str | None,
+        message: str,
+        *,
+        operation: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.retry_after = retry_after
+        where = f"{operation}: " if operation else ""
+        super().__init__(f"{where}Graph answered {status} {code or ''}: {message}".replace("  ", " "))
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+
+def _retry_after(headers: Any) -> float | None:
+    if not headers:
+        return None
+    for key, value in dict(headers).items():
+        if str(key).lower() == "retry-after":
+            try:
+                return max(float(value), 0.0)
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+def _to_graph_error(exc: BaseException, operation: str) -> GraphError:
+    if isinstance(exc, GraphError):
+        return exc
+    if isinstance(exc, ODataError):
+        main = exc.error
+        return GraphError(
+            exc.response_status_code,
+            main.code if main else None,
+            (main.message if main else None) or "no error message",
+            operation=operation,
+            retry_after=_retry_after(exc.response_headers),
+        )
+    if isinstance(exc, APIError):
+        return GraphError(
+            exc.response_status_code,
+            None,
+            exc.message or type(exc).__name__,
+            operation=operation,
+            retry_after=_retry_after(exc.response_headers),
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return GraphError(None, "timeout", f"no answer in time ({type(exc).__name__})", operation=operation)
+    if isinstance(exc, httpx.HTTPError):
+        return GraphError(None, "transport", f"{type(exc).__name__}: {exc}", operation=operation)
+    raise exc
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = str(value)
+    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _enum(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def user_from_sdk(user: SdkUser) -> DirectoryUser:
+    activity = user.sign_in_activity
+    return DirectoryUser(
+        id=str(user.id),
+        display_name=user.display_name,
+        user_principal_name=user.user_principal_name,
+        mail=user.mail,
+        other_mails=tuple(user.other_mails or ()),
+        user_type=user.user_type,
+        external_user_state=user.external_user_state,
+        external_user_state_changed=_dt(user.external_user_state_change_date_time),
+        creation_type=user.creation_type,
+        created=_dt(user.created_date_time),
+        account_enabled=user.account_enabled,
+        usage_location=user.usage_location,
+        assigned_sku_ids=frozenset(str(lic.sku_id) for lic in (user.assigned_licenses or ()) if lic.sku_id),
+        sign_in_activity=None
+        if activity is None
+        else SignInActivity(
+            last_sign_in=_dt(activity.last_sign_in_date_time),
+            last_non_interactive_sign_in=_dt(activity.last_non_interactive_sign_in_date_time),
+            last_successful_sign_in=_dt(activity.last_successful_sign_in_date_time),
+        ),
+    )
+
+
+def sign_in_from_sdk(item: SdkSignIn) -> SignIn:
+    status = item.status
+    return SignIn(
+        id=str(item.id),
+        created=_dt(item.created_date_time) or datetime.min.replace(tzinfo=UTC),
+        user_id=item.user_id,
+        user_principal_name=item.user_principal_name,
+        app_display_name=item.app_display_name,
+        error_code=int(status.error_code or 0) if status else 0,
+        failure_reason=status.failure_reason if status else None,
+        additional_details=status.additional_details if status else None,
+        home_tenant_id=item.home_tenant_id,
+        resource_tenant_id=item.resource_tenant_id,
+        risk_state=_enum(item.risk_state),
+        risk_level_during_sign_in=_enum(item.risk_level_during_sign_in),
+        risk_event_types=tuple(item.risk_event_types_v2 or ()),
+        conditional_access_status=_enum(item.conditional_access_status),
+        applied_policies=tuple(
+            AppliedPolicy(p.display_name, _enum(p.result)) for p in (item.applied_conditional_access_policies or ())
+        ),
+        correlation_id=item.correlation_id,
+    )
+
+
+def subscription_from_sdk(sub: SdkSubscription) -> GraphSubscription:
+    return GraphSubscription(
+        id=str(sub.id),
+        resource=sub.resource or "",
+        change_type=sub.change_type or "",
+        notification_url=sub.notification_url,
+        lifecycle_notification_url=sub.lifecycle_notification_url,
+        expiration=_dt(sub.expiration_date_time) or datetime.min.replace(tzinfo=UTC),
+    )
+
+
+def _odata_filter_datetime(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --------------------------------------------------------------------------------------------------------
+# $batch
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One request of a JSON batch, with a relative URL such as ``/users/{id}``."""
+
+    id: str
+    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    url: str
+    body: dict[str, Any] | None = None
+    idempotent: bool = True
+    """False for calls that must not be replayed after an unknown outcome (e.g. restore, sendMail)."""
+
+    def to_json(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": self.id, "method": self.method, "url": self.url}
+        if self.body is not None:
+            item["body"] = self.body
+            item["headers"] = {"Content-Type": "application/json"}
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one batch item. `status` 429 here means still throttled after every round."""
+
+    id: str
+    status: int
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> GraphError | None:
+        if self.ok:
+            return None
+        inner = (self.body or {}).get("error") or {}
+        return GraphError(
+            self.status,
+            inner.get("code"),
+            inner.get("message") or "no error message",
+            operation=f"batch item {self.id}",
+            retry_after=_retry_after(self.headers),
+        )
+
+
+class BatchOps:
+    """Typed builders for the batchable actions the flows take (ids double as batch item ids)."""
+
+    @staticmethod
+    def disable(user_id: str) -> BatchRequest:
+        return BatchRequest(f"disable:{user_id}", "PATCH", f"/users/{user_id}", {"accountEnabled": False})
+
+    @staticmethod
+    def enable(user_id: str) -> BatchRequest:
+        return BatchRequest(f"enable:{user_id}", "PATCH", f"/users/{user_id}", {"accountEnabled": True})
+
+    @staticmethod
+    def revoke_sessions(user_id: str) -> BatchRequest:
+        return BatchRequest(f"revoke:{user_id}", "POST", f"/users/{user_id}/revokeSignInSessions", {})
+
+    @staticmethod
+    def soft_delete(user_id: str) -> BatchRequest:
+        return BatchRequest(f"delete:{user_id}", "DELETE", f"/users/{user_id}")
+
+    @staticmethod
+    def restore(user_id: str) -> BatchRequest:
+        return BatchRequest(
+            f"restore:{user_id}", "POST", f"/directory/deletedItems/{user_id}/restore", {}, idempotent=False
+        )
+
+    @staticmethod
+    def list_sponsors(user_id: str) -> BatchRequest:
+        return BatchRequest(
+            f"sponsors:{user_id}",
+            "GET",
+            f"/users/{user_id}/sponsors?$select=id,displayName,mail,userPrincipalName",
+        )
+
+    @staticmethod
+    def get_user(user_id: str, select: Sequence[str] = USER_FIELDS) -> BatchRequest:
+        return BatchRequest(f"get:{user_id}", "GET", f"/users/{user_id}?$select={','.join(select)}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# the gateway
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GraphConfig:
+    base_url: str = "https://graph.microsoft.com/v1.0"
+    scope: str = GRAPH_SCOPE
+    max_retries: int = 5
+    page_size: int = 999
+    timeout_seconds: float = 30.0
+    batch_max_rounds: int = 6
+
+
+def _no_sdk_retry() -> list[RequestOption]:
+    """Request option that switches the SDK's RetryHandler off for one call."""
+    return [RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
+
+
+class GraphGateway:
+    """Async Graph operations in domain terms. Build it inside the event loop that uses it.
+
+    The msgraph client is created lazily in the running loop and rebuilt if the loop changes (a client
+    cannot outlive its loop: "Event loop is closed"). Use `async with` or call `aclose()`.
+    """
+
+    def __init__(self, credential: Credential, config: GraphConfig | None = None) -> None:
+        self._credential = credential
+        self.config = config or GraphConfig()
+        self._client: GraphServiceClient | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def __aenter__(self) -> GraphGateway:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._http is not None and self._loop is asyncio.get_running_loop():
+            await self._http.aclose()
+        self._http = None
+        self._client = None
+        self._loop = None
+
+    # --- plumbing --------------------------------------------------------------------------------------
+    @property
+    def client(self) -> GraphServiceClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = self._build_client()
+            self._loop = loop
+        return self._client
+
+    def _build_client(self) -> GraphServiceClient:
+        cfg = self.config
+        auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[cfg.scope])
+        retry = RetryHandlerOption(delay=0, max_retries=cfg.max_retries)
+        http = httpx.AsyncClient(timeout=httpx.Timeout(cfg.timeout_seconds), follow_redirects=False)
+        http = GraphClientFactory.create_with_default_middleware(
+            client=http, options={RetryHandlerOption.get_key(): retry}
+        )
+        adapter = GraphRequestAdapter(auth, client=http)
+        # Set explicitly: httpx would append a slash to a base URL and the SDK would then ask /v1.0//users.
+        adapter.base_url = cfg.base_url.rstrip("/")
+        self._http = http
+        return GraphServiceClient(request_adapter=adapter)
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except (APIError, httpx.HTTPError) as exc:
+            raise _to_graph_error(exc, operation) from None
+
+    async def _call_not_idempotent(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """Retry only on 429 (Graph did not process it), waiting Retry-After; never on a 5xx or a timeout."""
+
+        def _wait(state: Any) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = exc.retry_after if isinstance(exc, GraphError) else None
+            return hinted if hinted is not None else min(2.0**state.attempt_number, 30.0)
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(lambda e: isinstance(e, GraphError) and e.throttled),
+            stop=stop_after_attempt(self.config.max_retries + 1),
+            wait=_wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._call(operation, call)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    # --- users -----------------------------------------------------------------------------------------
+    async def get_user(self, user_id: str, select: Sequence[str] = USER_FIELDS) -> DirectoryUser | None:
+        """The user with the selected fields, or None if Graph does not know the id (or not yet)."""
+        builder = self.client.users.by_user_id(user_id)
+        query = builder.UserItemRequestBuilderGetQueryParameters(select=list(select))
+        try:
+            user = await self._call(
+                f"get user {user_id}", lambda: builder.get(RequestConfiguration(query_parameters=query))
+            )
+        except GraphError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return user_from_sdk(user) if user is not None else None
+
+    async def iter_guest_pages(
+        self,
+        *,
+        with_sign_in_activity: bool = True,
+        extra_filter: str | None = None,
+        select: Sequence[str] = USER_FIELDS,
+    ) -> AsyncIterator[list[DirectoryUser]]:
+        """Guests page by page (constant memory): `userType eq 'Guest'` [and `extra_filter`].
+
+        signInActivity cannot be filtered together with anything else, so activity is judged in code.
+        Page size: GRAPH_PAGE_SIZE is asked for; Graph answers with what it allows (120 with signInActivity).
+        """
+        fields = [*select, "signInActivity"] if with_sign_in_activity else list(select)
+        odata_filter = "userType eq 'Guest'" + (f" and {extra_filter}" if extra_filter else "")
+        async for page in self._iter_user_pages(odata_filter, fields):
+            yield page
+
+    async def _iter_user_pages(self, odata_filter: str, fields: list[str]) -> AsyncIterator[list[DirectoryUser]]:
+        users = self.client.users
+        query = users.UsersRequestBuilderGetQueryParameters(
+            filter=odata_filter, select=fields, top=self.config.page_size
+        )
+        response = await self._call("list users", lambda: users.get(RequestConfiguration(query_parameters=query)))
+        while response is not None:
+            yield [user_from_sdk(u) for u in (response.value or ())]
+            next_link = response.odata_next_link
+            if not next_link:
+                return
+            response = await self._call("list users (next page)", users.with_url(next_link).get)
+
+    async def set_usage_location(self, user_id: str, country: str) -> None:
+        await self._call(
+            f"set usageLocation of {user_id}",
+            lambda: self.client.users.by_user_id(user_id).patch(SdkUser(usage_location=country)),
+        )
+
+    async def set_account_enabled(self, user_id: str, enabled: bool) -> None:
+        await self._call(
+            f"{'enable' if enabled else 'disable'} {user_id}",
+            lambda: self.client.users.by_user_id(user_id).patch(SdkUser(account_enabled=enabled)),
+        )
+
+    async def revoke_sessions(self, user_id: str) -> None:
+        await self._call(
+            f"revoke sessions of {user_id}",
+            lambda: self.client.users.by_user_id(user_id).revoke_sign_in_sessions.post(),
+        )
+
+    async def soft_delete_user(self, user_id: str) -> None:
+        """DELETE /users/{id}: a soft delete, restorable for 30 days."""
+        await self._call(f"delete {user_id}", lambda: self.client.users.by_user_id(user_id).delete())
+
+    async def restore_user(self, user_id: str) -> DirectoryUser:
+        item = self.client.directory.deleted_items.by_directory_object_id(user_id).restore
+        restored = await self._call_not_idempotent(
+            f"restore {user_id}", lambda: item.post(RequestConfiguration(options=_no_sdk_retry()))
+        )
+        if isinstance(restored, SdkUser):
+            return user_from_sdk(restored)
+        return DirectoryUser(id=str(restored.id) if restored and restored.id else user_id)
+
+    async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
+        """Sponsors of many users at once, through `$batch` (20 users a request)."""
+        results = await self.batch([BatchOps.list_sponsors(uid) for uid in user_ids])
+        sponsors: dict[str, list[DirectoryContact]] = {}
+        for uid, result in zip(user_ids, results, strict=True):
+            if not result.ok:
+                error = result.error
+                assert error is not None
+                raise error
+            sponsors[uid] = [
+                DirectoryContact(
+                    id=str(item.get("id")),
+                    display_name=item.get("displayName"),
+                    mail=item.get("mail"),
+                    user_principal_name=item.get("userPrincipalName"),
+                )
+                for item in (result.body or {}).get("value", ())
+            ]
+        return sponsors
+
+    async def list_sponsors(self, user_id: str) -> list[DirectoryContact]:
+        response = await self._call(
+            f"list sponsors of {user_id}", lambda: self.client.users.by_user_id(user_id).sponsors.get()
+        )
+        contacts = []
+        for obj in (response.value if response else None) or ():
+            extra = obj.additional_data or {}
+            contacts.append(
+                DirectoryContact(
+                    id=str(obj.id),
+                    display_name=getattr(obj, "display_name", None) or extra.get("displayName"),
+                    mail=getattr(obj, "mail", None) or extra.get("mail"),
+                    user_principal_name=getattr(obj, "user_principal_name", None) or extra.get("userPrincipalName"),
+                )
+            )
+        return contacts
+
+    # --- licences and groups ------------------------------------------------------------------------
+    async def list_subscribed_skus(self) -> list[SubscribedSku]:
+        response = await self._call("list subscribedSkus", lambda: self.client.subscribed_skus.get())
+        skus = []
+        for sku in (response.value if response else None) or ():
+            prepaid = sku.prepaid_units
+            skus.append(
+                SubscribedSku(
+                    sku_id=str(sku.sku_id),
+                    sku_part_number=sku.sku_part_number or "",
+                    enabled_units=int(prepaid.enabled or 0) if prepaid else 0,
+                    consumed_units=int(sku.consumed_units or 0),
+                    capability_status=sku.capability_status or "",
+                    applies_to=sku.applies_to,
+                )
+            )
+        return skus
+
+    async def assign_license(self, user_id: str, sku_id: str, disabled_plans: Sequence[str] = ()) -> None:
+        """Assign one SKU. Idempotent at Graph: assigning a SKU the user has does not take a second seat."""
+        body = AssignLicensePostRequestBody(
+            add_licenses=[AssignedLicense(sku_id=UUID(sku_id), disabled_plans=[UUID(p) for p in disabled_plans])],
+            remove_licenses=[],
+        )
+        await self._call(
+            f"assign licence {sku_id} to {user_id}",
+            lambda: self.client.users.by_user_id(user_id).assign_license.post(body),
+        )
+
+    async def add_group_member(self, group_id: str, user_id: str) -> bool:
+        """Add a user to a group. False if it was a member already (Graph's 400 for a duplicate reference)."""
+        ref = ReferenceCreate(odata_id=f"https://graph.microsoft.com/v1.0/directoryObjects/{user_id}")
+        try:
+            await self._call(
+                f"add {user_id} to group {group_id}",
+                lambda: self.client.groups.by_group_id(group_id).members.ref.post(ref),
+            )
+        except GraphError as exc:
+            if exc.status == 400 and "already exist" in exc.message:
+                return False
+            raise
+        return True
+
+    # --- tenants ---------------------------------------------------------------------------------------
+    async def find_tenant_information(self, tenant_id: str) -> TenantInformation | None:
+        """A home tenant's public name and default domain (CrossTenantInformation.ReadBasic.All), or None
+        when Graph does not know the id. Never a contact: those come from our partner directory."""
+        builder = self.client.tenant_relationships.find_tenant_information_by_tenant_id_with_tenant_id(tenant_id)
+        try:
+            info = await self._call(f"find tenant {tenant_id}", builder.get)
+        except GraphError as exc:
+            if exc.not_found:
+                return None
+            raise
+        if info is None:
+            return None
+        return TenantInformation(
+            tenant_id=str(info.tenant_id or tenant_id),
+            display_name=info.display_name,
+            default_domain_name=info.default_domain_name,
+            federation_brand_name=info.federation_brand_name,
+        )
+
+    # --- mail ------------------------------------------------------------------------------------------
+    async def send_mail(self, mail: OutgoingMail) -> None:
+        """POST /users/{sender}/sendMail. Not idempotent: only a 429 is retried; dedup with a record."""
+        message = Message(
+            subject=mail.subject,
+            body=ItemBody(content_type=BodyType.Html if mail.body_type == "HTML" else BodyType.Text, content=mail.body),
+            to_recipients=[Recipient(email_address=EmailAddress(address=address)) for address in mail.to],
+        )
+        body = SendMailPostRequestBody(message=message, save_to_sent_items=False)
+        send = self.client.users.by_user_id(mail.sender).send_mail
+        await self._call_not_idempotent(
+            f"send mail as {mail.sender}",
+            lambda: send.post(body, RequestConfiguration(options=_no_sdk_retry())),
+        )
+
+    # --- sign-ins and delta ---------------------------------------------------------------------------
+    async def iter_sign_in_pages(
+        self, since: datetime, until: datetime, *, extra_filter: str | None = None
+    ) -> AsyncIterator[list[SignIn]]:
+        """Sign-ins with since <= createdDateTime <= until, page by page, newest first (Graph's order)."""
+        start, end = _odata_filter_datetime(since), _odata_filter_datetime(until)
+        odata_filter = f"createdDateTime ge {start} and createdDateTime le {end}"
+        if extra_filter:
+            odata_filter += f" and {extra_filter}"
+        sign_ins = self.client.audit_logs.sign_ins
+        query = sign_ins.SignInsRequestBuilderGetQueryParameters(filter=odata_filter, top=1000)
+        response = await self._call("list sign-ins", lambda: sign_ins.get(RequestConfiguration(query_parameters=query)))
+        while response is not None:
+            yield [sign_in_from_sdk(s) for s in (response.value or ())]
+            next_link = response.odata_next_link
+            if not next_link:
+                return
+            response = await self._call("list sign-ins (next page)", sign_ins.with_url(next_link).get)
+
+    async def users_delta(
+        self, link: str | None = None, *, select: Sequence[str] = USER_FIELDS, start_from_now: bool = False
+    ) -> DeltaPage:
+        """One page of users/delta. Pass the previous nextLink/deltaLink, or nothing to start.
+
+        start_from_now asks `$deltatoken=latest`: no initial sync, only changes from now on.
+        An expired link raises GraphError with code syncStateNotFound: start again (full resync).
+        """
+        delta = self.client.users.delta
+        if link:
+            response = await self._call("users delta", lambda: delta.with_url(link).get())
+        elif start_from_now:
+            # $select must ride along: later rounds (following the deltaLink) return only what it selected
+            fields = ",".join(select)
+            latest = f"{self.config.base_url.rstrip('/')}/users/delta?$select={fields}&$deltatoken=latest"
+            response = await self._call("users delta (latest)", lambda: delta.with_url(latest).get())
+        else:
+            query = delta.DeltaRequestBuilderGetQueryParameters(select=list(select))
+            response = await self._call("users delta", lambda: delta.get(RequestConfiguration(query_parameters=query)))
+        changed: list[DirectoryUser] = []
+        removed: list[str] = []
+        for user in (response.value if response else None) or ():
+            if "@removed" in (user.additional_data or {}):
+                removed.append(str(user.id))
+            else:
+                changed.append(user_from_sdk(user))
+        return DeltaPage(
+            changed=tuple(changed),
+            removed_ids=tuple(removed),
+            next_link=response.odata_next_link if response else None,
+            delta_link=response.odata_delta_link if response else None,
+        )
+
+    # --- change-notification subscriptions -------------------------------------------------------------
+    async def create_subscription(
+        self,
+        *,
+        resource: str,
+        change_type: str,
+        notification_url: str,
+        lifecycle_notification_url: str | None,
+        client_state: str,
+        expiration: datetime,
+    ) -> GraphSubscription:
+        """POST /subscriptions. Graph runs the validation handshake against notification_url before answering.
+
+        Not replayed after an unknown outcome (a second subscription could be created): only a 429 is retried.
+        """
+        body = SdkSubscription(
+            resource=resource,
+            change_type=change_type,
+            notification_url=notification_url,
+            lifecycle_notification_url=lifecycle_notification_url,
+            client_state=client_state,
+            expiration_date_time=expiration,
+        )
+        created = await self._call_not_idempotent(
+            f"create subscription on {resource}",
+            lambda: self.client.subscriptions.post(body, RequestConfiguration(options=_no_sdk_retry())),
+        )
+        if created is None:
+            raise GraphError(None, "emptyResponse", "Graph returned no subscription", operation="create subscription")
+        return subscription_from_sdk(created)
+
+    async def get_subscription(self, subscription_id: str) -> GraphSubscription | None:
+        try:
+            sub = await self._call(
+                f"get subscription {subscription_id}",
+                lambda: self.client.subscriptions.by_subscription_id(subscription_id).get(),
+            )
+        except GraphError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return subscription_from_sdk(sub) if sub is not None else None
+
+    async def list_subscriptions(self) -> list[GraphSubscription]:
+        response = await self._call("list subscriptions", lambda: self.client.subscriptions.get())
+        return [subscription_from_sdk(s) for s in ((response.value if response else None) or ())]
+
+    async def renew_subscription(self, subscription_id: str, expiration: datetime) -> GraphSubscription:
+        patch = SdkSubscription(expiration_date_time=expiration)
+        renewed = await self._call(
+            f"renew subscription {subscription_id}",
+            lambda: self.client.subscriptions.by_subscription_id(subscription_id).patch(patch),
+        )
+        if renewed is None:
+            raise GraphError(None, "emptyResponse", "Graph returned no subscription", operation="renew subscription")
+        return subscription_from_sdk(renewed)
+
+    async def reauthorize_subscription(self, subscription_id: str) -> None:
+        await self._call(
+            f"reauthorize subscription {subscription_id}",
+            lambda: self.client.subscriptions.by_subscription_id(subscription_id).reauthorize.post(),
+        )
+
+    async def delete_subscription(self, subscription_id: str) -> None:
+        try:
+            await self._call(
+                f"delete subscription {subscription_id}",
+                lambda: self.client.subscriptions.by_subscription_id(subscription_id).delete(),
+            )
+        except GraphError as exc:
+            if not exc.not_found:
+                raise
+
+    # --- $batch ----------------------------------------------------------------------------------------
+    async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]:
+        """Run requests in JSON batches of 20; per-item results in the order given.
+
+        Items Graph throttled (inner 429) are re-submitted after the longest Retry-After among them, up to
+        GRAPH_BATCH_MAX_ROUNDS rounds; what is still throttled then comes back with status 429.
+        """
+        ids = [r.id for r in requests]
+        if len(set(ids)) != len(ids):
+            raise ValueError("batch request ids must be unique")
+        results: dict[str, BatchResult] = {}
+        for start in range(0, len(requests), BATCH_LIMIT):
+            chunk = list(requests[start : start + BATCH_LIMIT])
+            for result in await self._run_batch_chunk(chunk):
+                results[result.id] = result
+        return [results[i] for i in ids]
+
+    async def _run_batch_chunk(self, chunk: list[BatchRequest]) -> list[BatchResult]:
+        pending = chunk
+        done: list[BatchResult] = []
+        for round_number in range(1, self.config.batch_max_rounds + 1):
+            answers = await self._post_batch(pending)
+            throttled = [a for a in answers if a.status == 429]
+            done.extend(a for a in answers if a.status != 429)
+            if not throttled:
+                return done
+            if round_number == self.config.batch_max_rounds:
+                done.extend(throttled)
+                log.warning("%d batch item(s) still throttled after %d rounds", len(throttled), round_number)
+                return done
+            waits = [_retry_after(a.headers) for a in throttled]
+            delay = max((w for w in waits if w is not None), default=min(2.0**round_number, 30.0))
+            log.info("%d batch item(s) throttled; retrying them in %.1f s", len(throttled), delay)
+            by_id = {r.id: r for r in pending}
+            pending = [by_id[a.id] for a in throttled]
+            await self._sleep(delay)
+        return done  # pragma: no cover - the loop always returns
+
+    async def _post_batch(self, chunk: list[BatchRequest]) -> list[BatchResult]:
+        adapter = self.client.request_adapter
+        info = RequestInformation(method=Method.POST, url_template="{+baseurl}/$batch")
+        info.path_parameters = {"baseurl": adapter.base_url}
+        info.headers.try_add("Accept", "application/json")
+        info.headers.try_add("Content-Type", "application/json")
+        info.content = json.dumps({"requests": [r.to_json() for r in chunk]}).encode()
+        if not all(r.idempotent for r in chunk):
+            info.add_request_options(_no_sdk_retry())
+
+        async def send() -> bytes | None:
+            raw: bytes | None = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})
+            return raw
+
+        caller = self._call if all(r.idempotent for r in chunk) else self._call_not_idempotent
+        raw = await caller(f"$batch of {len(chunk)}", send)
+        payload = json.loads(raw or b"{}")
+        answers = []
+        for item in payload.get("responses", ()):
+            body = item.get("body")
+            answers.append(
+                BatchResult(
+                    id=str(item.get("id")),
+                    status=int(item.get("status", 0)),
+                    body=body if isinstance(body, dict) else None,
+                    headers={str(k): str(v) for k, v in (item.get("headers") or {}).items()},
+                )
+            )
+        missing = {r.id for r in chunk} - {a.id for a in answers}
+        for request_id in sorted(missing):
+            answers.append(
+                BatchResult(request_id, 0, {"error": {"code": "missingResponse", "message": "not in batch reply"}})
+            )
+        return answers

@@ -1,0 +1,409 @@
+"""The state port: everything guestwarden must remember between invocations.
+
+Azure Functions are stateless and at-least-once: a queue message can be delivered twice, a timer can overlap
+its previous run, a worker can die half-way through an action. The flows stay correct only if they remember
+three things durably, and this module names them as one small async interface with three faces:
+
+- `RecordStore`: key/value records (watermarks, delta links, subscription ids) with optimistic concurrency,
+  so two overlapping timer runs cannot silently overwrite each other's progress.
+- `Ledger`: an idempotency ledger with an atomic `claim`, so an action (license a guest, e-mail a notice,
+  open a ticket) runs at most once per (action, subject, scope) even when messages are duplicated, and a
+  crashed worker's lease expires instead of blocking the action forever.
+- `AuditLog`: an append-only log of every action or decision, queryable by time, subject and action.
+
+`StateStore` is all three; services depend on the narrowest face they need. Adapters: `sqlite.SqliteStateStore`
+(embedded, demo/local), `table.TableStateStore` (Azure Table Storage, production) and `memory.MemoryStateStore`
+(a fake for fast service-layer tests). One contract suite (tests/integration/test_state_contract.py) runs
+against all three, so a service tested on the fake behaves the same in Azure. docs/state.md has the design.
+
+Values are JSON objects and are limited to `MAX_JSON_BYTES` by every adapter (Table Storage's per-property
+limit), so a value that is accepted in a unit test is also accepted in production.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import enum
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Literal, Self, TypeAlias
+
+__all__ = [
+    "ANY_ETAG",
+    "JSON",
+    "MAX_JSON_BYTES",
+    "MAX_KEY_LENGTH",
+    "AuditEntry",
+    "AuditLog",
+    "Claim",
+    "ClaimStatus",
+    "Clock",
+    "ConflictError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "JSONInput",
+    "JSONObject",
+    "LeaseLostError",
+    "Ledger",
+    "Record",
+    "RecordStore",
+    "StateError",
+    "StateStore",
+    "StateUnavailableError",
+    "ValueTooLargeError",
+    "exclusively",
+    "utc_now",
+]
+
+JSON: TypeAlias = dict[str, "JSON"] | list["JSON"] | str | int | float | bool | None
+JSONObject: TypeAlias = dict[str, JSON]
+"""A JSON object as the store hands it back (freshly decoded: yours to mutate)."""
+JSONInput: TypeAlias = Mapping[str, object]
+"""A JSON object as the store accepts it. Typed loosely (dict is invariant, so `dict[str, str]` is not a
+`dict[str, JSON]`); checked at run time: anything json.dumps refuses raises InvalidValueError."""
+
+Clock: TypeAlias = Callable[[], datetime]
+"""Returns the current time as an aware UTC datetime. Injected so tests move time instead of sleeping."""
+
+ANY_ETAG: Literal["*"] = "*"
+"""`put`/`delete` with this etag act unconditionally (last writer wins)."""
+
+MAX_JSON_BYTES = 64 * 1024
+"""Largest encoded JSON value (UTF-16 bytes, as Table Storage counts a string property)."""
+
+MAX_KEY_LENGTH = 256
+"""Longest kind, key, action, subject or scope, in characters."""
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+class StateError(Exception):
+    """Base of every error the state port raises; adapters translate their driver's errors into these."""
+
+
+class ConflictError(StateError):
+    """A concurrency precondition failed: the record exists (create-only), or its etag no longer matches
+    (someone else wrote it since you read it), or it is gone. Re-read and decide again."""
+
+
+class LeaseLostError(ConflictError):
+    """`complete` on a claim that is no longer yours: the lease expired and another worker took it over,
+    or it was released. The action may have run twice; the new holder owns the outcome."""
+
+
+class InvalidKeyError(StateError, ValueError):
+    """A kind, key, action, subject or scope is empty, too long, or not a string."""
+
+
+class InvalidValueError(StateError, ValueError):
+    """A value is not a JSON object (dict with string keys and JSON values; NaN/Infinity not allowed)."""
+
+
+class ValueTooLargeError(InvalidValueError):
+    """An encoded JSON value exceeds `MAX_JSON_BYTES` (Table Storage's 64 KiB string property limit)."""
+
+
+class StateUnavailableError(StateError):
+    """The backing store failed or could not be reached (network, authentication, disk). Retry later."""
+
+
+# --- records ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One key/value record. `etag` is opaque: pass it back to `put`/`delete` to write only if unchanged."""
+
+    kind: str
+    key: str
+    value: JSONObject
+    etag: str
+
+
+# --- ledger -------------------------------------------------------------------------------------------------
+
+
+class ClaimStatus(enum.StrEnum):
+    """What `Ledger.claim` decided."""
+
+    WON = "won"
+    """You hold the lease: act now, then `complete` (success) or `release` (failed, let it be retried)."""
+    DONE = "done"
+    """Completed earlier: do not act again. `Claim.outcome` holds what was recorded."""
+    HELD = "held"
+    """Another worker holds a live lease (until `Claim.lease_expires_at`): retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The answer of `Ledger.claim`, and the ticket you hand back to `complete`/`release` when WON."""
+
+    status: ClaimStatus
+    action: str
+    subject: str
+    scope: str
+    owner: str
+    """Who asked for this claim."""
+    holder: str | None
+    """Who holds (HELD, WON) or completed (DONE) the entry."""
+    lease_expires_at: datetime | None
+    """When the current lease ends (WON, HELD); None when DONE."""
+    attempt: int
+    """How many times this entry has been won, including this one (>1 after a takeover or a release)."""
+    outcome: JSONObject | None = None
+    """The outcome recorded by `complete` (DONE only)."""
+    token: str = field(default="", repr=False)
+    """The adapter's proof of ownership (WON only); opaque."""
+
+    @property
+    def won(self) -> bool:
+        return self.status is ClaimStatus.WON
+
+    @property
+    def done(self) -> bool:
+        return self.status is ClaimStatus.DONE
+
+    @property
+    def held(self) -> bool:
+        return self.status is ClaimStatus.HELD
+
+
+# --- audit --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    """One action or decision, as an operator would want to read it later."""
+
+    at: datetime
+    """When it happened (aware; stored as UTC)."""
+    actor: str
+    """Which job did it, e.g. "stale-sweep", "license-processor"."""
+    action: str
+    """What was done, e.g. "disable", "assign-license", "notify"."""
+    subject: str
+    """Whom it was done to (a user object id)."""
+    reason: str
+    dry_run: bool
+    outcome: str
+    """How it ended, e.g. "done", "skipped", "failed", "would-do"."""
+    evidence: JSONInput = field(default_factory=dict)
+    """Facts the decision rested on (last sign-in, thresholds, Graph request ids ...)."""
+    correlation_id: str = ""
+
+
+# --- the ports ----------------------------------------------------------------------------------------------
+
+
+class RecordStore(abc.ABC):
+    """Key/value records with optimistic concurrency."""
+
+    @abc.abstractmethod
+    async def get(self, kind: str, key: str) -> Record | None:
+        """The record, or None when there is none."""
+
+    @abc.abstractmethod
+    async def put(self, kind: str, key: str, value: JSONInput, *, etag: str | None) -> str:
+        """Write a record and return its new etag. `etag` is required, to make the concurrency choice explicit:
+
+        - None: create only; ConflictError if the record exists.
+        - an etag from `get`/`put`: replace only if unchanged; ConflictError if it changed or is gone.
+        - `ANY_ETAG` ("*"): create or replace unconditionally.
+        """
+
+    @abc.abstractmethod
+    async def delete(self, kind: str, key: str, *, etag: str = ANY_ETAG) -> None:
+        """Delete a record. With an etag: ConflictError if the record changed. Deleting a missing record is a
+        no-op (whatever the etag), so retries are safe."""
+
+    @abc.abstractmethod
+    def list_records(self, kind: str) -> AsyncIterator[Record]:
+        """Every record of one kind, in no particular order."""
+
+
+class Ledger(abc.ABC):
+    """Idempotency ledger: run each (action, subject, scope) at most once, with crash-safe leases."""
+
+    @abc.abstractmethod
+    async def claim(self, action: str, subject: str, scope: str, *, owner: str, lease_seconds: int) -> Claim:
+        """Try to take (action, subject, scope) for `owner` for `lease_seconds`. Atomic: of any number of
+        concurrent claimers at most one gets WON. A claim that was released, or whose lease expired, can be
+        won again (takeover). Not re-entrant: the same owner claiming a live lease again gets HELD."""
+
+    @abc.abstractmethod
+    async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
+        """Mark a WON claim as done with its outcome; later claims get DONE. Returns the DONE claim.
+        LeaseLostError if the lease was taken over meanwhile (then the new holder records the outcome)."""
+
+    @abc.abstractmethod
+    async def release(self, claim: Claim) -> bool:
+        """Give a WON claim up (the action failed and may be retried): the next claim wins at once.
+        Returns False, without error, when the lease had already been lost."""
+
+
+class AuditLog(abc.ABC):
+    """Append-only audit log. Nothing in the API updates or deletes an entry."""
+
+    @abc.abstractmethod
+    async def append(self, entry: AuditEntry) -> None:
+        """Record one entry."""
+
+    @abc.abstractmethod
+    def query(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        subject: str | None = None,
+        action: str | None = None,
+    ) -> AsyncIterator[AuditEntry]:
+        """Entries with since <= at < until (until None: no upper bound), optionally only one subject and/or
+        action, in time order (entries with the same `at` in the order they were appended where the backend
+        can tell; Table Storage cannot across processes)."""
+
+
+class StateStore(RecordStore, Ledger, AuditLog, abc.ABC):
+    """All of guestwarden's durable state. Use as an async context manager, or call `close()`."""
+
+    async def close(self) -> None:
+        """Release connections and threads. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+# --- helpers shared by the adapters -------------------------------------------------------------------------
+
+
+def check_name(what: str, value: object) -> str:
+    """Validate a kind, key, action, subject or scope; return it."""
+    if not isinstance(value, str):
+        raise InvalidKeyError(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidKeyError(f"{what} must not be empty")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidKeyError(f"{what} is {len(value)} characters long; the limit is {MAX_KEY_LENGTH}")
+    return value
+
+
+def check_etag(etag: object) -> None:
+    if etag is not None and (not isinstance(etag, str) or not etag):
+        raise ConflictError(f"etag must be None, '*' or an etag returned by the store, got {etag!r}")
+
+
+def encode_json(what: str, value: object) -> str:
+    """Encode a JSON object compactly, refusing non-objects, NaN and values over `MAX_JSON_BYTES`."""
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(f"{what} must be a JSON object (dict), got {type(value).__name__}")
+    try:
+        text = json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidValueError(f"{what} is not JSON-serialisable: {error}") from error
+    size = len(text.encode("utf-16-le"))
+    if size > MAX_JSON_BYTES:
+        raise ValueTooLargeError(
+            f"{what} is {size} bytes as JSON (UTF-16); the limit is {MAX_JSON_BYTES} bytes "
+            "(Azure Table Storage's string property limit). Store less, or split it over several records."
+        )
+    return text
+
+
+def decode_json(text: str) -> JSONObject:
+    value = json.loads(text)
+    if not isinstance(value, dict):  # pragma: no cover - only ever written by encode_json
+        raise StateError(f"stored value is not a JSON object: {text[:80]!r}")
+    return value
+
+
+def check_text(what: str, value: object) -> str:
+    """Free text stored in one property (an audit reason): a string within the size limit."""
+    if not isinstance(value, str):
+        raise InvalidValueError(f"{what} must be a string, got {type(value).__name__}")
+    if len(value.encode("utf-16-le")) > MAX_JSON_BYTES:
+        raise ValueTooLargeError(f"{what} is larger than {MAX_JSON_BYTES} bytes (UTF-16)")
+    return value
+
+
+def as_utc(what: str, moment: datetime) -> datetime:
+    """An aware datetime converted to UTC; naive datetimes are refused (their zone is a guess)."""
+    if not isinstance(moment, datetime):
+        raise InvalidValueError(f"{what} must be a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidValueError(f"{what} must be timezone-aware (UTC), got naive {moment.isoformat()}")
+    return moment.astimezone(UTC)
+
+
+def check_lease(lease_seconds: object) -> int:
+    if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, int) or lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be a positive int, got {lease_seconds!r}")
+    return lease_seconds
+
+
+def check_audit_entry(entry: AuditEntry) -> tuple[datetime, str]:
+    """Validate an entry before it is stored; returns (at in UTC, encoded evidence)."""
+    at = as_utc("AuditEntry.at", entry.at)
+    for name in ("actor", "action", "subject"):
+        check_name(f"AuditEntry.{name}", getattr(entry, name))
+    check_text("AuditEntry.reason", entry.reason)
+    check_text("AuditEntry.outcome", entry.outcome)
+    check_text("AuditEntry.correlation_id", entry.correlation_id)
+    if not isinstance(entry.dry_run, bool):
+        raise InvalidValueError("AuditEntry.dry_run must be a bool")
+    return at, encode_json("AuditEntry.evidence", entry.evidence)
+
+
+def check_won(claim: Claim, operation: str) -> None:
+    if not isinstance(claim, Claim) or claim.status is not ClaimStatus.WON or not claim.token:
+        status = claim.status if isinstance(claim, Claim) else type(claim).__name__
+        raise ValueError(f"{operation} needs a claim that was WON, got {status}")
+
+
+LedgerVerdict: TypeAlias = Literal["done", "held", "take"]
+
+
+def ledger_verdict(status: str, lease_expires_at: datetime | None, now: datetime) -> LedgerVerdict:
+    """What a claim does with an existing ledger entry: report DONE, report HELD, or take it (the entry was
+    released, or its lease expired: the holder is presumed dead). The one rule every adapter shares."""
+    if status == LEDGER_DONE:
+        return "done"
+    if status == LEDGER_HELD and lease_expires_at is not None and lease_expires_at > now:
+        return "held"
+    return "take"
+
+
+LEDGER_HELD = "held"
+LEDGER_DONE = "done"
+LEDGER_RELEASED = "released"
+
+
+@contextlib.asynccontextmanager
+async def exclusively(ledger: Ledger, job: str, subject: str, *, owner: str, lease_seconds: int) -> AsyncIterator[bool]:
+    """Run a recurring job one at a time (timers overlap, instances scale out): yields True for the run that
+    got the lease, False for the others. The claim is released, not completed, so the next run can take it;
+    a run that dies leaves a lease that expires."""
+    claim = await ledger.claim(job, subject, "singleton", owner=owner, lease_seconds=lease_seconds)
+    if not claim.won:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        await ledger.release(claim)

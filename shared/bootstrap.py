@@ -1,0 +1,323 @@
+"""The only place that chooses adapters and wires services.
+
+Settings decide everything: Azure or the local world is never a code path of its own. Functions, the CLI and
+the demo all come through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import ClassVar
+
+from azure.core.credentials_async import AsyncTokenCredential
+from pydantic import SecretStr
+
+from shared.adapters.credentials import LocalTokenCredential, managed_identity_credential
+from shared.adapters.graph import GraphConfig, GraphGateway
+from shared.adapters.queue import MessagePublisher, ServiceBusPublisher
+from shared.adapters.reports import ReportStore
+from shared.adapters.risk_wiring import RiskWiring
+from shared.adapters.state import StateStore, utc_now
+from shared.domain.licensing import LicensingPolicy
+from shared.services.delta import DeltaDeps
+from shared.services.licensing import Alerting, LicensingDeps
+from shared.services.risk_detection import DetectionDeps
+from shared.services.risk_digest import DigestDeps
+from shared.services.risk_response import ResponseDeps
+from shared.services.stale import StaleDeps
+from shared.services.subscriptions import SubscriptionConfig, SubscriptionDeps, known_subscription_ids
+from shared.services.webhook import WebhookDeps
+from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature, Settings, SettingsError, load_settings
+
+
+def settings_from_env(features: Iterable[Feature] = tuple(Feature), env: Mapping[str, str] | None = None) -> Settings:
+    """Validate the process's app settings once (raises SettingsError naming every problem)."""
+    return load_settings(os.environ if env is None else env, features)
+
+
+def graph_credential(settings: Settings) -> AsyncTokenCredential:
+    if settings.graph_auth == "local-token":
+        return LocalTokenCredential()
+    return managed_identity_credential(settings.azure_client_id)
+
+
+def graph_config(settings: Settings) -> GraphConfig:
+    return GraphConfig(
+        base_url=settings.graph_base_url,
+        scope=settings.graph_scope,
+        max_retries=settings.graph_max_retries,
+        page_size=settings.graph_page_size,
+        timeout_seconds=settings.graph_timeout_seconds,
+        batch_max_rounds=settings.graph_batch_max_rounds,
+    )
+
+
+def build_graph_gateway(settings: Settings) -> GraphGateway:
+    """A gateway for the running event loop (msgraph clients cannot outlive their loop)."""
+    return GraphGateway(graph_credential(settings), graph_config(settings))
+
+
+def build_state_store(settings: Settings) -> StateStore:
+    """SQLite (embedded, the default for the demo) or Azure Table Storage (production), by STATE_BACKEND.
+
+    Adapters are imported here, not at module top: a process only loads the one it uses.
+    """
+    if settings.state_backend == "sqlite":
+        from shared.adapters.state.sqlite import SqliteStateStore
+
+        return SqliteStateStore(settings.state_sqlite_path)
+    from shared.adapters.state.table import TableStateStore
+
+    if settings.state_table_connection is not None:
+        return TableStateStore(
+            connection_string=settings.state_table_connection.get_secret_value(),
+            table_prefix=settings.state_table_prefix,
+        )
+    return TableStateStore(
+        endpoint=settings.state_table_endpoint,
+        managed_identity_client_id=settings.azure_client_id,
+        table_prefix=settings.state_table_prefix,
+    )
+
+
+def build_publisher(settings: Settings) -> MessagePublisher:
+    """Service Bus by connection string (local broker, key-based) or by namespace + managed identity."""
+    if settings.servicebus_connection is not None:
+        return ServiceBusPublisher.from_connection_string(settings.servicebus_connection.get_secret_value())
+    assert settings.servicebus_namespace, "settings require a connection string or a namespace"
+    return ServiceBusPublisher.from_namespace(
+        settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id)
+    )
+
+
+def licensing_policy(settings: Settings) -> LicensingPolicy:
+    return LicensingPolicy(
+        mode=settings.license_mode,
+        sku_part_number=settings.license_sku,
+        disabled_plans=settings.license_disabled_plans,
+        group_id=settings.license_group_id,
+        default_usage_location=settings.default_usage_location,
+        usage_location_by_domain=dict(settings.usage_location_by_domain),
+        excluded_domains=settings.license_excluded_domains,
+    )
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value is not None else ""
+
+
+def subscription_config(settings: Settings) -> SubscriptionConfig:
+    lifecycle = settings.graph_lifecycle_notification_url or settings.graph_notification_url
+    return SubscriptionConfig(
+        notification_url=_secret(settings.graph_notification_url),
+        lifecycle_notification_url=_secret(lifecycle) or None,
+        client_state=_secret(settings.graph_client_state),
+        lifetime=timedelta(minutes=settings.subscription_lifetime_minutes),
+        renew_before=timedelta(hours=settings.subscription_renew_before_hours),
+    )
+
+
+def build_report_store(settings: Settings) -> ReportStore:
+    """A folder (REPORT_STORE=folder, the default) or an Azure Blob Storage container (REPORT_STORE=blob), by
+    connection string or by account URL with the managed identity (AZURE_CLIENT_ID)."""
+    from shared.adapters.reports import BlobReportStore, LocalFolderReportStore
+
+    s = settings
+    if s.report_store == "folder":
+        return LocalFolderReportStore(s.stale_report_dir)
+    if s.report_blob_connection is not None:
+        return BlobReportStore.from_connection_string(
+            s.report_blob_connection.get_secret_value(), s.report_blob_container
+        )
+    if not s.report_blob_account_url:
+        raise SettingsError(
+            ["REPORT_BLOB_CONNECTION or REPORT_BLOB_ACCOUNT_URL: one is required when REPORT_STORE=blob"]
+        )
+    return BlobReportStore.from_account_url(
+        s.report_blob_account_url,
+        lambda: managed_identity_credential(s.azure_client_id),
+        s.report_blob_container,
+    )
+
+
+def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore) -> StaleDeps:
+    """The stale sweep's wiring (flow 4), shared by the timer and the CLI; REPORT_STORE picks where reports go."""
+    from shared.domain.stale import StalePolicy
+    from shared.services.stale import StaleConfig
+    from shared.services.stale_report import template_environment
+
+    s = settings
+    return StaleDeps(
+        graph=graph,
+        state=state,
+        reports=build_report_store(s),
+        templates=template_environment(s.stale_template_dir),
+        policy=StalePolicy(
+            inactive_days=s.stale_inactive_days,
+            pending_days=s.stale_pending_days,
+            warn_grace_days=s.stale_warn_grace_days,
+            delete_grace_days=s.stale_delete_grace_days,
+            new_guest_grace_days=s.stale_new_guest_grace_days,
+            exclude_group_ids=frozenset(s.stale_exclude_group_ids),
+            exclude_domains=s.stale_exclude_domains,
+            exclude_upn_patterns=s.stale_exclude_upn_patterns,
+        ),
+        config=StaleConfig(
+            dry_run=s.stale_dry_run,
+            max_actions=s.stale_max_actions,
+            max_percent=s.stale_max_percent,
+            abort_missing_activity_percent=s.stale_abort_missing_activity_percent,
+            notify_guest=s.stale_notify_guest,
+            mail_sender=s.mail_sender,
+        ),
+        clock=utc_now,
+    )
+
+
+APP_FEATURES = tuple(Feature)
+"""The function app runs every flow, so every feature's settings are checked at start."""
+
+
+class AppServices:
+    """What the function app's flows share within one event loop: settings, Graph, state, queue.
+
+    Built lazily on first use in a loop (clients are loop-bound) and reused by later invocations in that loop;
+    settings are validated once per process.
+    """
+
+    _settings: ClassVar[Settings | None] = None
+    _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AppServices]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.graph = build_graph_gateway(settings)
+        self.state = build_state_store(settings)
+        self.publisher = build_publisher(settings)
+        self._risk: RiskWiring | None = None
+
+    @classmethod
+    def settings_once(cls) -> Settings:
+        if cls._settings is None:
+            cls._settings = settings_from_env(APP_FEATURES)
+        return cls._settings
+
+    @classmethod
+    def current(cls) -> AppServices:
+        loop = asyncio.get_running_loop()
+        services = cls._by_loop.get(loop)
+        if services is None:
+            services = cls(cls.settings_once())
+            cls._by_loop[loop] = services
+        return services
+
+    @classmethod
+    async def close_current(cls) -> None:
+        """Close the clients built for the running loop (end of a test, end of a local run)."""
+        services = cls._by_loop.pop(asyncio.get_running_loop(), None)
+        if services is not None:
+            await services.aclose()
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget settings and clients (tests that change settings between runs)."""
+        cls._settings = None
+        cls._by_loop = weakref.WeakKeyDictionary()
+
+    async def aclose(self) -> None:
+        await self.graph.aclose()
+        await self.publisher.close()
+        await self.state.close()
+        if self._risk is not None:
+            await self._risk.aclose()
+
+    def licensing(self) -> LicensingDeps:
+        s = self.settings
+        return LicensingDeps(
+            graph=self.graph,
+            state=self.state,
+            publisher=self.publisher,
+            queue=GUEST_CHANGES_QUEUE,
+            policy=licensing_policy(s),
+            alerting=Alerting(s.mail_sender, s.admin_alert_recipients),
+            clock=utc_now,
+            no_seat_retry=timedelta(minutes=s.no_seat_retry_minutes),
+        )
+
+    def webhook(self) -> WebhookDeps:
+        state = self.state
+        return WebhookDeps(
+            publisher=self.publisher,
+            queue=GUEST_CHANGES_QUEUE,
+            client_state=_secret(self.settings.graph_client_state),
+            subscription_ids=lambda: known_subscription_ids(state),
+        )
+
+    def subscriptions(self) -> SubscriptionDeps:
+        return SubscriptionDeps(self.graph, self.state, subscription_config(self.settings), utc_now)
+
+    def delta(self) -> DeltaDeps:
+        return DeltaDeps(
+            graph=self.graph,
+            state=self.state,
+            publisher=self.publisher,
+            queue=GUEST_CHANGES_QUEUE,
+            first_run=self.settings.delta_first_run,
+            clock=utc_now,
+        )
+
+    # --- flow 4: stale guests ------------------------------------------------------------------------
+    def stale(self) -> StaleDeps:
+        return stale_deps(self.settings, self.graph, self.state)
+
+    # --- flows 2/3: risk-blocked guests ---------------------------------------------------------------
+    def risk_detection(self) -> DetectionDeps:
+        s = self.settings
+        return DetectionDeps(
+            graph=self.graph,
+            state=self.state,
+            publisher=self.publisher,
+            queue=RISK_INCIDENTS_QUEUE,
+            lookback=timedelta(minutes=s.risk_lookback_minutes),
+            quiet=timedelta(minutes=s.risk_quiet_minutes),
+            clock=utc_now,
+        )
+
+    def risk_response(self) -> ResponseDeps:
+        if self._risk is None:
+            self._risk = RiskWiring.build(self.settings, self.graph, os.environ)
+        s = self.settings
+        assert s.mail_sender, "Feature.RISK requires MAIL_SENDER"
+        return ResponseDeps(
+            graph=self.graph,
+            state=self.state,
+            templates=self._risk.templates,
+            sinks=self._risk.sinks,
+            sender=s.mail_sender,
+            organisation=s.risk_organisation_name,
+            support_contact=s.risk_support_contact,
+            notice_format=s.risk_notice_format,
+            clock=utc_now,
+            ticket_attempts=s.risk_ticket_attempts,
+        )
+
+    def risk_digest(self) -> DigestDeps:
+        """The admins' daily digest; templates only (no partner directory, no sinks' HTTP client)."""
+        from shared.adapters.risk_templates import RiskTemplates
+
+        s = self.settings
+        templates = self._risk.templates if self._risk is not None else RiskTemplates(s.risk_template_dir)
+        return DigestDeps(
+            graph=self.graph,
+            state=self.state,
+            templates=templates,
+            enabled=s.risk_digest_enabled,
+            sender=s.mail_sender,
+            recipients=s.admin_alert_recipients,
+            organisation=s.risk_organisation_name,
+            body_format=s.risk_notice_format,
+            clock=utc_now,
+        )

@@ -1,0 +1,88 @@
+"""What every `guestwarden` command shares: options, exit codes, and settings (real tenant or simulator).
+
+Exit codes: 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local simulator did not start;
+5 `stale apply` did not apply (capped, aborted or incomplete: the plan and report say why); 6 `subscriptions
+status` found no healthy subscription.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shared.bootstrap import settings_from_env
+from shared.settings import Feature, Settings, SettingsError
+
+EXIT_USAGE = 2
+EXIT_GRAPH = 3
+EXIT_SIMULATOR = 4
+EXIT_NOT_APPLIED = 5
+EXIT_UNHEALTHY = 6
+
+err = Console(stderr=True)
+
+TenantSim = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant-sim",
+        help="Use the local Graph simulator: a tenant fixture FILE (started for this command) or the URL of "
+        "a running simulator. Without it, the app settings of a real tenant are used.",
+        metavar="FILE|URL",
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout, nothing else.")]
+
+
+def table_console() -> Console:
+    """stdout for tables: the terminal's width, or wide enough not to fold columns when piped."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+@contextlib.contextmanager
+def simulator(fixture: Path) -> Iterator[str]:
+    """Start `python -m local.graph_sim` for one command; yields its base URL, stops it after.
+
+    A separate process (not an import): shared/ never imports local/, only settings differ.
+    """
+    if not fixture.is_file():
+        err.print(f"[red]--tenant-sim: no tenant fixture at {fixture}[/red]")
+        raise typer.Exit(EXIT_USAGE)
+    command = [sys.executable, "-m", "local.graph_sim", "--tenant", str(fixture), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "listening on " not in line:
+            _, errors = process.communicate(timeout=5)
+            err.print(f"[red]the Graph simulator did not start:[/red] {line.strip()} {errors.strip()[-2000:]}")
+            raise typer.Exit(EXIT_SIMULATOR)
+        yield line.rsplit("listening on ", 1)[1].strip()
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
+def command_settings(tenant_sim: str | None, features: tuple[Feature, ...]) -> Iterator[Settings]:
+    try:
+        if tenant_sim is None:
+            yield settings_from_env(features)
+        elif tenant_sim.startswith(("http://", "https://")):
+            yield settings_from_env(features, {**os.environ, "GRAPH_BASE_URL": tenant_sim, "GRAPH_AUTH": "local-token"})
+        else:
+            with simulator(Path(tenant_sim)) as url:
+                yield settings_from_env(features, {**os.environ, "GRAPH_BASE_URL": url, "GRAPH_AUTH": "local-token"})
+    except SettingsError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_USAGE) from None

@@ -1,0 +1,123 @@
+"""Use case: the users/delta backstop. Catches every change a notification missed.
+
+Graph's notifications are at-least-once in theory and "latency unknown" for users in practice; a subscription
+can lapse. A timer walks users/delta from the deltaLink kept in state and enqueues every changed, accepted
+guest exactly like a notification would; the license processor decides (and its ledger makes repeats no-ops).
+An expired deltaLink (syncStateNotFound, after 7 days) triggers a full resync.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from shared.adapters.graph import GraphError
+from shared.adapters.queue import MessagePublisher, OutgoingMessage
+from shared.adapters.state import Record, StateStore, exclusively
+from shared.domain.directory import DeltaPage, DirectoryUser
+from shared.services.licensing import user_changed_message
+
+log = logging.getLogger(__name__)
+
+RECORD_KIND = "delta"
+RECORD_KEY = "users"
+LEASE_SECONDS = 900
+
+
+class DeltaGraph(Protocol):
+    async def users_delta(self, link: str | None = None, *, start_from_now: bool = False) -> DeltaPage: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaDeps:
+    graph: DeltaGraph
+    state: StateStore
+    publisher: MessagePublisher
+    queue: str
+    first_run: Literal["latest", "full"]
+    clock: Callable[[], datetime]
+    owner: str = field(default_factory=lambda: f"delta-{uuid.uuid4()}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaOutcome:
+    status: str
+    """started-from-now | synced | resynced | busy"""
+    pages: int = 0
+    changed: int = 0
+    enqueued: int = 0
+
+
+def worth_enqueuing(user: DirectoryUser) -> bool:
+    """Only guests who accepted can need a licence; everything else would be a no-op message."""
+    return user.is_guest and user.has_accepted
+
+
+async def run_delta_backstop(deps: DeltaDeps) -> DeltaOutcome:
+    async with exclusively(
+        deps.state, "delta-backstop", RECORD_KEY, owner=deps.owner, lease_seconds=LEASE_SECONDS
+    ) as mine:
+        if not mine:
+            return DeltaOutcome("busy")
+        return await _run(deps)
+
+
+async def _run(deps: DeltaDeps) -> DeltaOutcome:
+    record = await deps.state.get(RECORD_KIND, RECORD_KEY)
+    link = record.value.get("deltaLink") if record is not None else None
+    if not isinstance(link, str):
+        if deps.first_run == "latest":
+            page = await deps.graph.users_delta(start_from_now=True)
+            await _save_link(deps, record, page)
+            return DeltaOutcome("started-from-now", pages=1)
+        return await _walk(deps, record, None, "synced")
+    try:
+        return await _walk(deps, record, link, "synced")
+    except GraphError as exc:
+        if exc.code != "syncStateNotFound":
+            raise
+        log.warning("users/delta link expired (syncStateNotFound): full resync")
+        record = await deps.state.get(RECORD_KIND, RECORD_KEY)
+        return await _walk(deps, record, None, "resynced")
+
+
+async def _walk(deps: DeltaDeps, record: Record | None, link: str | None, status: str) -> DeltaOutcome:
+    """Follow nextLinks to the deltaLink, enqueueing page by page (constant memory), then save the link."""
+    run = hashlib.sha256((link or f"full:{deps.clock().isoformat()}").encode()).hexdigest()[:16]
+    pages = changed = enqueued = 0
+    page = await deps.graph.users_delta(link)
+    while True:
+        pages += 1
+        changed += len(page.changed)
+        messages: list[OutgoingMessage] = [
+            user_changed_message(user.id, source="delta", message_id=f"d:{run}:{user.id}")
+            for user in page.changed
+            if worth_enqueuing(user)
+        ]
+        if messages:
+            await deps.publisher.publish_many(deps.queue, messages)
+            enqueued += len(messages)
+        if page.delta_link or not page.next_link:
+            break
+        page = await deps.graph.users_delta(page.next_link)
+    current = await deps.state.get(RECORD_KIND, RECORD_KEY)
+    await _save_link(deps, current, page)
+    log.info("users/delta %s: %d page(s), %d change(s), %d enqueued", status, pages, changed, enqueued)
+    return DeltaOutcome(status, pages, changed, enqueued)
+
+
+async def _save_link(deps: DeltaDeps, record: Record | None, page: DeltaPage) -> None:
+    if not page.delta_link:
+        raise GraphError(None, "noDeltaLink", "users/delta ended without a deltaLink", operation="users delta")
+    etag = record.etag if record is not None else None
+    await deps.state.put(
+        RECORD_KIND,
+        RECORD_KEY,
+        {"deltaLink": page.delta_link, "savedAt": deps.clock().isoformat()},
+        etag=etag,
+    )

@@ -1,0 +1,322 @@
+"""Use case: answer one risk incident: tell the guest how to unblock themselves, open a ticket at home.
+
+Two steps on the same message, each its own idempotent step in the ledger, keyed (step, guest, incident):
+
+* **notice** ("risk-notify"): re-read the user; a member (or a user gone) is never mailed; mail the guest's own
+  address (`mail`, else otherMails) from MAIL_SENDER with the rendered template. sendMail is not idempotent:
+  an answer that says it was not accepted (4xx) releases the claim and fails the message (retried); an
+  answer that leaves it unknown (timeout, 5xx) is recorded as "uncertain" and NOT retried: at most one mail
+  per incident.
+* **ticket** ("risk-ticket"): the home tenant's name and default domain from findTenantInformationByTenantId,
+  the partner directory's sink for the tenant id (else that domain, else the default sink), and the sink
+  called with tenacity retries; still failing: the claim is released and the message fails, so Service Bus
+  redelivers it and finally dead-letters it. Never silently dropped.
+
+Both steps run even if the other fails; then the first failure is raised. Every outcome is audited (the
+`guestwarden blocked` view reads the audit log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from shared.adapters.graph import GraphError
+from shared.adapters.queue import MalformedMessage
+from shared.adapters.risk_templates import RiskTemplates
+from shared.adapters.state import AuditEntry, Claim, StateStore
+from shared.adapters.tickets import Partner, TicketSink, TicketSinkError
+from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
+from shared.domain.risk import Ticket, is_tenant_id, notice_recipients
+
+log = logging.getLogger(__name__)
+
+ACTOR = "risk-responder"
+NOTIFY = "risk-notify"
+TICKET = "risk-ticket"
+LEASE_SECONDS = 300
+
+
+class ResponseGraph(Protocol):
+    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
+
+    async def find_tenant_information(self, tenant_id: str) -> TenantInformation | None: ...
+
+    async def send_mail(self, mail: OutgoingMail) -> None: ...
+
+
+class PartnerSinks(Protocol):
+    def resolve(self, tenant_id: str | None, domain: str | None) -> tuple[Partner, TicketSink]: ...
+
+
+class RetryLater(Exception):
+    """Another worker holds this step right now: let the queue deliver the message again."""
+
+
+class TicketNotDelivered(Exception):
+    """The sink kept failing: the message fails and ends in the dead-letter queue after maxDeliveryCount."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDeps:
+    graph: ResponseGraph
+    state: StateStore
+    templates: RiskTemplates
+    sinks: PartnerSinks | None
+    sender: str
+    organisation: str | None
+    support_contact: str | None
+    notice_format: Literal["html", "text"]
+    clock: Callable[[], datetime]
+    ticket_attempts: int = 4
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    owner: str = field(default_factory=lambda: f"risk-{uuid.uuid4()}")
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentMessage:
+    incident_id: str
+    user_id: str
+    home_tenant_id: str
+    started: str
+    sign_in: Mapping[str, Any]
+
+    @classmethod
+    def parse(cls, payload: Mapping[str, Any]) -> IncidentMessage:
+        fields = {name: payload.get(name) for name in ("incidentId", "userId", "homeTenantId", "started")}
+        bad = sorted(name for name, value in fields.items() if not isinstance(value, str) or not value)
+        if bad or not isinstance(payload.get("signIn"), dict):
+            raise MalformedMessage(f"risk incident without {', '.join(bad) or 'signIn'}")
+        if not is_tenant_id(payload["homeTenantId"]):
+            raise MalformedMessage("risk incident: homeTenantId is not a tenant id")
+        return cls(
+            payload["incidentId"], payload["userId"], payload["homeTenantId"], payload["started"], payload["signIn"]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseOutcome:
+    notice: str
+    ticket: str
+
+
+async def respond_to_incident(
+    payload: Mapping[str, Any], deps: ResponseDeps, correlation_id: str = ""
+) -> ResponseOutcome:
+    incident = IncidentMessage.parse(payload)
+    results: list[str] = []
+    failures: list[BaseException] = []
+    for step in (notify_guest, open_ticket):
+        try:
+            results.append(await step(incident, deps, correlation_id))
+        except Exception as exc:  # the other step still runs; the first failure fails the message
+            failures.append(exc)
+            results.append(f"failed: {type(exc).__name__}")
+    if failures:
+        raise failures[0]
+    return ResponseOutcome(*results)
+
+
+async def _claim(action: str, incident: IncidentMessage, deps: ResponseDeps) -> Claim | None:
+    claim = await deps.state.claim(
+        action, incident.user_id, incident.incident_id, owner=deps.owner, lease_seconds=LEASE_SECONDS
+    )
+    if claim.held:
+        raise RetryLater(f"{action} of incident {incident.incident_id} is in progress elsewhere")
+    return claim if claim.won else None
+
+
+async def _finish(
+    claim: Claim, deps: ResponseDeps, incident: IncidentMessage, outcome: str, reason: str, **evidence: Any
+) -> str:
+    await deps.state.complete(claim, {"status": outcome, "reason": reason, **evidence})
+    await _audit(deps, claim.action, incident, outcome, reason, evidence)
+    return outcome
+
+
+async def _audit(
+    deps: ResponseDeps, action: str, incident: IncidentMessage, outcome: str, reason: str, evidence: Mapping[str, Any]
+) -> None:
+    await deps.state.append(
+        AuditEntry(
+            at=deps.clock(),
+            actor=ACTOR,
+            action=action,
+            subject=incident.user_id,
+            reason=reason,
+            dry_run=False,
+            outcome=outcome,
+            evidence={"incidentId": incident.incident_id, **evidence},
+            correlation_id=str(incident.sign_in.get("correlationId") or ""),
+        )
+    )
+
+
+# --- the guest notice -----------------------------------------------------------------------------------------
+
+
+async def notify_guest(incident: IncidentMessage, deps: ResponseDeps, correlation_id: str = "") -> str:
+    claim = await _claim(NOTIFY, incident, deps)
+    if claim is None:
+        return "already-done"
+    try:
+        user = await deps.graph.get_user(incident.user_id)
+    except BaseException:
+        await deps.state.release(claim)
+        raise
+    recipients = notice_recipients(user) if user else ()
+    if user is None or not user.is_guest:
+        return await _finish(claim, deps, incident, "skipped", "not a guest (or gone): never mailed")
+    if not recipients:
+        return await _finish(claim, deps, incident, "skipped", "the guest has no usable mail or otherMails")
+    tenant = await _tenant(incident.home_tenant_id, deps)
+    mail = _notice_mail(incident, user, recipients, tenant, deps)
+    try:
+        await deps.graph.send_mail(mail)
+    except GraphError as exc:
+        if exc.status is not None and 400 <= exc.status < 500:
+            await deps.state.release(claim)
+            await _audit(deps, NOTIFY, incident, "failed", f"sendMail refused: {exc.status} {exc.code}", {})
+            raise
+        log.warning("notice for incident %s: sendMail outcome unknown (%s); not retried", incident.incident_id, exc)
+        return await _finish(claim, deps, incident, "uncertain", f"sendMail outcome unknown: {exc.status}")
+    except BaseException:
+        await deps.state.release(claim)
+        raise
+    return await _finish(
+        claim, deps, incident, "sent", "guest told how to remediate at home", recipients=len(recipients)
+    )
+
+
+def _notice_mail(
+    incident: IncidentMessage,
+    user: DirectoryUser,
+    recipients: tuple[str, ...],
+    tenant: TenantInformation | None,
+    deps: ResponseDeps,
+) -> OutgoingMail:
+    context = {
+        "guest_name": user.display_name or "there",
+        "organisation": deps.organisation or "the organisation that invited you",
+        "home_organisation": _home_name(tenant) or "your organisation",
+        "support_contact": deps.support_contact or "",
+        "blocked_at": _minute(incident.started),
+        "incident_id": incident.incident_id,
+        "correlation_id": str(incident.sign_in.get("correlationId") or ""),
+    }
+    rendered = deps.templates.notice(context)
+    if deps.notice_format == "text":
+        return OutgoingMail(deps.sender, recipients, rendered.subject, rendered.text, body_type="Text")
+    return OutgoingMail(deps.sender, recipients, rendered.subject, rendered.html, body_type="HTML")
+
+
+def _minute(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
+
+
+def _home_name(tenant: TenantInformation | None) -> str | None:
+    if tenant is None:
+        return None
+    return tenant.display_name or tenant.federation_brand_name or tenant.default_domain_name
+
+
+async def _tenant(tenant_id: str, deps: ResponseDeps) -> TenantInformation | None:
+    try:
+        return await deps.graph.find_tenant_information(tenant_id)
+    except GraphError as exc:
+        log.warning("tenant information for %s unavailable: %s", tenant_id, exc)
+        return None
+
+
+# --- the home-tenant ticket -----------------------------------------------------------------------------------
+
+
+async def open_ticket(incident: IncidentMessage, deps: ResponseDeps, correlation_id: str = "") -> str:
+    claim = await _claim(TICKET, incident, deps)
+    if claim is None:
+        return "already-done"
+    try:
+        return await _open_ticket(claim, incident, deps)
+    except BaseException:
+        await deps.state.release(claim)
+        raise
+
+
+async def _open_ticket(claim: Claim, incident: IncidentMessage, deps: ResponseDeps) -> str:
+    if deps.sinks is None:
+        log.warning("incident %s: no partner directory configured; no home-tenant ticket", incident.incident_id)
+        return await _finish(claim, deps, incident, "skipped", "RISK_PARTNER_DIRECTORY is not configured")
+    user = await deps.graph.get_user(incident.user_id)
+    if user is None or not user.is_guest:
+        return await _finish(claim, deps, incident, "skipped", "not a guest (or gone): no ticket")
+    tenant = await _tenant(incident.home_tenant_id, deps)
+    partner, sink = deps.sinks.resolve(incident.home_tenant_id, tenant.default_domain_name if tenant else None)
+    ticket = build_ticket(incident, user, tenant, deps)
+    try:
+        reference = await _deliver(sink, ticket, deps)
+    except TicketSinkError as exc:
+        await _audit(deps, TICKET, incident, "failed", str(exc), {"sink": sink.kind, "partner": partner.name})
+        raise TicketNotDelivered(f"ticket for incident {incident.incident_id} not delivered: {exc}") from exc
+    return await _finish(
+        claim,
+        deps,
+        incident,
+        "opened",
+        f"ticket opened with {partner.name}",
+        sink=sink.kind,
+        partner=partner.name,
+        ticketId=reference,
+        homeOrganisation=ticket.home_organisation,
+    )
+
+
+async def _deliver(sink: TicketSink, ticket: Ticket, deps: ResponseDeps) -> str:
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(TicketSinkError),
+        stop=stop_after_attempt(deps.ticket_attempts),
+        wait=wait_exponential(multiplier=1, min=1, max=30),
+        sleep=deps.sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await sink.open(ticket)
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def build_ticket(
+    incident: IncidentMessage, user: DirectoryUser, tenant: TenantInformation | None, deps: ResponseDeps
+) -> Ticket:
+    sign_in = incident.sign_in
+    events = sign_in.get("riskEventTypes")
+    return Ticket(
+        incident_id=incident.incident_id,
+        home_tenant_id=incident.home_tenant_id,
+        home_organisation=_home_name(tenant) or incident.home_tenant_id,
+        resource_organisation=deps.organisation or "a partner organisation",
+        resource_tenant_id=None,
+        guest_mail=user.mail or (user.other_mails[0] if user.other_mails else None),
+        first_blocked_at=incident.started,
+        error_code=int(sign_in.get("errorCode") or 0),
+        failure_reason=_text(sign_in.get("failureReason")),
+        risk_level=_text(sign_in.get("riskLevelDuringSignIn")),
+        risk_state=_text(sign_in.get("riskState")),
+        risk_event_types=tuple(str(e) for e in events) if isinstance(events, list) else (),
+        correlation_id=_text(sign_in.get("correlationId")),
+        sign_in_id=str(sign_in.get("id") or ""),
+        contact=deps.support_contact,
+    )
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value is not None else None

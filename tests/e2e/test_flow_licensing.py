@@ -1,0 +1,259 @@
+"""Flow 1 end to end on the local world: the real function_app on the local host, the Graph simulator sending
+real change notifications (after a real validation handshake), the local Service Bus broker in between.
+
+Nothing here calls a service directly: the subscription keeper timer creates the subscription, a guest redeems
+their invitation in the simulator, and the test watches what lands in the tenant and the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from azure.servicebus import ServiceBusMessage
+from azure.servicebus.aio import ServiceBusClient
+
+import function_app
+from local.graph_sim import GraphSimulator
+from local.host import LocalFunctionsHost, ManualClock
+from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
+from local.world import app_settings, free_port
+from local.world import eventually as wait_until
+from shared.adapters.state.sqlite import SqliteStateStore
+from shared.bootstrap import AppServices
+from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"
+TENANT = json.loads(FIXTURE.read_text())
+NAMED: dict[str, str] = TENANT["named"]
+HINTS: dict[str, str] = TENANT["hints"]
+KEY = "e2e-function-key"
+CLIENT_STATE = "e2e-client-state-0123456789abcdef"
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class World:
+    sim: GraphSimulator
+    broker: LocalServiceBusBroker
+    host: LocalFunctionsHost
+    state_path: Path
+
+    def licenses(self, user_key: str) -> set[str]:
+        return {lic["skuId"] for lic in self.sim.user(NAMED[user_key]).get("assignedLicenses", [])}
+
+    def assign_calls(self) -> int:
+        return sum(n for key, n in self.sim.requests.items() if key.endswith("/assignLicense"))
+
+    async def audit(self, subject: str) -> list[str]:
+        async with SqliteStateStore(self.state_path) as state:
+            since = datetime.now(UTC) - timedelta(days=1)
+            return [e.action async for e in state.query(since, subject=subject)]
+
+    async def audit_once_it_has(self, subject: str, action: str, timeout_s: float = 20.0) -> list[str]:
+        """The subject's audit trail once `action` is in it (Graph changes land before their audit entry)."""
+        deadline = time.monotonic() + timeout_s
+        for _ in range(int(timeout_s / 0.05) + 1):
+            actions = await self.audit(subject)
+            if action in actions or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        return actions
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
+    if not await wait_until(condition, timeout_s):
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def settings_for(
+    sim: GraphSimulator, broker: LocalServiceBusBroker, port: int, state: Path, **extra: str
+) -> dict[str, str]:
+    return app_settings(
+        graph_url=sim.base_url,
+        servicebus=broker.connection_string,
+        host_port=port,
+        state_path=state,
+        function_key=KEY,
+        client_state=CLIENT_STATE,
+        **extra,
+    )
+
+
+WorldFactory = Callable[..., Awaitable[World]]
+
+
+@pytest.fixture
+async def world_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[WorldFactory]:
+    """Starts the local world with the given extra settings; stops all of it after the test."""
+    started: list[GraphSimulator | LocalServiceBusBroker | LocalFunctionsHost] = []
+
+    async def start(**extra: str) -> World:
+        sim = GraphSimulator.from_fixture(FIXTURE).start()
+        started.append(sim)
+        broker = LocalServiceBusBroker(
+            queues={
+                GUEST_CHANGES_QUEUE: QueueOptions(max_delivery_count=3, lock_duration_s=10),
+                RISK_INCIDENTS_QUEUE: QueueOptions(),
+            }
+        ).start()
+        started.append(broker)
+        port = free_port()
+        state = tmp_path / "state.db"
+        settings = settings_for(sim, broker, port, state, **extra)
+        for name, value in settings.items():
+            monkeypatch.setenv(name, value)  # app settings reach the worker as environment variables
+        AppServices.reset()
+        host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=ManualClock(datetime.now(UTC)))
+        await host.start()
+        started.append(host)
+        return World(sim, broker, host, state)
+
+    yield start
+    for thing in reversed(started):
+        if isinstance(thing, LocalFunctionsHost):
+            await thing.stop()
+        else:
+            thing.stop()
+    await AppServices.close_current()
+    AppServices.reset()
+
+
+@pytest.fixture
+async def world(world_factory: WorldFactory) -> World:
+    return await world_factory()
+
+
+async def subscribe(world: World) -> str:
+    assert await world.host.fire_timer("subscription_keeper")
+    subscriptions = [s for s in world.sim.subscriptions() if s["resource"].strip("/") == "users"]
+    assert len(subscriptions) == 1
+    return str(subscriptions[0]["id"])
+
+
+async def test_redeemed_guest_gets_usage_location_and_licence_exactly_once(world: World) -> None:
+    await subscribe(world)
+    guest = NAMED["pending-recent"]
+    sku = HINTS["guestSkuId"]
+    assert world.sim.user(guest).get("usageLocation") is None
+    world.sim.notifications.configure(duplicates=2)  # Graph delivers at least once: here, three times
+
+    world.sim.redeem_invitation(guest)
+    await eventually(lambda: sku in world.licenses("pending-recent"), what="the licence")
+
+    assert world.sim.user(guest)["usageLocation"] == "US"
+    delivered = [d for d in world.sim.deliveries if d.get("user_id") == guest and d.get("ok")]
+    first = min(d["sequence_number"] for d in delivered)
+    assert sum(d["sequence_number"] == first for d in delivered) == 3  # the redemption reached us three times
+    # a later change of the same guest, seen by a notification AND by a delta pass
+    assert await world.host.fire_timer("delta_backstop")  # first run: starts from now
+    world.sim.update_user(guest, displayName="Renamed after accepting")
+    assert await world.host.fire_timer("delta_backstop")
+    # the redemption (copies collapsed), our own usageLocation PATCH, the rename, and the delta pass
+    await world.host.wait_for("process_guest_change", invocations=4, timeout_s=20)
+    assert world.assign_calls() == 1
+    assert await world.audit(guest) == ["set-usage-location", "assign-license"]
+
+
+async def test_group_mode_adds_the_guest_to_the_licensing_group(world_factory: WorldFactory) -> None:
+    world = await world_factory(LICENSE_MODE="group", LICENSE_GROUP_ID=HINTS["licensingGroupId"])
+    await subscribe(world)
+    guest = NAMED["pending-old"]
+    world.sim.redeem_invitation(guest)
+    group = HINTS["licensingGroupId"]
+
+    def member() -> bool:
+        return guest in world.sim.store.groups[group]["members"]
+
+    await eventually(member, what="the group membership")
+    assert await world.audit_once_it_has(guest, "add-to-licensing-group") == ["add-to-licensing-group"]
+
+
+async def test_poison_message_is_dead_lettered_after_max_delivery_count(world: World) -> None:
+    client = ServiceBusClient.from_connection_string(world.broker.connection_string)
+    async with client, client.get_queue_sender(GUEST_CHANGES_QUEUE) as sender:
+        await sender.send_messages(ServiceBusMessage(b"{not json", message_id="poison-1"))
+    await eventually(lambda: bool(world.broker.dead_letters(GUEST_CHANGES_QUEUE)), what="the dead letter")
+    [dead] = world.broker.dead_letters(GUEST_CHANGES_QUEUE)
+    assert dead["reason"] == "MaxDeliveryCountExceeded"
+    assert world.host.stats["process_guest_change"].failures == 3
+
+
+async def test_forged_notifications_are_refused_and_enqueue_nothing(world: World) -> None:
+    import httpx
+
+    subscription_id = await subscribe(world)
+    forged = {
+        "value": [
+            {
+                "subscriptionId": subscription_id,
+                "clientState": "not-the-secret",
+                "changeType": "updated",
+                "resource": f"Users/{NAMED['pending-old']}",
+                "resourceData": {"id": NAMED["pending-old"]},
+            }
+        ]
+    }
+    async with httpx.AsyncClient(base_url=world.host.http_url) as client:
+        no_key = await client.post("/api/graph/notifications", json=forged)
+        wrong_state = await client.post(f"/api/graph/notifications?code={KEY}", json=forged)
+    assert no_key.status_code == 401
+    assert wrong_state.status_code == 403
+    await asyncio.sleep(0.5)
+    assert (
+        world.host.stats.get("process_guest_change") is None
+        or world.host.stats["process_guest_change"].invocations == 0
+    )
+
+
+async def test_subscription_is_renewed_then_recreated_when_graph_forgets_it(world: World) -> None:
+    """The keeper against the simulator's real subscription semantics (expiry deletes, handshake again).
+
+    The timer runs this same service; it is called here with the simulator's clock, which can jump weeks.
+    """
+    from dataclasses import replace
+
+    from shared.services.subscriptions import ensure_subscription
+
+    deps = replace(AppServices.current().subscriptions(), clock=world.sim.clock.now)
+    created = await ensure_subscription(deps)
+    assert created.action == "created"
+    world.sim.clock.advance(timedelta(minutes=41000) - timedelta(hours=48))  # inside the 72 h renewal window
+    renewed = await ensure_subscription(deps)
+    assert (renewed.action, renewed.subscription_id) == ("renewed", created.subscription_id)
+    [live] = world.sim.subscriptions()
+    assert live["expirationDateTime"].startswith(
+        (world.sim.clock.now() + timedelta(minutes=41000)).strftime("%Y-%m-%d")
+    )
+
+    world.sim.clock.advance(timedelta(days=30))  # expired: Graph deletes it
+    assert world.sim.subscriptions() == []
+    recreated = await ensure_subscription(deps)
+    assert recreated.action == "recreated" and recreated.subscription_id != created.subscription_id
+    assert len(world.sim.notifications.validations) == 2  # a second validation handshake, answered by our webhook
+
+    # notifications under the new subscription are accepted and acted on
+    world.sim.redeem_invitation(NAMED["pending-recent"])
+    await eventually(lambda: HINTS["guestSkuId"] in world.licenses("pending-recent"), what="the licence")
+
+
+async def test_expired_delta_link_resyncs_and_catches_a_lost_notification(world_factory: WorldFactory) -> None:
+    world = await world_factory(LICENSE_MODE="group", LICENSE_GROUP_ID=HINTS["licensingGroupId"])
+    await subscribe(world)
+    assert await world.host.fire_timer("delta_backstop")  # first run: a deltaLink from now
+    world.sim.expire_delta_links()  # e.g. the backstop did not run for 7 days
+    world.sim.notifications.configure(drop_rate=1.0)  # and Graph never delivers this one
+    guest = NAMED["pending-old"]
+    world.sim.redeem_invitation(guest)
+    assert await world.host.fire_timer("delta_backstop")  # syncStateNotFound -> full resync
+    group = HINTS["licensingGroupId"]
+    await eventually(lambda: guest in world.sim.store.groups[group]["members"], timeout_s=60, what="the resync")
+    assert "add-to-licensing-group" in await world.audit_once_it_has(guest, "add-to-licensing-group")

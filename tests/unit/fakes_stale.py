@@ -1,0 +1,97 @@
+"""In-memory fakes for the stale sweep: a directory that answers `$batch` like Graph, and a report folder."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
+
+from shared.adapters.graph import BatchRequest, BatchResult, GraphError
+from shared.adapters.reports import ReportStore
+from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMail
+
+
+def _error(status: int, code: str) -> dict[str, object]:
+    return {"error": {"code": code, "message": code}}
+
+
+class FakeStaleGraph:
+    def __init__(self, users: Sequence[DirectoryUser] = (), page_size: int = 3) -> None:
+        self.users = {u.id: u for u in users}
+        self.deleted: dict[str, DirectoryUser] = {}
+        self.sponsors: dict[str, list[DirectoryContact]] = {}
+        self.groups: dict[str, set[str]] = {}
+        self.outbox: list[OutgoingMail] = []
+        self.writes: list[str] = []
+        """Every state-changing batch item that succeeded, e.g. "PATCH /users/g1 {'accountEnabled': False}"."""
+        self.page_size = page_size
+        self.batch_calls = 0
+        self.crash_on_batch: int | None = None
+        """Raise (like a dead connection) on this batch call number (1-based) that writes."""
+        self.list_error: GraphError | None = None
+        self.item_status: dict[str, int] = {}
+        """batch item id -> forced status (e.g. 403 for a privileged user)."""
+
+    async def iter_guest_pages(
+        self, *, with_sign_in_activity: bool = True, extra_filter: str | None = None
+    ) -> AsyncIterator[list[DirectoryUser]]:
+        if self.list_error:
+            raise self.list_error
+        guests = [u for u in sorted(self.users.values(), key=lambda u: u.id) if u.user_type == "Guest"]
+        for start in range(0, len(guests), self.page_size):
+            yield guests[start : start + self.page_size]
+
+    async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
+        return {uid: list(self.sponsors.get(uid, [])) for uid in user_ids}
+
+    async def send_mail(self, mail: OutgoingMail) -> None:
+        self.outbox.append(mail)
+
+    async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]:
+        if any(r.method != "GET" for r in requests):
+            self.batch_calls += 1
+            if self.crash_on_batch == self.batch_calls:
+                raise GraphError(None, "transport", "connection reset (injected)")
+        return [self._one(r) for r in requests]
+
+    def _one(self, r: BatchRequest) -> BatchResult:
+        if r.id in self.item_status:
+            return BatchResult(r.id, self.item_status[r.id], _error(self.item_status[r.id], "Forbidden"))
+        parts = r.url.split("?")[0].strip("/").split("/")
+        if r.method == "GET" and parts[0] == "groups":
+            return BatchResult(r.id, 200, {"value": [{"id": m} for m in sorted(self.groups.get(parts[1], ()))]})
+        if parts[0] == "directory" and r.method == "POST":
+            user = self.deleted.pop(parts[2], None)
+            if user is None:
+                return BatchResult(r.id, 404, _error(404, "Request_ResourceNotFound"))
+            self.users[user.id] = user
+            self.writes.append(f"restore {user.id}")
+            return BatchResult(r.id, 200, {"id": user.id})
+        user_id = parts[1]
+        user = self.users.get(user_id)
+        if user is None:
+            return BatchResult(r.id, 404, _error(404, "Request_ResourceNotFound"))
+        if r.method == "PATCH":
+            enabled = bool((r.body or {})["accountEnabled"])
+            self.users[user_id] = replace(user, account_enabled=enabled)
+            self.writes.append(f"{'enable' if enabled else 'disable'} {user_id}")
+            return BatchResult(r.id, 204)
+        if r.method == "POST":
+            self.writes.append(f"revoke {user_id}")
+            return BatchResult(r.id, 200, {"value": True})
+        if r.method == "DELETE":
+            self.deleted[user_id] = self.users.pop(user_id)
+            self.writes.append(f"delete {user_id}")
+            return BatchResult(r.id, 204)
+        raise AssertionError(f"unexpected batch item {r}")
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for w in self.writes if w.startswith(prefix))
+
+
+class MemoryReportStore(ReportStore):
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+
+    async def write(self, name: str, content: bytes, content_type: str) -> str:
+        self.files[name] = content
+        return f"memory://{name}"
