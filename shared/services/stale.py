@@ -532,7 +532,7 @@ async def _audit(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str,
 class RestoreOutcome:
     user_id: str
     status: str
-    """restored | re-enabled | already-done | not-ours | failed"""
+    """restored | re-enabled | left-disabled (someone else had disabled it) | already-done | not-ours | failed"""
     detail: str = ""
 
 
@@ -540,6 +540,8 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
     """Undo our lifecycle for one guest: restore it if we deleted it, re-enable it if we disabled it."""
     record = await deps.state.get(RECORD_KIND, user_id)
     memory = StageMemory.from_json(record.value) if record else None
+    if memory is not None and memory.stage is Stage.RESTORED:
+        return RestoreOutcome(user_id, "already-done", f"restored on {memory.since:%Y-%m-%d}")
     if memory is None or memory.stage not in (Stage.DISABLED, Stage.DELETED):
         return RestoreOutcome(user_id, "not-ours", "guestwarden has not disabled or deleted this user")
     now = deps.clock()
@@ -564,7 +566,10 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
     restored = StageMemory(Stage.RESTORED, now, run_id=memory.run_id)
     await deps.state.complete(claim, {"memory": restored.to_json()})
     await deps.state.put(RECORD_KIND, user_id, restored.to_json(), etag=ANY_ETAG)
-    status = "restored" if memory.stage is Stage.DELETED else "re-enabled"
+    undone = "re-enabled" if memory.we_disabled else "left-disabled"
+    status = "restored" if memory.stage is Stage.DELETED else undone
+    # an account someone else had disabled before guestwarden acted goes back to that: disabled
+    detail = "" if memory.we_disabled else "it was disabled before guestwarden acted, so it stays disabled"
     await deps.state.append(
         AuditEntry(
             at=now,
@@ -582,7 +587,7 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
             correlation_id=memory.run_id,
         )
     )
-    return RestoreOutcome(user_id, status)
+    return RestoreOutcome(user_id, status, detail)
 
 
 async def restore_run(run_id: str, deps: StaleDeps) -> list[RestoreOutcome]:
