@@ -266,7 +266,7 @@ async def test_restore_run_brings_back_the_deleted_enabled_and_restarts_their_cl
     assert sorted((o.user_id, o.status) for o in outcomes) == [("stale-1", "restored"), ("stale-2", "restored")]
     assert graph.deleted == {}
     assert graph.users["stale-1"].account_enabled is True
-    assert (await restore_run(plan.run_id, deps))[0].status == "not-ours"  # nothing left to undo
+    assert (await restore_run(plan.run_id, deps))[0].status == "already-done"  # nothing left to undo
     clock.advance(1)
     assert (await sweep_stale_guests(deps)).items == []  # not warned again the next night
 
