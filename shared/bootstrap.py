@@ -11,7 +11,7 @@ import os
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from pydantic import SecretStr
@@ -32,6 +32,9 @@ from shared.services.stale import StaleDeps
 from shared.services.subscriptions import SubscriptionConfig, SubscriptionDeps, known_subscription_ids
 from shared.services.webhook import WebhookDeps
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature, Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from shared.adapters.deadletters import DeadLetterQueues
 
 
 def settings_from_env(features: Iterable[Feature] = tuple(Feature), env: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +94,22 @@ def build_publisher(settings: Settings) -> MessagePublisher:
     assert settings.servicebus_namespace, "settings require a connection string or a namespace"
     return ServiceBusPublisher.from_namespace(
         settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id)
+    )
+
+
+def build_dead_letter_queues(settings: Settings) -> DeadLetterQueues:
+    """The dead-letter queues of the configured namespace, for the operator CLI (same connection as the app)."""
+    from azure.servicebus.aio import ServiceBusClient
+
+    from shared.adapters.deadletters import DeadLetterQueues
+
+    if settings.servicebus_connection is not None:
+        return DeadLetterQueues(
+            ServiceBusClient.from_connection_string(settings.servicebus_connection.get_secret_value())
+        )
+    assert settings.servicebus_namespace, "settings require a connection string or a namespace"
+    return DeadLetterQueues(
+        ServiceBusClient(settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id))
     )
 
 

@@ -159,6 +159,10 @@ from shared.cli_subscriptions import register as _register_subscriptions  # noqa
 
 _register_subscriptions(app)
 
+from shared.cli_ops import register as _register_ops  # noqa: E402 - day 2: audit, dead letters
+
+_register_ops(app)
+
 
 def main() -> None:
     app()
