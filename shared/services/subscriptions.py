@@ -2,13 +2,14 @@
 
 A timer calls `ensure_subscription`: create it if we have none (adopting one Graph already has for our URL,
 so a lost state record never leads to duplicates), renew it well before it expires (Graph deletes expired
-subscriptions), recreate it when Graph no longer knows it or its URL changed. A ledger lease makes
-overlapping runs (two instances, a retry) act one at a time. Its id and expiry live in state, where the webhook
-reads the ids it accepts.
+subscriptions), recreate it when Graph no longer knows it or its URL or clientState changed (rotation). A
+ledger lease makes overlapping runs (two instances, a retry) act one at a time. Its id and expiry live in state,
+where the webhook reads the ids it accepts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -120,11 +121,14 @@ async def _ensure(deps: SubscriptionDeps) -> SubscriptionOutcome:
         await _save(deps, record, created)
         await _audit(deps, f"{action[:-1]}-subscription", created, reason)
         return SubscriptionOutcome(action, created.id, created.expiration)
-    if current.notification_url != deps.config.notification_url:
+    stale_reason = _needs_recreation(deps, record, current)
+    if stale_reason:
+        # Graph can PATCH only the expiry: a new URL or clientState takes a new subscription. Notifications
+        # dropped in between are read again by the users/delta backstop.
         await deps.graph.delete_subscription(current.id)
         created = await _create(deps, now)
         await _save(deps, record, created)
-        await _audit(deps, "recreate-subscription", created, "the notification URL changed")
+        await _audit(deps, "recreate-subscription", created, stale_reason)
         return SubscriptionOutcome("recreated", created.id, created.expiration)
     if current.expiration - now <= deps.config.renew_before:
         renewed = await deps.graph.renew_subscription(current.id, now + deps.config.lifetime)
@@ -132,6 +136,20 @@ async def _ensure(deps: SubscriptionDeps) -> SubscriptionOutcome:
         await _audit(deps, "renew-subscription", renewed, f"expires {current.expiration.isoformat()}")
         return SubscriptionOutcome("renewed", renewed.id, renewed.expiration)
     return SubscriptionOutcome("unchanged", current.id, current.expiration)
+
+
+def client_state_fingerprint(client_state: str) -> str:
+    """What state keeps to notice a rotated clientState: a short SHA-256, never the secret itself."""
+    return hashlib.sha256(client_state.encode("utf-8")).hexdigest()[:16]
+
+
+def _needs_recreation(deps: SubscriptionDeps, record: Record | None, current: GraphSubscription) -> str:
+    if current.notification_url != deps.config.notification_url:
+        return "the notification URL changed"
+    kept = record.value.get("clientStateFingerprint") if record is not None else None
+    if isinstance(kept, str) and kept != client_state_fingerprint(deps.config.client_state):
+        return "the clientState was rotated"
+    return ""
 
 
 async def _adopt(deps: SubscriptionDeps) -> GraphSubscription | None:
@@ -167,6 +185,7 @@ async def _save(deps: SubscriptionDeps, record: Record | None, sub: GraphSubscri
         "id": sub.id,
         "expiresAt": sub.expiration.isoformat(),
         "previousId": previous if previous != sub.id else (record.value.get("previousId") if record else None),
+        "clientStateFingerprint": client_state_fingerprint(deps.config.client_state),
     }
     await deps.state.put(RECORD_KIND, RECORD_KEY, value, etag=record.etag if record is not None else None)
 

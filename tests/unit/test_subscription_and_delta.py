@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -73,6 +74,24 @@ async def test_recreates_when_the_notification_url_changes() -> None:
     moved = await ensure_subscription(keeper(clock, graph, state, url=URL.replace("example.net", "example.org")))
     assert moved.action == "recreated"
     assert [s.notification_url for s in graph.subs.values()] == [URL.replace("example.net", "example.org")]
+
+
+async def test_a_rotated_client_state_recreates_the_subscription_and_state_never_holds_the_secret() -> None:
+    clock = Clock()
+    graph, state = FakeSubscriptions(clock), MemoryStateStore(clock=clock)
+    first = await ensure_subscription(keeper(clock, graph, state))
+    assert (await ensure_subscription(keeper(clock, graph, state))).action == "unchanged"
+    rotated = replace(
+        keeper(clock, graph, state), config=replace(keeper(clock).config, client_state="rotated-0123456789")
+    )
+    second = await ensure_subscription(rotated)
+    assert second.action == "recreated" and second.subscription_id != first.subscription_id
+    assert [s.id for s in graph.subs.values()] == [second.subscription_id]  # the old one is deleted
+    assert (await ensure_subscription(rotated)).action == "unchanged"
+    record = await state.get("subscription", "users")
+    assert record is not None and "client-state-secret" not in str(record.value) and "rotated" not in str(record.value)
+    reasons = [e.reason async for e in state.query(clock.now - timedelta(days=1), action="recreate-subscription")]
+    assert reasons == ["the clientState was rotated"]
 
 
 async def test_lost_state_adopts_the_existing_subscription_instead_of_duplicating() -> None:
