@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -132,8 +133,8 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
     """
     from dataclasses import replace
 
-    from shared.adapters.state.sqlite import SqliteStateStore
-    from shared.bootstrap import build_graph_gateway, settings_from_env, stale_deps
+    from local.graph_sim.clock import iso_z
+    from shared.bootstrap import build_graph_gateway, build_state_store, settings_from_env, stale_deps
     from shared.services.stale import restore_run, sweep_stale_guests
 
     sim = world.sim
@@ -141,7 +142,9 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
     named = tenant["named"]
     scenario.step("Flow 4: the nightly stale-guest sweep (warn, disable, delete; restorable)", "bold")
     settings = settings_from_env(env={**os.environ, "STALE_REPORT_DIR": str(out / "reports")})
-    async with build_graph_gateway(settings) as graph, SqliteStateStore(out / "stale-state.db") as state:
+    today = sim.clock.now()
+    # the app's own state store: `guestwarden audit` and `restore --run` see the sweep's runs afterwards
+    async with build_graph_gateway(settings) as graph, build_state_store(settings) as state:
         base = stale_deps(settings, graph, state)
         deps = replace(base, clock=sim.clock.now, config=replace(base.config, max_actions=1000, max_percent=100))
 
@@ -175,7 +178,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             bool(disabled_ids) and all(sim.user(u)["accountEnabled"] is False for u in disabled_ids),
         )
         comeback = disabled_ids[0]
-        sim.update_user(comeback, signInActivity={"lastNonInteractiveSignInDateTime": sim.clock.now().isoformat()})
+        sim.update_user(comeback, signInActivity={"lastNonInteractiveSignInDateTime": iso_z(sim.clock.now())})
         scenario.step(f"{sim.user(comeback)['displayName']} signs in again during the grace period")
         sim.clock.advance(timedelta(days=settings.stale_delete_grace_days + 1))
         scenario.step(f"the clock jumps {settings.stale_delete_grace_days + 1} days")
@@ -198,6 +201,11 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             and all(not sim.user(u).get("deletedDateTime") for u in deleted_ids),
             f"{len(restored)} guest(s) restored or re-enabled",
         )
+    sim.clock.set(today)
+    scenario.step("the clock returns to today; Graph dropped the /users subscription while it was weeks ahead")
+    await world.host.fire_timer("subscription_keeper")
+    live = [s for s in sim.subscriptions() if s["resource"].strip("/") == "users"]
+    scenario.expect("the subscription keeper recreates it through the handshake", len(live) == 1)
 
 
 class TicketInbox:
@@ -348,6 +356,17 @@ async def stop_world(world: LocalWorld) -> None:
     world.sim.stop()
 
 
+def write_env_file(world: Any, out: Path) -> Path:
+    """The demo's app settings as KEY='value' lines, so the CLI in another shell talks to the same local world.
+
+    Local, throwaway values only (the demo's function key and clientState are constants in this file).
+    """
+    path = out / "demo.env"
+    lines = [f"{k}={shlex.quote(v)}" for k, v in sorted(world.settings.items())]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def summary(scenario: Scenario) -> Table:
     table = Table(title="guestwarden demo: expected outcomes")
     table.add_column("outcome")
@@ -373,8 +392,15 @@ async def run(out: Path, keep_running: bool) -> int:
         console.print(summary(scenario))
         console.print(f"outputs in [bold]{out}[/bold]")
         if keep_running:
-            console.print("[bold]--keep-running[/bold]: the local world stays up; Ctrl-C to stop. Try:")
-            console.print(f"  .venv/bin/guestwarden guests --tenant-sim {world.sim.base_url}")
+            env_file = write_env_file(world, out)
+            console.print("[bold]--keep-running[/bold]: the local world stays up; Ctrl-C to stop. In another shell:")
+            console.print(f"  set -a; . {env_file}; set +a   # the app settings, for the CLI")
+            for command in ("guests", "audit --days 1", "blocked", "subscriptions status", "deadletters list"):
+                console.print(f"  .venv/bin/guestwarden {command}")
+            console.print(
+                f"  curl -s -X POST 'http://127.0.0.1:{world.host.port}/api/graph/notifications"
+                f"?code={FUNCTION_KEY}&validationToken=hello'   # the handshake Graph does"
+            )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
