@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.cli import guestwarden
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"
 TENANT = json.loads(FIXTURE.read_text())
-CLI = [sys.executable, "-m", "shared.cli"]
 
 pytestmark = pytest.mark.timeout(90)
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, cwd=ROOT, env=env or dict(os.environ), timeout=80, check=False
-    )
+run = guestwarden
 
 
 def test_inventory_as_json_lists_every_guest_and_no_member() -> None:

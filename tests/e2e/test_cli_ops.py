@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from local.servicebus_broker import LocalServiceBusBroker
 from shared.adapters.state import AuditEntry
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+from tests.e2e.cli import guestwarden
 from tests.fixtures.servicebus import BrokerFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,15 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=100,
-        check=False,
-    )
+    return guestwarden(*args, env=env)
 
 
 @pytest.fixture

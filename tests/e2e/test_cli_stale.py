@@ -11,7 +11,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +23,9 @@ from local.graph_sim import GraphSimulator
 from shared.bootstrap import build_graph_gateway, build_state_store, settings_from_env, stale_deps
 from shared.services.stale import sweep_stale_guests
 from shared.settings import Feature
+from tests.e2e.cli import guestwarden
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "shared.cli"]
 NEVER_TOUCHED = ("excluded-by-group", "excluded-by-domain", "break-glass", "member-ext", "active-noninteractive")
 
 pytestmark = pytest.mark.timeout(120)
@@ -67,15 +66,7 @@ def operator_env(sim: GraphSimulator, tenant_now: dict[str, Any], tmp_path: Path
 
 
 def run(env: dict[str, str], *args: str, **overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args, "--tenant-sim", env["GRAPH_BASE_URL"]],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**env, **overrides},
-        timeout=100,
-        check=False,
-    )
+    return guestwarden(*args, "--tenant-sim", env["GRAPH_BASE_URL"], env={**env, **overrides})
 
 
 def actions(plan: dict[str, Any], action: str) -> set[str]:

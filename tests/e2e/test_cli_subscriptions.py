@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from local.world import app_settings, free_port
+from tests.e2e.cli import guestwarden
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"
@@ -63,16 +64,7 @@ def operator_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             process.wait(timeout=15)
 
 
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+cli = guestwarden
 
 
 def test_status_before_ensure_is_unhealthy_then_ensure_creates_and_status_is_healthy(

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.cli import guestwarden
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,15 +26,7 @@ def settings_from(env_file: Path) -> dict[str, str]:
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return guestwarden(*args, env={**os.environ, **env}, timeout=60)
 
 
 @pytest.mark.timeout(300)
