@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ARGS ?=
 
-.PHONY: demo test lint typecheck unit setup clean docs
+.PHONY: demo test lint typecheck unit setup clean docs bench
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -30,13 +30,17 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared functions function_app.py local tools
+	$(BIN)/mypy shared functions function_app.py local tools bench
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/pytest $(ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m local.demo $(ARGS)
+
+# Benchmarks (bench/README.md): prints a table and appends it to bench/RESULTS.md. ARGS=--quick for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ import azure.functions as func
 
 from shared.adapters.queue import MalformedMessage, decode_message
 from shared.bootstrap import AppServices
+from shared.observability import observed_message
 from shared.services.licensing import USER_CHANGED, license_guest
 from shared.services.subscriptions import handle_lifecycle_event
 from shared.services.webhook import LIFECYCLE_EVENT
@@ -21,6 +22,11 @@ log = logging.getLogger(__name__)
 
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=GUEST_CHANGES_QUEUE, connection="SERVICEBUS_CONNECTION")
 async def process_guest_change(msg: func.ServiceBusMessage) -> None:
+    with observed_message(GUEST_CHANGES_QUEUE, msg) as correlation_id:
+        await _process_guest_change(msg, correlation_id)
+
+
+async def _process_guest_change(msg: func.ServiceBusMessage, correlation_id: str) -> None:
     try:
         payload = decode_message(msg.get_body())
     except MalformedMessage as exc:
@@ -28,7 +34,6 @@ async def process_guest_change(msg: func.ServiceBusMessage) -> None:
         raise
     services = AppServices.current()
     kind = payload["type"]
-    correlation_id = msg.correlation_id or msg.message_id or ""
     if kind == USER_CHANGED and isinstance(payload.get("userId"), str):
         outcome = await license_guest(payload["userId"], services.licensing(), correlation_id)
         log.info("user %s: %s %s", payload["userId"], outcome.status, outcome.reason or ",".join(outcome.actions))

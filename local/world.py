@@ -6,10 +6,15 @@ run the app with the same settings an operator would put in local.settings.json.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from shared.settings import Settings
 
@@ -68,3 +73,73 @@ def app_settings(
         "LOCAL_HOST_FUNCTION_KEY": function_key,
         **extra,
     }
+
+
+@dataclass
+class RunningWorld:
+    """The whole local world around the real function_app (see `running_world`)."""
+
+    sim: Any
+    broker: Any
+    host: Any
+    settings: dict[str, str]
+
+    @property
+    def notification_url(self) -> str:
+        return self.settings["GRAPH_NOTIFICATION_URL"]
+
+
+@asynccontextmanager
+async def running_world(
+    tenant: Any,
+    state_dir: Path,
+    *,
+    functions: Iterable[str] | None = None,
+    function_key: str = "local-function-key",
+    client_state: str = "local-client-state-0123456789abcdef",
+    **extra: str,
+) -> AsyncIterator[RunningWorld]:
+    """Start the simulator on `tenant` (a fixture path or dict), the broker, and the local host serving
+    function_app (only `functions`, if given) with `app_settings`; stop all of it on exit. The app settings
+    are exported to the environment for the duration, as the Functions worker sees them."""
+    import function_app
+    from local.graph_sim import GraphSimulator
+    from local.host import LocalFunctionsHost, ManualClock
+    from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
+    from shared.bootstrap import AppServices
+    from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+
+    sim = GraphSimulator(tenant) if isinstance(tenant, dict) else GraphSimulator.from_fixture(tenant)
+    options = QueueOptions(max_delivery_count=5, lock_duration_s=30)
+    broker = LocalServiceBusBroker(queues={GUEST_CHANGES_QUEUE: options, RISK_INCIDENTS_QUEUE: options})
+    saved = dict(os.environ)
+    host = None
+    sim.start()
+    try:
+        broker.start()
+        port = free_port()
+        settings = app_settings(
+            graph_url=sim.base_url,
+            servicebus=broker.connection_string,
+            host_port=port,
+            state_path=state_dir / "state.db",
+            function_key=function_key,
+            client_state=client_state,
+            **extra,
+        )
+        os.environ.update(settings)
+        AppServices.reset()
+        host = LocalFunctionsHost(
+            function_app.build_app(), settings, port=port, clock=ManualClock(datetime.now(UTC)), functions=functions
+        )
+        await host.start()
+        yield RunningWorld(sim, broker, host, settings)
+    finally:
+        if host is not None:
+            await host.stop()
+        await AppServices.close_current()
+        AppServices.reset()
+        broker.stop()
+        sim.stop()
+        os.environ.clear()
+        os.environ.update(saved)

@@ -23,6 +23,7 @@ from shared.adapters.reports import ReportStore
 from shared.adapters.risk_wiring import RiskWiring
 from shared.adapters.state import StateStore, utc_now
 from shared.domain.licensing import LicensingPolicy
+from shared.observability import CountingStateStore, configure_telemetry
 from shared.services.delta import DeltaDeps
 from shared.services.licensing import Alerting, LicensingDeps
 from shared.services.risk_detection import DetectionDeps
@@ -34,7 +35,7 @@ from shared.services.webhook import WebhookDeps
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from shared.adapters.deadletters import DeadLetterQueues
+    from shared.adapters.queue_admin import OperatorQueues
 
 
 def settings_from_env(features: Iterable[Feature] = tuple(Feature), env: Mapping[str, str] | None = None) -> Settings:
@@ -97,18 +98,18 @@ def build_publisher(settings: Settings) -> MessagePublisher:
     )
 
 
-def build_dead_letter_queues(settings: Settings) -> DeadLetterQueues:
+def build_operator_queues(settings: Settings) -> OperatorQueues:
     """The dead-letter queues of the configured namespace, for the operator CLI (same connection as the app)."""
     from azure.servicebus.aio import ServiceBusClient
 
-    from shared.adapters.deadletters import DeadLetterQueues
+    from shared.adapters.queue_admin import OperatorQueues
 
     if settings.servicebus_connection is not None:
-        return DeadLetterQueues(
+        return OperatorQueues(
             ServiceBusClient.from_connection_string(settings.servicebus_connection.get_secret_value())
         )
     assert settings.servicebus_namespace, "settings require a connection string or a namespace"
-    return DeadLetterQueues(
+    return OperatorQueues(
         ServiceBusClient(settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id))
     )
 
@@ -190,6 +191,7 @@ def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore) -> St
             max_actions=s.stale_max_actions,
             max_percent=s.stale_max_percent,
             abort_missing_activity_percent=s.stale_abort_missing_activity_percent,
+            scan_concurrency=s.stale_scan_concurrency,
             notify_guest=s.stale_notify_guest,
             mail_sender=s.mail_sender,
         ),
@@ -214,7 +216,8 @@ class AppServices:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.graph = build_graph_gateway(settings)
-        self.state = build_state_store(settings)
+        # Every audit entry is also counted and logged (shared.observability): one place sees every action.
+        self.state: StateStore = CountingStateStore(build_state_store(settings))
         self.publisher = build_publisher(settings)
         self._risk: RiskWiring | None = None
 
@@ -222,6 +225,7 @@ class AppServices:
     def settings_once(cls) -> Settings:
         if cls._settings is None:
             cls._settings = settings_from_env(APP_FEATURES)
+            configure_telemetry(cls._settings)  # Azure Monitor only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
         return cls._settings
 
     @classmethod

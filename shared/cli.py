@@ -6,7 +6,8 @@ on a workstation DefaultAzureCredential uses your az login) or against the local
 `--tenant-sim URL` (a simulator that is already running, e.g. from `make demo ARGS=--keep-running`).
 
 Exit codes (shared/cli_common.py): 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local
-simulator did not start; 5 `stale apply` did not apply.
+simulator did not start; 5 `stale apply` did not apply; 6 `subscriptions status` unhealthy; 7 `doctor` found a
+failing check.
 """
 
 from __future__ import annotations
@@ -162,6 +163,12 @@ _register_subscriptions(app)
 from shared.cli_ops import register as _register_ops  # noqa: E402 - day 2: audit, dead letters
 
 _register_ops(app)
+
+from shared.cli_doctor import register as _register_doctor  # noqa: E402
+from shared.cli_setup import register as _register_setup  # noqa: E402
+
+_register_doctor(app)
+_register_setup(app)
 
 
 def main() -> None:

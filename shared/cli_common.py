@@ -2,7 +2,7 @@
 
 Exit codes: 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local simulator did not start;
 5 `stale apply` did not apply (capped, aborted or incomplete: the plan and report say why); 6 `subscriptions
-status` found no healthy subscription.
+status` found no healthy subscription; 7 `doctor` found a failing check.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +26,7 @@ EXIT_GRAPH = 3
 EXIT_SIMULATOR = 4
 EXIT_NOT_APPLIED = 5
 EXIT_UNHEALTHY = 6
+EXIT_DOCTOR = 7
 
 err = Console(stderr=True)
 
@@ -74,15 +75,22 @@ def simulator(fixture: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def command_env(tenant_sim: str | None) -> Iterator[Mapping[str, str]]:
+    """The app settings a command reads: the environment, with Graph pointed at the simulator for --tenant-sim."""
+    if tenant_sim is None:
+        yield os.environ
+    elif tenant_sim.startswith(("http://", "https://")):
+        yield {**os.environ, "GRAPH_BASE_URL": tenant_sim, "GRAPH_AUTH": "local-token"}
+    else:
+        with simulator(Path(tenant_sim)) as url:
+            yield {**os.environ, "GRAPH_BASE_URL": url, "GRAPH_AUTH": "local-token"}
+
+
+@contextlib.contextmanager
 def command_settings(tenant_sim: str | None, features: tuple[Feature, ...]) -> Iterator[Settings]:
     try:
-        if tenant_sim is None:
-            yield settings_from_env(features)
-        elif tenant_sim.startswith(("http://", "https://")):
-            yield settings_from_env(features, {**os.environ, "GRAPH_BASE_URL": tenant_sim, "GRAPH_AUTH": "local-token"})
-        else:
-            with simulator(Path(tenant_sim)) as url:
-                yield settings_from_env(features, {**os.environ, "GRAPH_BASE_URL": url, "GRAPH_AUTH": "local-token"})
+        with command_env(tenant_sim) as env:
+            yield settings_from_env(features, env)
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from shared.bootstrap import build_dead_letter_queues, build_state_store
+from shared.bootstrap import build_operator_queues, build_state_store
 from shared.cli_common import EXIT_USAGE, JsonFlag, command_settings, err, table_console
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature
 
@@ -104,7 +104,7 @@ def list_command(
     with command_settings(None, (Feature.QUEUE,)) as settings:
 
         async def collect() -> list[dict[str, Any]]:
-            async with build_dead_letter_queues(settings) as dlq:
+            async with build_operator_queues(settings) as dlq:
                 return [d.as_json() for q in queues for d in await dlq.peek(q, max_count)]
 
         rows = asyncio.run(collect())
@@ -141,7 +141,7 @@ def resubmit_command(
     with command_settings(None, (Feature.QUEUE,)) as settings:
 
         async def go() -> list[dict[str, Any]]:
-            async with build_dead_letter_queues(settings) as dlq:
+            async with build_operator_queues(settings) as dlq:
                 if not yes:
                     letters = await dlq.peek(name, max_count)
                     return [d.as_json() for d in letters if not seq or d.sequence_number in seq]

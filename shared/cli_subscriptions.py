@@ -43,7 +43,7 @@ class SubscriptionStatus:
     advice: str
 
 
-async def _status(settings: Settings) -> SubscriptionStatus:
+async def subscription_status(settings: Settings) -> SubscriptionStatus:
     async with build_graph_gateway(settings) as graph, build_state_store(settings) as state:
         record = await state.get(RECORD_KIND, RECORD_KEY)
         remembered = record.value.get("id") if record else None
@@ -71,7 +71,7 @@ def status_command(tenant_sim: TenantSim = None, as_json: JsonFlag = False) -> N
     """Is the /users subscription alive, pointing at us, and far from expiry? Exit 6 when not healthy."""
     with command_settings(tenant_sim, (Feature.GRAPH, Feature.STATE)) as settings:
         try:
-            status = asyncio.run(_status(settings))
+            status = asyncio.run(subscription_status(settings))
         except GraphError as exc:
             err.print(Text(str(exc), style="red"))
             raise typer.Exit(EXIT_GRAPH) from None

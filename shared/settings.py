@@ -414,6 +414,12 @@ class Settings(BaseModel):
         description="Abort when more than this percentage of guests lack signInActivity (the tenant has no "
         "Entra ID P1/P2, or AuditLog.Read.All is missing).",
     )
+    stale_scan_concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
+        8,
+        alias="STALE_SCAN_CONCURRENCY",
+        description="How many createdDateTime ranges of the guest list the sweep pages at once (1-16; 1 pages "
+        "one nextLink chain). 8 pages 100,000 guests in about 1/8 of the time, far below Graph's read budget.",
+    )
     stale_exclude_group_ids: tuple[str, ...] = Field(
         (),
         alias="STALE_EXCLUDE_GROUP_IDS",
@@ -709,6 +715,12 @@ def _known_names() -> dict[str, str]:
     return {f.alias.upper(): f.alias for f in Settings.model_fields.values() if f.alias}
 
 
+UNRESOLVED_REFERENCE = (
+    "a Key Vault reference the platform could not resolve (does the vault hold the secret, and may the app's "
+    "identity read it: keyVaultReferenceIdentity, Key Vault Secrets User?)"
+)
+
+
 def load_settings(env: Mapping[str, str], features: Iterable[Feature] = tuple(Feature)) -> Settings:
     """Validate `env` (usually os.environ) once; raise one SettingsError naming every problem.
 
@@ -721,7 +733,12 @@ def load_settings(env: Mapping[str, str], features: Iterable[Feature] = tuple(Fe
         for name, value in env.items()
         if name.upper() in known and value is not None and str(value).strip()
     }
-    problems = _cross_checks(values, set(features))
+    # App Service hands an unresolved Key Vault reference over as its own text: never use it as the value.
+    unresolved = sorted(
+        name for name, value in values.items() if str(value).lstrip().startswith("@Microsoft.KeyVault(")
+    )
+    values = {name: value for name, value in values.items() if name not in unresolved}
+    problems = [f"{name}: {UNRESOLVED_REFERENCE}" for name in unresolved] + _cross_checks(values, set(features))
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:

@@ -11,6 +11,7 @@ import collections
 import inspect
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from local.graph_sim.clock import SimClock, iso_z, parse_dt
 from local.graph_sim.context import SimContext
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
+from local.graph_sim.identity import token_response
 from local.graph_sim.messages import JSON_CONTENT_TYPE, SimRequest, SimResponse
 from local.graph_sim.notifications import NotificationHub
 from local.graph_sim.resources import build_router
@@ -32,6 +34,7 @@ from local.graph_sim.router import Router
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/v1.0"
+TOKEN_PATH = re.compile(r"/[^/]+/oauth2/v2\.0/token")
 
 
 class GraphSimulator:
@@ -253,6 +256,21 @@ class GraphSimulator:
         """Block until no notification is queued, delayed, batched or being retried."""
         self.notifications.wait_idle(timeout)
 
+    @property
+    def entra_id_p1(self) -> bool:
+        """False: the tenant has no Entra ID P1, so signInActivity answers 403 (fixture: tenant.entraIdP1)."""
+        return self.store.entra_id_p1
+
+    @entra_id_p1.setter
+    def entra_id_p1(self, value: bool) -> None:
+        with self.store.lock:
+            self.store.entra_id_p1 = value
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint (client credentials): tokens carry the app's granted Graph roles."""
+        return f"http://127.0.0.1:{self.port}/{self.store.tenant.get('id', 'common')}/oauth2/v2.0/token"
+
     def add_signin(self, entry: dict[str, Any]) -> None:
         with self.store.lock:
             self.store.add_signin(entry)
@@ -326,6 +344,8 @@ class GraphSimulator:
         headers = {name.lower(): value for name, value in request.headers.items()}
         base = SimRequest(method=request.method, path="/", headers=headers, base_url=self.base_url)
         path = request.path
+        if request.method == "POST" and TOKEN_PATH.fullmatch(path):
+            return await self._issue_token(request)
         if path != API_PREFIX and not path.startswith(API_PREFIX + "/"):
             return self._to_web(self._error(base, 404, "BadRequest", f"Invalid version: '{path}'."))
         auth = headers.get("authorization", "")
@@ -355,6 +375,14 @@ class GraphSimulator:
             base_url=self.base_url,
         )
         return self._to_web(await self.dispatch(sim_request))
+
+    async def _issue_token(self, request: web.Request) -> web.Response:
+        """POST /{tenant}/oauth2/v2.0/token: an app-only token carrying the app's granted Graph roles."""
+        form = await request.post()
+        client_id = form.get("client_id")
+        with self.store.lock:
+            body = token_response(self.store, client_id if isinstance(client_id, str) else None, self.clock.now())
+        return web.json_response(body)
 
     def _to_web(self, response: SimResponse) -> web.Response:
         headers = dict(response.headers)

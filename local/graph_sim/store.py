@@ -36,6 +36,11 @@ class TenantStore:
             group.setdefault("members", [])
         self.skus: dict[str, Json] = {sku["skuId"].lower(): sku for sku in doc.get("subscribedSkus", [])}
         self.signins: list[Json] = sorted(doc.get("signIns", []), key=signin_sort_key)
+        # Service principals and Graph app role grants (local/graph_sim/identity.py, resources/service_principals.py)
+        self.service_principals: dict[str, Json] = {sp["id"]: sp for sp in doc.get("servicePrincipals", [])}
+        self.app_role_assignments: list[Json] = doc.get("appRoleAssignments", [])
+        # Entra ID P1 (signInActivity needs it); a fixture says "entraIdP1": false for a tenant without it
+        self.entra_id_p1 = bool(self.tenant.get("entraIdP1", True))
         self._signin_keys = [signin_sort_key(entry) for entry in self.signins]
         self._sorted_ids = sorted(self.users)
         self._upn = {str(u.get("userPrincipalName", "")).lower(): uid for uid, u in self.users.items()}

@@ -148,6 +148,13 @@ class LocalFunctionsHost:
             executor, self._executor = self._executor, None
             await asyncio.to_thread(executor.shutdown, True)
 
+    async def kill(self) -> None:
+        """Stop like a killed worker process: invocations in flight are cancelled where they stand, their queue
+        messages are neither completed nor abandoned (the broker redelivers them when their locks expire), and
+        nothing is waited for. Start a new host on the same settings (and port) to model the restart."""
+        self._shutdown_timeout = 0.0
+        await self.stop()
+
     async def __aenter__(self) -> LocalFunctionsHost:
         await self.start()
         return self

@@ -145,6 +145,10 @@ def _plain_properties(properties: Mapping[Any, Any] | None) -> dict[str, Any]:
     return plain
 
 
+CLOSE_TIMEOUT_S = 15.0
+"""A client whose connection died can hang in close(): shutdown goes on without it after this long."""
+
+
 class QueuePump:
     """Feeds one queue-triggered function from its queue."""
 
@@ -180,11 +184,24 @@ class QueuePump:
 
     async def start(self) -> None:
         self._client, self._credential = self._connection.client()
-        self._receiver = self._client.get_queue_receiver(
-            self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0
-        )
+        self._receiver = self._new_receiver()
         self._renewer = AutoLockRenewer(max_lock_renewal_duration=self._max_lock_renewal)
         self._loop_task = asyncio.create_task(self._receive_loop(), name=f"servicebus:{self._spec.name}")
+
+    def _new_receiver(self) -> ServiceBusReceiver:
+        assert self._client is not None
+        return self._client.get_queue_receiver(
+            self._queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0
+        )
+
+    async def _replace_receiver(self) -> None:
+        """After a receive error the receiver's handler may be shut down for good (a lost connection, a broker
+        restart): like the Functions host's Service Bus extension, start over with a new receiver. Messages the
+        old one still had locked are redelivered when their locks expire."""
+        old, self._receiver = self._receiver, self._new_receiver()
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.close(), timeout=10)
 
     async def stop(self, timeout_s: float) -> None:
         """Stop receiving, let in-flight invocations settle (up to `timeout_s`), then close the clients."""
@@ -201,8 +218,10 @@ class QueuePump:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-        # The renewer's loop and the link's detach each take a moment: close them side by side.
-        await asyncio.gather(_close(self._renewer), _close(self._receiver))
+        # The renewer first: closing the receiver under a lock renewal in flight can leave azure-servicebus
+        # spinning in that management request for good (docs/reliability.md).
+        await _close(self._renewer)
+        await _close(self._receiver)
         await _close(self._client)
         await _close(self._credential)
 
@@ -226,11 +245,12 @@ class QueuePump:
                     max_message_count=reserved, max_wait_time=self._receive_wait_s
                 )
                 backoff = 1.0
-            except ServiceBusError as error:
+            except Exception as error:  # ServiceBusError, or ValueError/AttributeError from a shut-down handler
                 self._link_open = False
                 for _ in range(reserved):
                     self._slots.release()
                 log.warning("'%s': receiving from '%s' failed (%s); retrying", self._spec.name, self._queue, error)
+                await self._replace_receiver()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -243,17 +263,19 @@ class QueuePump:
                 task.add_done_callback(self._in_flight.discard)
 
     async def _process(self, message: ServiceBusReceivedMessage) -> None:
-        assert self._receiver is not None and self._renewer is not None
+        receiver = self._receiver  # settle on the receiver that received it, even if it was replaced since
+        assert receiver is not None and self._renewer is not None
         try:
-            self._renewer.register(self._receiver, message)
+            self._renewer.register(receiver, message)
             result = await self._invoke(self._spec, to_function_message(message))
             if result.ok:
                 if self._auto_complete:
-                    await self._receiver.complete_message(message)
+                    await receiver.complete_message(message)
             else:
-                await self._receiver.abandon_message(message)
-        except ServiceBusError as error:
-            # The lock may be lost (expired, or the link closed): the broker will redeliver.
+                await receiver.abandon_message(message)
+        except (ServiceBusError, ValueError) as error:
+            # The lock may be lost (expired, or the link closed; the SDK raises ValueError once the receiver is
+            # shut down, e.g. a killed host): the broker will redeliver.
             log.warning("'%s': settling message %s failed: %s", self._spec.name, message.message_id, error)
         finally:
             self._slots.release()
@@ -263,6 +285,6 @@ async def _close(closeable: Any) -> None:
     if closeable is None:
         return
     try:
-        await closeable.close()
+        await asyncio.wait_for(closeable.close(), timeout=CLOSE_TIMEOUT_S)
     except Exception as error:  # closing must not stop the rest of the shutdown
         log.debug("closing %s failed: %s", type(closeable).__name__, error)

@@ -141,6 +141,23 @@ class LocalServiceBusBroker:
         if thread.is_alive():
             log.warning("servicebus broker thread did not stop within %.1fs", timeout)
 
+    def restart(self, timeout: float = 5.0) -> LocalServiceBusBroker:
+        """Drop every connection, then listen again on the same port with the same queues and messages.
+
+        A Service Bus namespace keeps its messages across a restart or failover, so this one does too: what was
+        available stays available, scheduled stays scheduled, the dead-letter queues and the duplicate-detection
+        history are kept, and a message locked by a client that lost its connection is redelivered once its lock
+        expires (its lock token is dead: settling it fails, as after a real connection loss).
+        """
+        port = self.port
+        self.stop(timeout)
+        self._thread = self._container = self._injector = self._acceptor = None
+        self._stopping = False
+        self._requested_port = port
+        self._handler = BrokerHandler(self._state)
+        self._handler.on_stop = self._shutdown_on_reactor
+        return self.start()
+
     def _shutdown_on_reactor(self) -> None:
         if self._stopping:
             return

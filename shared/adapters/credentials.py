@@ -7,17 +7,30 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential
 
 
 class LocalTokenCredential(AsyncTokenCredential):
-    """Hands out a fixed bearer token. Settings refuse it unless Graph is a loopback simulator."""
+    """Hands out a fixed bearer token. Settings refuse it unless Graph is a loopback simulator.
 
-    def __init__(self, token: str = "local-simulator-token") -> None:  # noqa: S107 - not a secret
+    With `token_url` (the simulator's client-credentials endpoint, see `local_token_url`) it asks the
+    simulator instead, which issues a token whose `roles` claim lists the app's granted Graph roles.
+    """
+
+    def __init__(
+        self,
+        token: str = "local-simulator-token",  # noqa: S107 - not a secret
+        token_url: str | None = None,
+        client_id: str | None = None,
+    ) -> None:
         self._token = token
+        self._token_url = token_url
+        self._client_id = client_id
 
     async def get_token(
         self,
@@ -27,13 +40,28 @@ class LocalTokenCredential(AsyncTokenCredential):
         enable_cae: bool = False,
         **kwargs: Any,
     ) -> AccessToken:
-        return AccessToken(self._token, int(time.time()) + 3600)
+        if self._token_url is None:
+            return AccessToken(self._token, int(time.time()) + 3600)
+        form = {"grant_type": "client_credentials", "scope": " ".join(scopes)}
+        if self._client_id:
+            form["client_id"] = self._client_id
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            response = await http.post(self._token_url, data=form)
+        response.raise_for_status()
+        body = response.json()
+        return AccessToken(str(body["access_token"]), int(time.time()) + int(body.get("expires_in", 3600)))
 
     async def close(self) -> None:
         return None
 
     async def __aexit__(self, *args: Any) -> None:
         return None
+
+
+def local_token_url(graph_base_url: str, tenant: str = "common") -> str:
+    """The simulator's token endpoint next to its Graph root (http://127.0.0.1:PORT/v1.0 -> /TENANT/oauth2/...)."""
+    parts = urlsplit(graph_base_url)
+    return f"{parts.scheme}://{parts.netloc}/{tenant}/oauth2/v2.0/token"
 
 
 def managed_identity_credential(client_id: str | None) -> AsyncTokenCredential:

@@ -1,4 +1,5 @@
-"""The dead-letter queues, for operators: look at what failed and why, and send it back once the cause is fixed.
+"""Service Bus for operators (never the flows): is a queue usable (`doctor`), and its dead letters: look at what
+failed and why, and send it back once the cause is fixed (`deadletters`).
 
 A message lands in `<queue>/$DeadLetterQueue` after `maxDeliveryCount` failed attempts (reason
 `MaxDeliveryCountExceeded`) or when a processor dead-letters it on purpose (`MalformedMessage`, ...).
@@ -16,6 +17,9 @@ from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
+from azure.servicebus.exceptions import ServiceBusError
+
+from shared.adapters.queue import QueueError
 
 BODY_PREVIEW = 300
 """Characters of the body shown in a listing (bodies carry ids, never secrets)."""
@@ -79,17 +83,33 @@ def resubmission(message: ServiceBusReceivedMessage) -> ServiceBusMessage:
     )
 
 
-class DeadLetterQueues:
-    """Peek and resubmit dead letters on one Service Bus namespace (the client is closed with this object)."""
+class OperatorQueues:
+    """Probe queues, peek and resubmit dead letters on one namespace (the client is closed with this object)."""
 
     def __init__(self, client: ServiceBusClient) -> None:
         self._client = client
 
-    async def __aenter__(self) -> DeadLetterQueues:
+    async def __aenter__(self) -> OperatorQueues:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._client.close()
+
+    async def probe(self, queue: str) -> None:
+        """Open a sender and a receiver on `queue` and peek: nothing is sent, received or locked.
+
+        Raises QueueError naming the queue when the namespace, the queue or the rights are missing.
+        """
+        try:
+            async with self._client.get_queue_sender(queue):
+                pass
+            async with self._client.get_queue_receiver(queue, prefetch_count=0, max_wait_time=1) as receiver:
+                await receiver.peek_messages(max_message_count=1)  # the entity exists and Listen works
+        except ServiceBusError as exc:
+            raise QueueError(queue, f"{type(exc).__name__}: {str(exc).strip()[:300]}") from exc
 
     async def peek(self, queue: str, max_count: int = 100) -> list[DeadLetter]:
         """The dead letters of `queue`, oldest first, without locking or changing them."""

@@ -211,7 +211,8 @@ def prune_incidents(incidents: Sequence[Incident], keep_after: datetime) -> tupl
 # --- the guest notice and the home-tenant ticket --------------------------------------------------------------
 
 _ADDRESS = re.compile(r"^[^@\s,;<>\"'()\[\]\\]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,63}$")
-_UNSAFE_SUBJECT = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_UNSAFE_SUBJECT = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]+")
+"""Controls (C0, DEL, C1), line/paragraph separators and bidi overrides (a name could reorder a subject)."""
 MAX_SUBJECT = 200
 
 REMEDIATION_STEPS: tuple[str, ...] = (

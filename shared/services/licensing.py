@@ -27,13 +27,14 @@ from tenacity import AsyncRetrying, retry_if_exception, retry_if_result, stop_af
 
 from shared.adapters.graph import GraphError
 from shared.adapters.queue import MessagePublisher, OutgoingMessage
-from shared.adapters.state import AuditEntry, Claim, StateStore
+from shared.adapters.state import AuditEntry, Claim, StateStore, claim_or_wait
 from shared.domain.directory import DirectoryUser, OutgoingMail, SubscribedSku
 from shared.domain.licensing import (
     AddToGroup,
     AssignSku,
     LicensingPolicy,
     Skip,
+    SkipReason,
     decide_licensing,
     find_sku,
 )
@@ -120,8 +121,14 @@ def user_changed_message(
 
 async def license_guest(user_id: str, deps: LicensingDeps, correlation_id: str = "") -> LicenseOutcome:
     """License one guest if the policy says so; safe to call any number of times for the same change."""
-    claim = await deps.state.claim(
-        "license", user_id, deps.policy.target, owner=deps.owner, lease_seconds=LEASE_SECONDS
+    claim = await claim_or_wait(
+        deps.state,
+        "license",
+        user_id,
+        deps.policy.target,
+        owner=deps.owner,
+        lease_seconds=LEASE_SECONDS,
+        sleep=deps.sleep,
     )
     if claim.done:
         return LicenseOutcome("already-done", reason="licensed earlier (idempotency ledger)")
@@ -146,6 +153,8 @@ async def _license(user_id: str, claim: Claim, deps: LicensingDeps, correlation_
     if isinstance(decision, Skip):
         log.info("licensing %s: nothing to do (%s)", user_id, decision.reason)
         if decision.final:
+            if decision.reason == SkipReason.ALREADY_LICENSED and claim.attempt > 1:
+                await _audit_interrupted_assignment(user_id, sku, deps, correlation_id)
             await deps.state.complete(claim, {"status": "skipped", "reason": str(decision.reason)})
         else:
             await deps.state.release(claim)
@@ -231,6 +240,19 @@ async def _assign_sku(
     )
     actions.append("assign-license")
     return actions
+
+
+async def _audit_interrupted_assignment(
+    user_id: str, sku: SubscribedSku | None, deps: LicensingDeps, correlation_id: str
+) -> None:
+    """An earlier attempt of ours was interrupted (a killed worker) after Graph took the licence and before its
+    audit entry was written: record the assignment now, once, so the audit log shows every licence we gave."""
+    since = deps.clock() - timedelta(days=1)
+    if [e async for e in deps.state.query(since, action="assign-license", subject=user_id)]:
+        return
+    evidence = {"skuId": sku.sku_id, "skuPartNumber": sku.sku_part_number} if sku else {}
+    reason = "found licensed after an interrupted attempt (its audit entry was not written)"
+    await _audit(deps, "assign-license", user_id, reason, evidence, correlation_id, outcome="recovered")
 
 
 async def _no_seats(user_id: str, exc: _NoSeats, deps: LicensingDeps, correlation_id: str) -> None:

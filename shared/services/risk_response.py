@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from shared.adapters.graph import GraphError
 from shared.adapters.queue import MalformedMessage
 from shared.adapters.risk_templates import RiskTemplates
-from shared.adapters.state import AuditEntry, Claim, StateStore
+from shared.adapters.state import AuditEntry, Claim, StateStore, claim_or_wait
 from shared.adapters.tickets import Partner, TicketSink, TicketSinkError
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
 from shared.domain.risk import Ticket, is_tenant_id, notice_recipients
@@ -125,8 +125,14 @@ async def respond_to_incident(
 
 
 async def _claim(action: str, incident: IncidentMessage, deps: ResponseDeps) -> Claim | None:
-    claim = await deps.state.claim(
-        action, incident.user_id, incident.incident_id, owner=deps.owner, lease_seconds=LEASE_SECONDS
+    claim = await claim_or_wait(
+        deps.state,
+        action,
+        incident.user_id,
+        incident.incident_id,
+        owner=deps.owner,
+        lease_seconds=LEASE_SECONDS,
+        sleep=deps.sleep,
     )
     if claim.held:
         raise RetryLater(f"{action} of incident {incident.incident_id} is in progress elsewhere")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -31,11 +32,12 @@ from typing import Any, Protocol
 
 from jinja2 import Environment
 
-from shared.adapters.graph import BatchOps, BatchRequest, BatchResult, GraphError
+from shared.adapters.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
 from shared.adapters.reports import ReportStore
 from shared.adapters.state import ANY_ETAG, AuditEntry, Claim, StateStore
 from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMail
 from shared.domain.stale import ACTING, Action, Stage, StageMemory, StalePolicy, decide
+from shared.services import stale_scan
 from shared.services.stale_report import render_csv, render_html, render_mail
 
 log = logging.getLogger(__name__)
@@ -44,16 +46,19 @@ ACTOR = "stale-sweep"
 RECORD_KIND = "stale-stage"
 LEASE_SECONDS = 900
 RESTORE_WINDOW = timedelta(days=30)
-USERS_PER_CHUNK = 10
-"""Users acted on per `$batch` (a disable is two requests: PATCH + revokeSignInSessions; Graph allows 20)."""
+REQUESTS_PER_USER = {Action.DISABLE: 2, Action.DELETE: 1, Action.REACTIVATE: 1, Action.WARN: 1}
+"""Sub-requests per user and action (a disable is PATCH + revokeSignInSessions, a warning reads the sponsors):
+chunks fill a `$batch` of 20."""
 
 
 class StaleGraph(Protocol):
     """What the sweep needs of Graph (GraphGateway has it; tests pass a fake)."""
 
     def iter_guest_pages(
-        self, *, with_sign_in_activity: bool = True, extra_filter: str | None = None
+        self, *, with_sign_in_activity: bool = True, extra_filter: str | None = None, advanced: bool = False
     ) -> AsyncIterator[list[DirectoryUser]]: ...
+
+    async def guest_span(self) -> tuple[int, datetime | None]: ...
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
 
@@ -68,6 +73,8 @@ class StaleConfig:
     max_actions: int = 50
     max_percent: float = 10.0
     abort_missing_activity_percent: float = 50.0
+    scan_concurrency: int = 1
+    """createdDateTime ranges read at once (shared/services/stale_scan.py); 1 reads one nextLink chain."""
     notify_guest: bool = False
     mail_sender: str | None = None
 
@@ -102,11 +109,18 @@ class PlanItem:
     action: Action
     reason: str
     scope: str
-    evidence: dict[str, Any]
+    evidence_items: tuple[tuple[str, ...], tuple[Any, ...]]
+    """The evidence as (keys, values), the keys tuple shared by all items: a plan can hold tens of thousands of
+    items, and a dict each was a third of a 100,000-guest sweep's memory (bench/RESULTS.md)."""
     enable: bool = False
     restart_clock: bool = False
     memory: StageMemory | None = None
     outcome: str = "planned"
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        keys, values = self.evidence_items
+        return dict(zip(keys, values, strict=True))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -204,11 +218,13 @@ async def build_plan(deps: StaleDeps, run_id: str | None = None, *, dry_run: boo
         excluded |= await group_member_ids(deps.graph, group_id)
     memories = await load_memories(deps.state)
     try:
-        async for page in deps.graph.iter_guest_pages(with_sign_in_activity=True):
+        pages = stale_scan.iter_guest_pages(deps.graph, concurrency=deps.config.scan_concurrency, now=now)
+        async for page in pages:
             for user in page:
                 _plan_one(plan, user, memories.get(user.id), now, deps.policy, user.id in excluded)
             if deps.on_progress:
                 deps.on_progress("reading", plan.guests_seen)
+        plan.items.sort(key=lambda item: item.user_id)  # the same plan whatever order the pages came in
     except GraphError as exc:
         if exc.status in (401, 403):
             plan.status = "aborted"
@@ -256,17 +272,25 @@ def _plan_one(
             display_name=user.display_name or "",
             user_principal_name=user.user_principal_name or "",
             mail=user.mail or "",
-            home_domain=domain,
+            home_domain=sys.intern(domain),
             account_enabled=user.account_enabled,
             action=decision.action,
             reason=decision.reason,
             scope=decision.scope,
-            evidence=evidence,
+            evidence_items=_compact(evidence),
             enable=decision.enable,
             restart_clock=decision.restart_clock,
             memory=memory,
         )
     )
+
+
+_EVIDENCE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _compact(evidence: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    keys = tuple(evidence)
+    return _EVIDENCE_KEYS.setdefault(keys, keys), tuple(evidence.values())
 
 
 def _check_data(plan: StalePlan, config: StaleConfig) -> None:
@@ -354,8 +378,9 @@ async def _execute(plan: StalePlan, deps: StaleDeps) -> None:
     done = 0
     for action in _ORDER:
         items = [i for i in plan.items if i.action is action]
-        for start in range(0, len(items), USERS_PER_CHUNK):
-            chunk = items[start : start + USERS_PER_CHUNK]
+        size = BATCH_LIMIT // REQUESTS_PER_USER[action]
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
             await _run_chunk(plan, chunk, action, deps)
             done += len(chunk)
             if deps.on_progress:

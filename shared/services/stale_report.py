@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from shared.domain.risk import safe_subject
+
 if TYPE_CHECKING:
     from shared.services.stale import StalePlan
 
 DEFAULT_TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "stale"
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_WHITESPACE = re.compile(r"\s+")
 
 
 def template_environment(override: Path | None = None) -> Environment:
@@ -43,7 +43,7 @@ def render_mail(env: Environment, name: str, context: Mapping[str, Any]) -> tupl
     subject_env = env.overlay(autoescape=False)
     subject = subject_env.get_template(f"{name}.subject.txt").render(context)
     body = env.get_template(f"{name}.html").render(context)
-    return _WHITESPACE.sub(" ", subject).strip()[:255], body
+    return safe_subject(subject), body  # one line: no controls, no bidi overrides (a name is in it)
 
 
 def csv_cell(value: object) -> str:

@@ -9,13 +9,14 @@ from local.graph_sim.resources import (
     groups,
     licenses,
     mail,
+    service_principals,
     signins,
     subscriptions,
     users,
 )
 from local.graph_sim.router import Router
 
-MODULES = (users, delta, licenses, groups, directory, signins, mail, subscriptions, batch)
+MODULES = (users, delta, licenses, groups, directory, signins, mail, subscriptions, service_principals, batch)
 
 
 def build_router() -> Router:

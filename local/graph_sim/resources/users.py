@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
 from local.graph_sim.clock import iso_z
 from local.graph_sim.context import SimContext
 from local.graph_sim.errors import GraphError, bad_request, not_found, unsupported_query
+from local.graph_sim.identity import non_premium_tenant, wants_sign_in_activity
 from local.graph_sim.messages import SimRequest, SimResponse, empty_response, json_response
 from local.graph_sim.odata import Filter, decode_token, encode_token, parse_filter, parse_select, parse_top
 from local.graph_sim.resources.common import (
@@ -21,6 +23,7 @@ from local.graph_sim.resources.common import (
 )
 from local.graph_sim.router import Router
 from local.graph_sim.store import TenantStore
+from local.graph_sim.user_index import candidate_ids
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 999
@@ -61,7 +64,12 @@ def check_user_filter(flt: Filter | None, eventual: bool) -> None:
 
 def scan(store: TenantStore, flt: Filter | None, after: str | None, top: int) -> tuple[list[Any], bool]:
     page: list[Any] = []
-    for user_id in store.sorted_user_ids(after):
+    candidates = candidate_ids(store, flt)  # a createdDateTime range walks only the users inside it
+    if candidates is None:
+        candidates = store.sorted_user_ids(after)
+    elif after is not None:
+        candidates = candidates[bisect.bisect_right(candidates, after) :]
+    for user_id in candidates:
         user = store.users[user_id]
         if flt is not None and not flt(user):
             continue
@@ -69,6 +77,47 @@ def scan(store: TenantStore, flt: Filter | None, after: str | None, top: int) ->
             return page, True
         page.append(user)
     return page, False
+
+
+ORDERABLE = {
+    "createddatetime": "createdDateTime",
+    "displayname": "displayName",
+    "userprincipalname": "userPrincipalName",
+}
+
+
+def parse_orderby(raw: str | None, flt: Filter | None, eventual: bool, count: bool) -> str | None:
+    """`$orderby=prop [asc|desc]` as "prop asc|desc"; with a $filter Graph wants an advanced query."""
+    if raw is None or not raw.strip():
+        return None
+    parts = raw.split()
+    prop = ORDERABLE.get(parts[0].lower())
+    direction = parts[1].lower() if len(parts) > 1 else "asc"
+    if prop is None or len(parts) > 2 or direction not in ("asc", "desc"):
+        raise unsupported_query(f"Sorting by '{raw}' is not supported.")
+    if flt is not None and not (eventual and count):
+        raise unsupported_query(
+            "Sorting with a filter needs the ConsistencyLevel: eventual header and $count=true (advanced query)."
+        )
+    return f"{prop} {direction}"
+
+
+def ordered(store: TenantStore, flt: Filter | None, orderby: str, offset: int, top: int) -> tuple[list[Any], bool]:
+    """A page of the matches sorted by one property (nulls last), then id."""
+    prop, direction = orderby.split()
+    matches = [store.users[uid] for uid in candidate_ids(store, flt) or store.sorted_user_ids()]
+    matches = [user for user in matches if flt is None or flt(user)]
+    present = sorted((u for u in matches if u.get(prop) is not None), key=lambda u: (str(u[prop]).lower(), u["id"]))
+    if direction == "desc":
+        present.reverse()
+    everything = present + [u for u in matches if u.get(prop) is None]
+    return everything[offset : offset + top], len(everything) > offset + top
+
+
+def count_matches(store: TenantStore, flt: Filter | None) -> int:
+    candidates = candidate_ids(store, flt)
+    users = store.users.values() if candidates is None else (store.users[uid] for uid in candidates)
+    return sum(1 for user in users if flt is None or flt(user))
 
 
 def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
@@ -88,14 +137,24 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
     check_user_filter(flt, eventual or bool(token))
     select = parse_select(select_text)
     top = parse_top(top_raw, DEFAULT_PAGE, MAX_PAGE)
+    if wants_sign_in_activity(select, flt.paths if flt is not None else None) and not ctx.store.entra_id_p1:
+        raise non_premium_tenant()
     if select and any(name.lower() == "signinactivity" for name in select):
         top = min(top, SIGNIN_ACTIVITY_PAGE)
-    page, more = scan(ctx.store, flt, after, top)
+    resume = decode_token(token) if token else {}
+    orderby = resume.get("o") if token else parse_orderby(req.query.get("$orderby"), flt, eventual, count)
+    offset = int(resume.get("n", 0))
+    if orderby:
+        page, more = ordered(ctx.store, flt, str(orderby), offset, top)
+    else:
+        page, more = scan(ctx.store, flt, after, top)
     body: dict[str, Any] = {"@odata.context": metadata(req, "users", select)}
     if count:
-        body["@odata.count"] = sum(1 for u in ctx.store.users.values() if flt is None or flt(u))
+        body["@odata.count"] = count_matches(ctx.store, flt)
     if more:
         state = {"f": filter_text, "s": select_text, "t": top_raw, "c": count, "a": page[-1]["id"]}
+        if orderby:
+            state.update(o=orderby, n=offset + len(page))
         body["@odata.nextLink"] = f"{req.base_url}/users?$skiptoken={encode_token(state)}"
     body["value"] = [user_view(user, select) for user in page]
     return json_response(body)
@@ -113,6 +172,8 @@ def count_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> Sim
 def get_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
     user = require_user(ctx, params["id"])
     select = parse_select(req.query.get("$select"))
+    if wants_sign_in_activity(select) and not ctx.store.entra_id_p1:
+        raise non_premium_tenant()
     body = {"@odata.context": metadata(req, "users/$entity", select), **user_view(user, select)}
     if req.query.get("$expand", "").lower() == "sponsors":
         body["sponsors"] = [typed_user(s) for s in _sponsors(ctx, user)]

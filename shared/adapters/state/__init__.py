@@ -26,7 +26,7 @@ import abc
 import contextlib
 import enum
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -392,6 +392,34 @@ def ledger_verdict(status: str, lease_expires_at: datetime | None, now: datetime
 LEDGER_HELD = "held"
 LEDGER_DONE = "done"
 LEDGER_RELEASED = "released"
+
+
+HELD_WAIT_SECONDS = 60.0
+HELD_POLL_SECONDS = 2.0
+
+
+async def claim_or_wait(
+    ledger: Ledger,
+    action: str,
+    subject: str,
+    scope: str,
+    *,
+    owner: str,
+    lease_seconds: int,
+    sleep: Callable[[float], Awaitable[None]],
+    wait_seconds: float = HELD_WAIT_SECONDS,
+) -> Claim:
+    """`claim`, but while another worker holds the entry, wait (bounded) for it to finish or for its lease to
+    run out before answering HELD. A queue message whose claim is HELD fails and is redelivered at once: without
+    the wait, a handful of deliveries in a row dead-letters it (the work is lost) long before a dead holder's
+    lease expires. `wait_seconds` x the queue's maxDeliveryCount should exceed the lease."""
+    waited = 0.0
+    while True:
+        claim = await ledger.claim(action, subject, scope, owner=owner, lease_seconds=lease_seconds)
+        if not claim.held or waited >= wait_seconds:
+            return claim
+        await sleep(HELD_POLL_SECONDS)
+        waited += HELD_POLL_SECONDS
 
 
 @contextlib.asynccontextmanager

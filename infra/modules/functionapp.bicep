@@ -1,0 +1,243 @@
+// The function app on the Flex Consumption plan (Linux, Python 3.11), running as the user-assigned identity.
+//
+// Always ready: one instance of the `http` group stays warm. Graph's validation handshake must be answered
+// within 10 s and a notification within 3 s, or Graph fails the subscription request / drops and finally
+// throttles the endpoint; a cold start of a Python app with msgraph-sdk can take longer than that. The
+// price is one instance billed around the clock at the always-ready rate (docs/deploy.md, "Cost and cold
+// starts"); set alwaysReadyHttpInstances to 0 to trade the guarantee for cost (the delta backstop then
+// picks up what Graph gave up on, within DELTA_SCHEDULE).
+param name string
+param planName string
+param location string
+param tags object
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentContainerName string
+param reportContainerName string
+param serviceBusNamespace string
+param appInsightsConnectionString string
+param keyVaultName string
+@secure()
+param webhookFunctionKey string
+param sinkSecretSettings array
+param licenseMode string
+param licenseSku string
+param licenseGroupId string
+param defaultUsageLocation string
+param mailSender string
+param adminAlertRecipients string
+param riskOrganisationName string
+param riskSupportContact string
+@minValue(0)
+param alwaysReadyHttpInstances int = 1
+@maxValue(1000)
+param maximumInstanceCount int = 40
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+var blobEndpoint = 'https://${storageAccountName}.blob.${environment().suffixes.storage}'
+var tableEndpoint = 'https://${storageAccountName}.table.${environment().suffixes.storage}'
+var notificationPath = '/api/graph/notifications'
+
+// Key Vault references resolve with the user-assigned identity (keyVaultReferenceIdentity below). One
+// `name:`/`value:` pair per object, over two lines: azure-functions-doctor reads app settings in that shape.
+var baseSettings = [
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storageAccountName
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: appInsightsConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
+    name: 'GRAPH_AUTH'
+    value: 'managed-identity'
+  }
+  {
+    name: 'SERVICEBUS_CONNECTION__fullyQualifiedNamespace'
+    value: serviceBusNamespace
+  }
+  {
+    name: 'SERVICEBUS_CONNECTION__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'SERVICEBUS_CONNECTION__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'STATE_BACKEND'
+    value: 'table'
+  }
+  {
+    name: 'STATE_TABLE_ENDPOINT'
+    value: tableEndpoint
+  }
+  {
+    name: 'REPORT_STORE'
+    value: 'blob'
+  }
+  {
+    name: 'REPORT_BLOB_ACCOUNT_URL'
+    value: blobEndpoint
+  }
+  {
+    name: 'REPORT_BLOB_CONTAINER'
+    value: reportContainerName
+  }
+  {
+    name: 'GRAPH_CLIENT_STATE'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=graph-client-state)'
+  }
+  {
+    name: 'GRAPH_NOTIFICATION_URL'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=graph-notification-url)'
+  }
+  {
+    name: 'SUBSCRIPTION_SCHEDULE'
+    value: '0 0 */6 * * *'
+  }
+  {
+    name: 'DELTA_SCHEDULE'
+    value: '0 */15 * * * *'
+  }
+  {
+    name: 'RISK_POLL_SCHEDULE'
+    value: '0 */5 * * * *'
+  }
+  {
+    name: 'RISK_DIGEST_SCHEDULE'
+    value: '0 0 7 * * *'
+  }
+  {
+    name: 'STALE_SWEEP_SCHEDULE'
+    value: '0 0 2 * * *'
+  }
+  {
+    name: 'STALE_DRY_RUN'
+    value: 'true'
+  }
+  {
+    name: 'LICENSE_MODE'
+    value: licenseMode
+  }
+  {
+    name: 'LICENSE_SKU'
+    value: licenseSku
+  }
+  {
+    name: 'LICENSE_GROUP_ID'
+    value: licenseGroupId
+  }
+  {
+    name: 'DEFAULT_USAGE_LOCATION'
+    value: defaultUsageLocation
+  }
+  {
+    name: 'MAIL_SENDER'
+    value: mailSender
+  }
+  {
+    name: 'ADMIN_ALERT_RECIPIENTS'
+    value: adminAlertRecipients
+  }
+  {
+    name: 'RISK_ORGANISATION_NAME'
+    value: riskOrganisationName
+  }
+  {
+    name: 'RISK_SUPPORT_CONTACT'
+    value: riskSupportContact
+  }
+]
+
+// Each partner sink secret setting -> the Key Vault secret of the same name, lower case with dashes.
+var sinkSettings = map(sinkSecretSettings, setting => {
+  name: setting
+  value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${toLower(replace(setting, '_', '-'))})'
+})
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: { name: 'FC1', tier: 'FlexConsumption' }
+  properties: { reserved: true }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: { '${identityId}': {} }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      appSettings: concat(baseSettings, sinkSettings)
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${blobEndpoint}/${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+        alwaysReady: [
+          { name: 'http', instanceCount: alwaysReadyHttpInstances }
+        ]
+      }
+      runtime: { name: 'python', version: '3.11' }
+    }
+  }
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+// The notification URL carries the function key, so it is a secret; the postdeploy hook installs the same
+// key on the function app (`az functionapp keys set ... --key-name graph-webhook`).
+resource notificationUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'graph-notification-url'
+  properties: {
+    value: 'https://${site.properties.defaultHostName}${notificationPath}?code=${webhookFunctionKey}'
+  }
+}
+
+output name string = site.name
+output webhookUrl string = 'https://${site.properties.defaultHostName}${notificationPath}'

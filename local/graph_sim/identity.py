@@ -1,0 +1,191 @@
+"""The tenant's identities as far as guestwarden cares: Microsoft Graph's service principal with its app roles
+(the real, well-known ids), guestwarden's managed identity, the app role assignments between them, and the
+token endpoint that issues app-only tokens whose `roles` claim lists the identity's granted Graph roles.
+
+Tokens are unsigned JWTs (`alg: none`): the simulator never checks them, but `guestwarden doctor` reads their
+claims exactly as it reads a real token's (payload decoded, signature not verified).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from local.graph_sim.clock import iso_z
+from local.graph_sim.errors import GraphError
+from local.graph_sim.notifications import SIM_APPLICATION_ID, SIM_CREATOR_ID
+
+if TYPE_CHECKING:
+    from local.graph_sim.store import TenantStore
+
+Json = dict[str, Any]
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+GRAPH_SP_ID = "1f0e5c3a-7b2d-4c8e-9a61-d4f3b2a1c0e9"  # the object id differs per tenant; fixed for the fixture
+TOKEN_LIFETIME = timedelta(hours=1)
+
+GRAPH_APP_ROLES: dict[str, tuple[str, str]] = {
+    # value: (id, display name). The ids are Microsoft Graph's published app role ids.
+    "User.Read.All": ("df021288-bdef-4463-88db-98f22de89214", "Read all users' full profiles"),
+    "User.ReadWrite.All": ("741f803b-c850-494e-b5df-cde7c675a1ca", "Read and write all users' full profiles"),
+    "User.EnableDisableAccount.All": ("3011c876-62b7-4ada-afa2-506cbbecc68c", "Enable and disable user accounts"),
+    "User.RevokeSessions.All": ("77f3a031-c388-4f99-b373-dc68676a979e", "Revoke all sign in sessions for a user"),
+    "LicenseAssignment.ReadWrite.All": ("5facf0c1-8979-4e95-abcf-ff3d079771c0", "Manage all license assignments"),
+    "GroupMember.ReadWrite.All": ("dbaae8cf-10b5-4b86-a4a1-f871c94c6695", "Read and write all group memberships"),
+    "Mail.Send": ("b633e1c5-b582-4048-a93e-9f11b44c7e96", "Send mail as any user"),
+    "AuditLog.Read.All": ("b0afded3-3588-46d8-8b3d-9842eff778da", "Read all audit log data"),
+    "Directory.Read.All": ("7ab1d382-f21e-4acd-a863-ba3e13f7da61", "Read directory data"),
+    "Directory.ReadWrite.All": ("19dbc75e-c2e2-444c-a770-ec69d8559fc7", "Read and write directory data"),
+    "CrossTenantInformation.ReadBasic.All": (
+        "cac88765-0581-4025-9725-5ebc13f729ee",
+        "Read cross-tenant basic information",
+    ),
+}
+
+GUESTWARDEN_DEFAULT_ROLES = (
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "LicenseAssignment.ReadWrite.All",
+    "Mail.Send",
+    "AuditLog.Read.All",
+    "Directory.Read.All",
+    "CrossTenantInformation.ReadBasic.All",
+    "User.EnableDisableAccount.All",
+    "User.RevokeSessions.All",
+)
+"""What the sample tenant's managed identity holds: everything the default (sku mode) configuration needs."""
+
+
+def graph_service_principal(tenant_id: str) -> Json:
+    return {
+        "id": GRAPH_SP_ID,
+        "appId": GRAPH_APP_ID,
+        "displayName": "Microsoft Graph",
+        "appDisplayName": "Microsoft Graph",
+        "servicePrincipalType": "Application",
+        "accountEnabled": True,
+        "appOwnerOrganizationId": "f8cdef31-a31e-4b4a-93e4-5f571e91255a",
+        "servicePrincipalNames": ["https://graph.microsoft.com", GRAPH_APP_ID],
+        "tags": [],
+        "appRoles": [
+            {
+                "allowedMemberTypes": ["Application"],
+                "description": f"Allows the app to {name[0].lower()}{name[1:]}, without a signed-in user.",
+                "displayName": name,
+                "id": role_id,
+                "isEnabled": True,
+                "origin": "Application",
+                "value": value,
+            }
+            for value, (role_id, name) in sorted(GRAPH_APP_ROLES.items())
+        ],
+    }
+
+
+def guestwarden_service_principal(tenant_id: str) -> Json:
+    return {
+        "id": SIM_CREATOR_ID,
+        "appId": SIM_APPLICATION_ID,
+        "displayName": "guestwarden",
+        "appDisplayName": None,
+        "servicePrincipalType": "ManagedIdentity",
+        "accountEnabled": True,
+        "appOwnerOrganizationId": None,
+        "servicePrincipalNames": [SIM_APPLICATION_ID],
+        "tags": [],
+        "appRoles": [],
+    }
+
+
+def new_assignment(principal: Json, resource: Json, app_role_id: str, created: datetime) -> Json:
+    """An appRoleAssignment as Graph returns it (ids are opaque base64url strings, as Graph's are)."""
+    return {
+        "id": secrets.token_urlsafe(32)[:43],
+        "deletedDateTime": None,
+        "appRoleId": app_role_id,
+        "createdDateTime": iso_z(created),
+        "principalDisplayName": principal.get("displayName"),
+        "principalId": principal["id"],
+        "principalType": "ServicePrincipal",
+        "resourceDisplayName": resource.get("displayName"),
+        "resourceId": resource["id"],
+    }
+
+
+def fixture_identities(tenant_id: str, now: datetime) -> tuple[list[Json], list[Json]]:
+    """The sample tenant's servicePrincipals and appRoleAssignments (deterministic ids)."""
+    graph = graph_service_principal(tenant_id)
+    mine = guestwarden_service_principal(tenant_id)
+    assignments = []
+    for index, value in enumerate(GUESTWARDEN_DEFAULT_ROLES):
+        assignment = new_assignment(mine, graph, GRAPH_APP_ROLES[value][0], now)
+        assignment["id"] = base64.urlsafe_b64encode(f"gw-fixture-assignment-{index:02d}".encode()).decode().rstrip("=")
+        assignments.append(assignment)
+    return [graph, mine], assignments
+
+
+def _b64(data: Json) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def mint_token(tenant_id: str, principal: Json | None, roles: list[str], now: datetime) -> str:
+    """An app-only access token for Graph: unsigned, with the claims a real one carries."""
+    issued = int(now.timestamp())
+    claims: Json = {
+        "aud": "https://graph.microsoft.com",
+        "iss": f"https://sts.windows.net/{tenant_id}/",
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + int(TOKEN_LIFETIME.total_seconds()),
+        "idtyp": "app",
+        "tid": tenant_id,
+        "ver": "1.0",
+    }
+    if principal is not None:
+        claims |= {"appid": principal.get("appId"), "oid": principal["id"], "sub": principal["id"]}
+        claims["app_displayname"] = principal.get("displayName")
+    if roles:
+        claims["roles"] = sorted(roles)  # Entra leaves the claim out when no role is granted
+    return f"{_b64({'typ': 'JWT', 'alg': 'none'})}.{_b64(claims)}."
+
+
+def non_premium_tenant() -> GraphError:
+    """What Graph answers when signInActivity is asked for in a tenant without Entra ID P1/P2."""
+    return GraphError(
+        403,
+        "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+        "Neither tenant is B2C or tenant doesn't have premium license",
+    )
+
+
+def wants_sign_in_activity(select: list[str] | None, filter_paths: list[str] | None = None) -> bool:
+    names = [*(select or []), *(filter_paths or [])]
+    return any(name.lower().split("/")[0] == "signinactivity" for name in names)
+
+
+def granted_graph_roles(service_principals: dict[str, Json], assignments: list[Json], principal_id: str) -> list[str]:
+    """The values of the Microsoft Graph app roles granted to one principal (what its token's `roles` carry)."""
+    graph = next((sp for sp in service_principals.values() if sp.get("appId") == GRAPH_APP_ID), None)
+    if graph is None:
+        return []
+    by_id = {role["id"]: role["value"] for role in graph.get("appRoles", [])}
+    return sorted(
+        by_id[a["appRoleId"]]
+        for a in assignments
+        if a["principalId"] == principal_id and a["resourceId"] == graph["id"] and a["appRoleId"] in by_id
+    )
+
+
+def token_response(store: TenantStore, client_id: str | None, now: datetime) -> Json:
+    """The token endpoint's answer for an app (by appId; default: guestwarden's identity)."""
+    wanted = client_id or SIM_APPLICATION_ID
+    principal = next((sp for sp in store.service_principals.values() if sp.get("appId") == wanted), None)
+    roles = (
+        granted_graph_roles(store.service_principals, store.app_role_assignments, principal["id"]) if principal else []
+    )
+    lifetime = int(TOKEN_LIFETIME.total_seconds())
+    token = mint_token(str(store.tenant.get("id", "")), principal, roles, now)
+    return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}

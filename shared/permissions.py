@@ -1,0 +1,284 @@
+"""The Graph application permissions (app roles) each flow needs: the single source.
+
+docs/permissions.md's "Per flow" table is generated from PERMISSIONS (`make docs`), `guestwarden setup
+grant-permissions` grants what `required_permissions` returns, and `guestwarden doctor` checks the same set
+against the roles in the identity's token. Change a flow's Graph calls, change its rows here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shared.settings import Feature, Settings
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+"""The appId of Microsoft Graph's service principal, the same in every tenant."""
+
+FLOWS: dict[str, tuple[Feature, ...]] = {
+    "licensing": (Feature.WEBHOOK, Feature.SUBSCRIPTION, Feature.LICENSING, Feature.ALERTS),
+    "risk": (Feature.RISK,),
+    "stale": (Feature.STALE,),
+}
+"""The flows an operator can name (`--flows`), and the settings features each of them runs."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A row applies only when the setting (by its app-setting name) has this value (case-insensitive)."""
+
+    setting: str
+    value: str
+
+    def holds(self, settings: Settings) -> bool:
+        for name, field in Settings.model_fields.items():
+            if field.alias == self.setting:
+                return str(getattr(settings, name)).lower() == self.value.lower()
+        raise ValueError(f"permission condition names an unknown setting: {self.setting}")
+
+    def __str__(self) -> str:
+        return f"{self.setting}={self.value}"
+
+
+@dataclass(frozen=True)
+class PermissionRow:
+    flow: str
+    permission: str
+    """The app role value on Microsoft Graph, e.g. `User.Read.All`."""
+    why: str
+    without: str
+    """What breaks without it (empty: the flow cannot run at all)."""
+    features: frozenset[Feature]
+    """The row applies when any of these features is enabled."""
+    when: Condition | None = None
+
+    def applies(self, features: Iterable[Feature], settings: Settings | None) -> bool:
+        if not self.features & set(features):
+            return False
+        return self.when is None or settings is None or self.when.holds(settings)
+
+
+def _row(
+    flow: str, permission: str, why: str, without: str, *features: Feature, when: Condition | None = None
+) -> PermissionRow:
+    return PermissionRow(flow, permission, why, without, frozenset(features), when)
+
+
+SKU_MODE = Condition("LICENSE_MODE", "sku")
+GROUP_MODE = Condition("LICENSE_MODE", "group")
+REAL_SWEEP = Condition("STALE_DRY_RUN", "false")
+
+PERMISSIONS: tuple[PermissionRow, ...] = (
+    _row(
+        "all",
+        "User.Read.All",
+        "read guests (`GET /users/{id}`, `GET /users?$filter=userType eq 'Guest'`), users/delta, the `/users` "
+        "change-notification subscription, sponsors",
+        "nothing works",
+        Feature.GRAPH,
+        Feature.SUBSCRIPTION,
+        Feature.LICENSING,
+        Feature.RISK,
+        Feature.STALE,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "User.ReadWrite.All",
+        "set `usageLocation` before a direct licence (no narrower permission covers it)",
+        "sku mode cannot license guests without a usage location",
+        Feature.LICENSING,
+        when=SKU_MODE,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "LicenseAssignment.ReadWrite.All",
+        "`POST /users/{id}/assignLicense` and `GET /subscribedSkus` (free seats)",
+        "sku mode fails with 403",
+        Feature.LICENSING,
+        when=SKU_MODE,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "GroupMember.ReadWrite.All",
+        "add the guest to the licensing group",
+        "group mode fails with 403",
+        Feature.LICENSING,
+        when=GROUP_MODE,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "Mail.Send",
+        "the no-free-seat alert to admins (from `MAIL_SENDER` only: see below)",
+        "the alert fails; licensing still reschedules",
+        Feature.ALERTS,
+    ),
+    _row(
+        "2./3. risk-blocked guests",
+        "AuditLog.Read.All",
+        "`GET /auditLogs/signIns` (with `Directory.Read.All`: both are required for app-only access, a "
+        "documented known issue)",
+        "detection fails with 403",
+        Feature.RISK,
+    ),
+    _row(
+        "2./3. risk-blocked guests",
+        "Directory.Read.All",
+        "`GET /auditLogs/signIns` (with `AuditLog.Read.All`, see above)",
+        "detection fails with 403",
+        Feature.RISK,
+    ),
+    _row(
+        "2. guest notice",
+        "Mail.Send",
+        "mail the guest from `MAIL_SENDER` (restricted to it, see below); also the `email` ticket sink",
+        "the notice fails (4xx: the message is retried, then dead-lettered)",
+        Feature.RISK,
+    ),
+    _row(
+        "3. home-tenant ticket",
+        "CrossTenantInformation.ReadBasic.All",
+        "`findTenantInformationByTenantId`: the home tenant's name and default domain",
+        "tickets still open, naming the tenant by id and matching the partner directory by tenant id only",
+        Feature.RISK,
+    ),
+    _row(
+        "4. stale sweep",
+        "AuditLog.Read.All",
+        "`signInActivity` on users (also needs Entra ID P1/P2)",
+        "the sweep refuses to run: it cannot tell active from stale",
+        Feature.STALE,
+    ),
+    _row(
+        "4. stale sweep",
+        "User.EnableDisableAccount.All",
+        "disable (`accountEnabled=false`) and re-enable guests",
+        "disabling and re-enabling fail with 403",
+        Feature.STALE,
+    ),
+    _row(
+        "4. stale sweep",
+        "User.RevokeSessions.All",
+        "revoke a disabled guest's sessions",
+        "revoking fails with 403: a disabled guest keeps its sessions until their tokens expire",
+        Feature.STALE,
+    ),
+    _row(
+        "4. stale sweep",
+        "User.ReadWrite.All",
+        "soft-delete and restore guests",
+        "deleting and `guestwarden restore` fail with 403",
+        Feature.STALE,
+    ),
+    _row(
+        "4. stale sweep",
+        "Mail.Send",
+        "warn sponsors (and guests, with `STALE_NOTIFY_GUEST`) before anything is taken away",
+        "warning mails fail with 403",
+        Feature.STALE,
+        when=REAL_SWEEP,
+    ),
+)
+
+
+def features_for(flows: Iterable[str]) -> tuple[Feature, ...]:
+    """The settings features of the named flows (plus Graph itself); ValueError names an unknown flow."""
+    features: list[Feature] = [Feature.GRAPH]
+    for flow in flows:
+        if flow not in FLOWS:
+            raise ValueError(f"unknown flow {flow!r}: choose from {', '.join(FLOWS)}")
+        features += [f for f in FLOWS[flow] if f not in features]
+    return tuple(features)
+
+
+def applicable_rows(features: Iterable[Feature], settings: Settings | None = None) -> list[PermissionRow]:
+    """The rows that apply to these features; with settings, conditional rows only when their condition holds
+    (without settings, every conditional row counts: the union over all configurations)."""
+    chosen = set(features)
+    return [row for row in PERMISSIONS if row.applies(chosen, settings)]
+
+
+def required_permissions(features: Iterable[Feature], settings: Settings | None = None) -> set[str]:
+    """The app role values on Microsoft Graph that the enabled features need."""
+    return {row.permission for row in applicable_rows(features, settings)}
+
+
+def affected_by(permission: str, features: Iterable[Feature], settings: Settings | None = None) -> list[str]:
+    """'flow: what breaks' for each applicable row of one permission (what a missing role costs)."""
+    return [
+        f"{row.flow}: {row.without or 'cannot run'}"
+        for row in applicable_rows(features, settings)
+        if row.permission == permission
+    ]
+
+
+def permissions_markdown() -> str:
+    """The "Per flow" table of docs/permissions.md."""
+    lines = ["| flow | permission | why | without it | only when |", "| --- | --- | --- | --- | --- |"]
+    for row in PERMISSIONS:
+        when = f"`{row.when}`" if row.when else ""
+        lines.append(f"| {row.flow} | `{row.permission}` | {row.why} | {row.without} | {when} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- granting: what the identity has, what it needs, what to change (pure; the adapter does the I/O) ---------
+@dataclass(frozen=True)
+class ServicePrincipal:
+    id: str
+    app_id: str
+    display_name: str
+    app_roles: dict[str, str]
+    """Application app role value -> app role id (empty for an identity that exposes none)."""
+
+
+@dataclass(frozen=True)
+class RoleAssignment:
+    id: str
+    app_role_id: str
+    resource_id: str
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    action: str  # "grant" | "keep" | "remove" (with --prune) | "extra" (held, not needed, left alone)
+    permission: str
+    app_role_id: str
+    assignment_id: str | None = None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "action": self.action,
+            "permission": self.permission,
+            "appRoleId": self.app_role_id,
+            "assignmentId": self.assignment_id,
+        }
+
+
+class UnknownPermission(ValueError):
+    """A required permission is not an app role of Microsoft Graph's service principal (a typo, or retired)."""
+
+
+def plan_grants(
+    required: set[str], graph: ServicePrincipal, assignments: list[RoleAssignment], prune: bool
+) -> list[PlannedChange]:
+    """Grant each required Graph role the identity lacks; keep the ones it has; with `prune`, remove the Graph
+    roles it has but does not need. Roles on other resources are never touched."""
+    unknown = sorted(required - graph.app_roles.keys())
+    if unknown:
+        raise UnknownPermission(f"not app roles of Microsoft Graph: {', '.join(unknown)}")
+    value_of = {role_id: value for value, role_id in graph.app_roles.items()}
+    held = {a.app_role_id: a for a in assignments if a.resource_id == graph.id}
+    changes: list[PlannedChange] = []
+    for permission in sorted(required):
+        role_id = graph.app_roles[permission]
+        existing = held.get(role_id)
+        if existing is None:
+            changes.append(PlannedChange("grant", permission, role_id))
+        else:
+            changes.append(PlannedChange("keep", permission, role_id, existing.id))
+    for role_id, assignment in sorted(held.items(), key=lambda item: value_of.get(item[0], item[0])):
+        permission = value_of.get(role_id, role_id)
+        if permission not in required and prune:
+            changes.append(PlannedChange("remove", permission, role_id, assignment.id))
+        elif permission not in required:
+            changes.append(PlannedChange("extra", permission, role_id, assignment.id))
+    return changes

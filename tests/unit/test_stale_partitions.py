@@ -1,0 +1,57 @@
+"""The partitioned guest scan's ranges: they cover every createdDateTime exactly once, boundaries included."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from shared.domain.directory import DirectoryUser
+from shared.services.stale_scan import Partition, plan_partitions
+
+NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+EARLIEST = datetime(2019, 3, 1, 12, 30, 15, tzinfo=UTC)
+
+
+def owners(partitions: list[Partition], created: datetime | None) -> list[Partition]:
+    user = DirectoryUser(id="u", created=created)
+    return [p for p in partitions if p.owns(user)]
+
+
+def test_a_large_tenant_is_cut_into_ranges_plus_one_for_guests_without_created_date() -> None:
+    parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=8)
+    assert len(parts) == 8 * 3 + 1
+    assert parts[0].low is None and parts[-2].high is None and parts[-1].nulls
+    for left, right in itertools.pairwise(parts[:-1]):
+        assert left.high == right.low and left.high is not None and left.high.microsecond == 0
+    assert parts[-1].odata_filter() == "createdDateTime eq null"
+    assert parts[1].odata_filter().startswith("createdDateTime ge ") and " and createdDateTime le " in (
+        parts[1].odata_filter()
+    )
+
+
+def test_every_moment_belongs_to_exactly_one_range_even_on_a_boundary() -> None:
+    parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=4)
+    boundaries = [p.high for p in parts if p.high is not None]
+    moments: list[datetime | None] = [None, EARLIEST - timedelta(days=400), EARLIEST, NOW, NOW + timedelta(days=1)]
+    for edge in boundaries:
+        moments += [edge, edge - timedelta(microseconds=1), edge + timedelta(microseconds=1)]
+    for moment in moments:
+        assert len(owners(parts, moment)) == 1, moment
+    for edge in boundaries:  # a guest created exactly on a boundary belongs to the range that starts there
+        (owner,) = owners(parts, edge)
+        assert owner.low == edge
+
+
+def test_small_tenants_and_a_concurrency_of_one_read_one_chain() -> None:
+    too_few = 59 * 120  # 59 pages: 5% of them cannot pay for the span query, the null range and two ranges
+    assert plan_partitions(too_few, EARLIEST, NOW, concurrency=8) == []
+    assert plan_partitions(100_000, EARLIEST, NOW, concurrency=1) == []
+    assert plan_partitions(100_000, None, NOW, concurrency=8) == []  # no guest has a createdDateTime
+
+
+def test_ranges_stay_few_enough_that_their_partial_pages_cost_under_five_percent() -> None:
+    for guests in (6_000, 10_000, 50_000, 100_000, 1_000_000):
+        pages = -(-guests // 120)
+        parts = plan_partitions(guests, EARLIEST, NOW, concurrency=16)
+        extra = len(parts) + 1  # a partial page per range, and the span query
+        assert extra <= 0.05 * pages, (guests, len(parts))
