@@ -6,7 +6,8 @@ Two steps on the same message, each its own idempotent step in the ledger, keyed
   address (`mail`, else otherMails) from MAIL_SENDER with the rendered template. sendMail is not idempotent:
   an answer that says it was not accepted (4xx) releases the claim and fails the message (retried); an
   answer that leaves it unknown (timeout, 5xx) is recorded as "uncertain" and NOT retried: at most one mail
-  per incident.
+  per incident. A marker written just before sendMail covers a worker killed mid-send: the next delivery finds
+  it and records "uncertain" instead of mailing again.
 * **ticket** ("risk-ticket"): the home tenant's name and default domain from findTenantInformationByTenantId,
   the partner directory's sink for the tenant id (else that domain, else the default sink), and the sink
   called with tenacity retries; still failing: the claim is released and the message fails, so Service Bus
@@ -31,7 +32,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from shared.adapters.graph import GraphError
 from shared.adapters.queue import MalformedMessage
 from shared.adapters.risk_templates import RiskTemplates
-from shared.adapters.state import AuditEntry, Claim, StateStore, claim_or_wait
+from shared.adapters.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
 from shared.adapters.tickets import Partner, TicketSink, TicketSinkError
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
 from shared.domain.risk import Ticket, is_tenant_id, notice_recipients
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 
 ACTOR = "risk-responder"
 NOTIFY = "risk-notify"
+SENDING = "risk-notice-sending"
+"""Record kind: a notice handed to sendMail whose outcome was not recorded yet (key: the incident id)."""
 TICKET = "risk-ticket"
 LEASE_SECONDS = 300
 
@@ -172,6 +175,9 @@ async def notify_guest(incident: IncidentMessage, deps: ResponseDeps, correlatio
     claim = await _claim(NOTIFY, incident, deps)
     if claim is None:
         return "already-done"
+    if await deps.state.get(SENDING, incident.incident_id) is not None:
+        # an earlier attempt died after it may have handed the mail to Graph: never risk a second mail
+        return await _finish(claim, deps, incident, "uncertain", "an earlier attempt was interrupted while sending")
     try:
         user = await deps.graph.get_user(incident.user_id)
     except BaseException:
@@ -184,21 +190,25 @@ async def notify_guest(incident: IncidentMessage, deps: ResponseDeps, correlatio
         return await _finish(claim, deps, incident, "skipped", "the guest has no usable mail or otherMails")
     tenant = await _tenant(incident.home_tenant_id, deps)
     mail = _notice_mail(incident, user, recipients, tenant, deps)
+    await deps.state.put(SENDING, incident.incident_id, {"at": deps.clock().isoformat()}, etag=ANY_ETAG)
     try:
         await deps.graph.send_mail(mail)
     except GraphError as exc:
         if exc.status is not None and 400 <= exc.status < 500:
+            await deps.state.delete(SENDING, incident.incident_id)  # refused: certainly not sent
             await deps.state.release(claim)
             await _audit(deps, NOTIFY, incident, "failed", f"sendMail refused: {exc.status} {exc.code}", {})
             raise
         log.warning("notice for incident %s: sendMail outcome unknown (%s); not retried", incident.incident_id, exc)
         return await _finish(claim, deps, incident, "uncertain", f"sendMail outcome unknown: {exc.status}")
     except BaseException:
-        await deps.state.release(claim)
+        await deps.state.release(claim)  # the marker stays: the next delivery records "uncertain", never re-sends
         raise
-    return await _finish(
+    outcome = await _finish(
         claim, deps, incident, "sent", "guest told how to remediate at home", recipients=len(recipients)
     )
+    await deps.state.delete(SENDING, incident.incident_id)
+    return outcome
 
 
 def _notice_mail(

@@ -22,7 +22,7 @@ from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from tests.e2e.test_flow_risk import NAMED
 from tests.reliability.fault_world import QUEUES, FaultWorld, dump, pending_guests, risk_sign_ins
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 SKU = "078d2b04-f1bd-4111-bbd4-b4b1b354cef4"  # AAD_PREMIUM, the guest SKU (contoso.json hints.guestSkuId)
 RISKY = ("risk-53011", "risk-530032", "accepted-licensed", "accepted-unlicensed", "stale-licensed", "msa-guest")
@@ -126,8 +126,8 @@ async def test_every_flow_finishes_exactly_once_through_faults_restarts_and_a_ki
         if actions["assign-license"] != 1 or skus.count(SKU) != 1 or actions["set-usage-location"] > 1:
             failures.append(f"licensing {guest}: {dict(actions)} {skus}")
     # risk: one incident, one notice, one ticket per blocked guest; no duplicate at the sinks. sendMail is not
-    # idempotent: a 503 leaves its outcome unknown, so the notice is then recorded "uncertain" and never re-sent
-    # (at most once, by design); every other notice is sent exactly once.
+    # idempotent: a 503 or a kill mid-send leaves its outcome unknown, so the notice is then recorded "uncertain"
+    # and never re-sent (at most once, by design); every other notice is sent exactly once.
     incidents = Counter(s for _, s, _ in await world.audit("risk-incident"))
     notices: dict[str, list[str]] = {}
     for _, subject, outcome in await world.audit("risk-notify"):
@@ -141,7 +141,8 @@ async def test_every_flow_finishes_exactly_once_through_faults_restarts_and_a_ki
         uncertain += outcome == ["uncertain"]
         if incidents[uid] != 1 or tickets[uid] != 1 or outcome not in (["sent"], ["uncertain"]):
             failures.append(f"risk {key}: incident {incidents[uid]} notice {outcome} ticket {tickets[uid]}")
-        if mails != (1 if outcome == ["sent"] else 0):
+        # "uncertain": a 503, or a worker killed after handing the mail over: at most one, never two
+        if mails != 1 if outcome == ["sent"] else mails > 1:
             failures.append(f"risk {key}: {mails} notice mail(s) for notice outcome {outcome}")
     sink_ids = [t["incidentId"] for t in world.sinks.webhook] + [t["correlation_id"] for t in world.sinks.servicenow]
     # A POST that reached the sink just before the host died is sent again (at least once, by design): every

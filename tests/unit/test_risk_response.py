@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -26,11 +27,12 @@ from shared.adapters.tickets import (
     load_partner_directory,
     verify,
 )
-from shared.domain.directory import TenantInformation
+from shared.domain.directory import OutgoingMail, TenantInformation
 from shared.domain.risk import Ticket
 from shared.services.risk_detection import incident_message
 from shared.services.risk_response import (
     NOTIFY,
+    SENDING,
     TICKET,
     ResponseDeps,
     TicketNotDelivered,
@@ -206,6 +208,32 @@ async def test_an_unknown_mail_outcome_is_not_retried_blindly() -> None:
     second = await respond_to_incident(payload(), deps)
     assert (first.notice, second.notice) == ("uncertain", "already-done")
     assert graph.outbox == []
+
+
+class KilledWhileSending(FakeRiskGraph):
+    """Graph accepts the mail, then the worker dies before it hears back (the task is cancelled)."""
+
+    async def send_mail(self, mail: OutgoingMail) -> None:
+        await super().send_mail(mail)
+        if len(self.outbox) == 1:
+            raise asyncio.CancelledError
+
+
+async def test_a_worker_killed_mid_send_never_mails_twice() -> None:
+    graph = KilledWhileSending(MovingClock(), [guest()], [FABRIKAM_INFO])
+    deps, _ = make(graph)
+    with pytest.raises(asyncio.CancelledError):
+        await respond_to_incident(payload(), deps)
+    redelivered = await respond_to_incident(payload(), deps)
+    assert redelivered.notice == "uncertain"  # the mail may have gone: recorded, not repeated
+    assert len(graph.outbox) == 1
+    assert ("risk-notify", "uncertain") in await audit(deps)
+
+
+async def test_a_sent_notice_leaves_no_sending_marker_behind() -> None:
+    deps, _ = make(world())
+    assert (await respond_to_incident(payload(), deps)).notice == "sent"
+    assert [r async for r in deps.state.list_records(SENDING)] == []
 
 
 async def test_a_flaky_sink_is_retried_then_succeeds() -> None:
