@@ -218,9 +218,11 @@ def _dt_json(value: Any) -> datetime | None:
     """A Graph timestamp from raw JSON ("...Z", up to 7 fractional digits, which fromisoformat refuses)."""
     if not isinstance(value, str) or not value:
         return None
-    head, dot, rest = value.rstrip("Zz").partition(".")
-    digits = "".join(c for c in rest if c.isdigit())[:6]
-    return _dt(f"{head}.{digits.ljust(6, '0')}+00:00" if dot else f"{head}+00:00")
+    head, dot, rest = value.partition(".")
+    if dot:  # fromisoformat takes at most 6 fractional digits; keep the zone ("Z", "+00:00") after them
+        zone = rest.lstrip("0123456789")
+        value = f"{head}.{rest[: len(rest) - len(zone)][:6].ljust(6, '0')}{zone}"
+    return _dt(value)
 
 
 def user_from_json(user: dict[str, Any]) -> DirectoryUser:
@@ -496,14 +498,25 @@ class GraphGateway:
 
     async def _call_not_idempotent(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Retry only on 429 (Graph did not process it), waiting Retry-After; never on a 5xx or a timeout."""
+        return await self._retrying(operation, call, lambda e: e.throttled)
+
+    async def _retrying(
+        self, operation: str, call: Callable[[], Awaitable[T]], retry_on: Callable[[GraphError], bool]
+    ) -> T:
+        """`call` retried by tenacity while `retry_on` says so, waiting Retry-After (else backoff). A 429 also
+        holds every other caller of this gateway for that long (`throttle`): throttling is per app and tenant."""
 
         def _wait(state: Any) -> float:
             exc = state.outcome.exception() if state.outcome else None
             hinted = exc.retry_after if isinstance(exc, GraphError) else None
-            return hinted if hinted is not None else min(2.0**state.attempt_number, 30.0)
+            delay = hinted if hinted is not None else min(2.0**state.attempt_number, 30.0)
+            if isinstance(exc, GraphError) and exc.throttled:
+                self.throttle(delay)
+            log.info("%s: %s, retrying in %.1f s", operation, getattr(exc, "status", exc), delay)
+            return delay
 
         retrying = AsyncRetrying(
-            retry=retry_if_exception(lambda e: isinstance(e, GraphError) and e.throttled),
+            retry=retry_if_exception(lambda e: isinstance(e, GraphError) and retry_on(e)),
             stop=stop_after_attempt(self.config.max_retries + 1),
             wait=_wait,
             sleep=self._sleep,
@@ -579,19 +592,7 @@ class GraphGateway:
 
         The SDK's own retry is off for it: it would wait per request, while concurrent partition scans must all
         stop when any of them is throttled."""
-        for attempt in range(1, self.config.max_retries + 2):
-            try:
-                return await self._call(operation, call)
-            except GraphError as exc:
-                if exc.status not in (429, 503, 504) or attempt > self.config.max_retries:
-                    raise
-                delay = exc.retry_after if exc.retry_after is not None else min(2.0**attempt, 30.0)
-                log.info("%s: %s, retrying in %.1f s", operation, exc.status, delay)
-                if exc.status == 429:
-                    self.throttle(delay)  # _call waits it out, together with every other caller
-                else:
-                    await self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._retrying(operation, call, lambda e: e.status in (429, 503, 504))
 
     async def guest_span(self) -> tuple[int, datetime | None]:
         """(guests with a createdDateTime, the earliest createdDateTime): one advanced query

@@ -4,6 +4,7 @@ the SDK path gives, for every kind of user in the sample tenant."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,13 @@ def test_raw_json_users_equal_the_sdk_parsed_ones() -> None:
     for user in users:
         assert user_from_json(user) == via_sdk(user), user["id"]
     assert user_from_json(users[-1]).created is not None and user_from_json(users[-1]).created.microsecond == 123456
+
+
+def test_timestamps_with_an_offset_parse_like_z() -> None:
+    base = {"id": "u1", "userType": "Guest"}
+    z = user_from_json({**base, "createdDateTime": "2026-12-08T09:00:00Z"})
+    offset = user_from_json({**base, "createdDateTime": "2026-12-08T09:00:00+00:00"})
+    fraction = user_from_json({**base, "createdDateTime": "2026-12-08T10:00:00.1234567+01:00"})
+    assert z.created == offset.created
+    assert fraction.created is not None and z.created is not None
+    assert fraction.created - z.created == timedelta(microseconds=123456)
