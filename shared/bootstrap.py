@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 from azure.core.credentials_async import AsyncTokenCredential
+from azure.servicebus.aio import ServiceBusClient
 from pydantic import SecretStr
 
 from shared.adapters.credentials import LocalTokenCredential, managed_identity_credential
@@ -88,30 +89,23 @@ def build_state_store(settings: Settings) -> StateStore:
     )
 
 
-def build_publisher(settings: Settings) -> MessagePublisher:
+def servicebus_client(settings: Settings) -> ServiceBusClient:
     """Service Bus by connection string (local broker, key-based) or by namespace + managed identity."""
     if settings.servicebus_connection is not None:
-        return ServiceBusPublisher.from_connection_string(settings.servicebus_connection.get_secret_value())
+        return ServiceBusClient.from_connection_string(settings.servicebus_connection.get_secret_value())
     assert settings.servicebus_namespace, "settings require a connection string or a namespace"
-    return ServiceBusPublisher.from_namespace(
-        settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id)
-    )
+    return ServiceBusClient(settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id))
+
+
+def build_publisher(settings: Settings) -> MessagePublisher:
+    return ServiceBusPublisher(servicebus_client(settings))
 
 
 def build_operator_queues(settings: Settings) -> OperatorQueues:
-    """The dead-letter queues of the configured namespace, for the operator CLI (same connection as the app)."""
-    from azure.servicebus.aio import ServiceBusClient
-
+    """Queue probes and dead letters for the operator CLI, on the same connection as the app."""
     from shared.adapters.queue_admin import OperatorQueues
 
-    if settings.servicebus_connection is not None:
-        return OperatorQueues(
-            ServiceBusClient.from_connection_string(settings.servicebus_connection.get_secret_value())
-        )
-    assert settings.servicebus_namespace, "settings require a connection string or a namespace"
-    return OperatorQueues(
-        ServiceBusClient(settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id))
-    )
+    return OperatorQueues(servicebus_client(settings))
 
 
 def licensing_policy(settings: Settings) -> LicensingPolicy:
