@@ -145,8 +145,13 @@ async def _claim(action: str, incident: IncidentMessage, deps: ResponseDeps) -> 
 async def _finish(
     claim: Claim, deps: ResponseDeps, incident: IncidentMessage, outcome: str, reason: str, **evidence: Any
 ) -> str:
-    await deps.state.complete(claim, {"status": outcome, "reason": reason, **evidence})
-    await _audit(deps, claim.action, incident, outcome, reason, evidence)
+    async def record() -> None:
+        await deps.state.complete(claim, {"status": outcome, "reason": reason, **evidence})
+        await _audit(deps, claim.action, incident, outcome, reason, evidence)
+
+    # One step: an invocation cancelled in between (a host shutting down) must not leave a done claim whose
+    # audit entry was never written; the redelivery would find it done and the admin would never see it.
+    await asyncio.shield(record())
     return outcome
 
 

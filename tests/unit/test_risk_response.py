@@ -356,3 +356,26 @@ async def test_the_admin_view_shows_a_failed_ticket_as_open_until_it_is_opened()
     await respond_to_incident(payload(), deps)
     [row] = await blocked_incidents(deps.state, NOW - timedelta(days=1))
     assert (row.ticket, row.ticket_id, row.state) == ("opened", "T-1", "done")
+
+
+async def test_a_cancelled_invocation_never_leaves_a_done_notice_unaudited() -> None:
+    deps, _ = make(world())
+    store = deps.state
+    entered = asyncio.Event()
+    original_complete = store.complete
+
+    async def slow_complete(claim: Any, outcome: Any) -> Any:
+        entered.set()
+        await asyncio.sleep(0.05)  # the host shuts down right here
+        return await original_complete(claim, outcome)
+
+    store.complete = slow_complete  # type: ignore[method-assign]
+    task = asyncio.create_task(respond_to_incident(payload(), deps))
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)  # the shielded step finishes on its own
+    assert ("risk-notify", "sent") in await audit(deps)
+    store.complete = original_complete  # type: ignore[method-assign]
+    assert (await respond_to_incident(payload(), deps)).notice == "already-done"
