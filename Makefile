@@ -6,8 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 ARGS ?=
+# Test processes (pytest-xdist); every test starts its own servers on free ports, so workers never collide.
+WORKERS ?= 4
+# How far `make test-shifted` moves the clock (libfaketime syntax: +400d, -30d, or @2027-03-01 09:00:00).
+SHIFT ?= +400d
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit setup clean docs bench
+.PHONY: demo test test-shifted faketime lint typecheck unit setup clean docs bench
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -33,7 +38,20 @@ typecheck: $(STAMP)
 	$(BIN)/mypy shared functions function_app.py local tools bench
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(WORKERS) $(ARGS)
+
+# The local world on another date (docs/local-development.md, "Dates"): every test and the demo with the whole
+# machine clock shifted by libfaketime. Run after `make test` (or `make setup`): the venv and npm packages are
+# installed under the real clock, as TLS downloads need the real date.
+test-shifted: $(STAMP) $(NODE_STAMP) faketime
+	faketime -f '$(SHIFT)' date -u '+shifted clock: %Y-%m-%d %H:%M UTC'
+	faketime -f '$(SHIFT)' $(BIN)/pytest -n $(WORKERS) $(ARGS)
+	faketime -f '$(SHIFT)' $(BIN)/python -m local.demo --out demo-output-shifted
+
+# libfaketime, from Debian's package (installed once; needs root or sudo).
+faketime:
+	@command -v faketime >/dev/null || $(SUDO) apt-get install -y -qq faketime >/dev/null \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq faketime >/dev/null; }
 
 demo: $(STAMP)
 	$(BIN)/python -m local.demo $(ARGS)
@@ -43,7 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache demo-output demo-output-shifted
 
 docs: $(STAMP)
 	$(BIN)/python -m tools.write_docs

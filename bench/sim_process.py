@@ -25,8 +25,8 @@ EARLY_MARGIN_S = 0.05
 class TimedSimulator(GraphSimulator):
     """Records when each top-level request arrived, and each 429 with its Retry-After."""
 
-    def __init__(self, tenant: dict[str, Any]) -> None:
-        super().__init__(tenant)
+    def __init__(self, tenant: dict[str, Any], **clock: Any) -> None:
+        super().__init__(tenant, **clock)
         self.arrivals: list[float] = []
         self.throttles: list[tuple[float, float]] = []
 

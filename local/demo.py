@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from local.world import app_settings, eventually, free_port
+from local.world import RunningWorld, eventually, free_port, running_world
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"
@@ -68,21 +68,29 @@ class Scenario:
         )
 
 
-def demo_settings(graph_url: str, servicebus: str, port: int, state: Path) -> dict[str, str]:
-    """Only settings differ from Azure: the same app, pointed at the local world."""
+def demo_settings(out: Path, inbox: TicketInbox) -> dict[str, str]:
+    """What the demo sets on top of the local world's app settings (local/world.py): only settings differ from
+    Azure. Writes the partner directory that routes Fabrikam's tickets to the demo's webhook."""
+    partners = {
+        "partners": [
+            {
+                "name": "Fabrikam",
+                "domains": ["fabrikam.com"],
+                "sink": {"type": "webhook", "url": inbox.url, "secretSetting": "DEMO_FABRIKAM_WEBHOOK_SECRET"},
+            }
+        ],
+        "default": {"type": "email", "to": ["servicedesk@contoso.com"]},
+    }
+    (out / "partners.json").write_text(json.dumps(partners, indent=2))
     exclusions_group = json.loads(FIXTURE.read_text())["hints"]["exclusionGroupId"]
-    return app_settings(
-        graph_url=graph_url,
-        servicebus=servicebus,
-        host_port=port,
-        state_path=state,
-        function_key=FUNCTION_KEY,
-        client_state=CLIENT_STATE,
-        USAGE_LOCATION_BY_DOMAIN="adventure-works.com=DE,fabrikam.com=US",
-        LICENSE_EXCLUDED_DOMAINS="woodgrovebank.com",
-        STALE_EXCLUDE_DOMAINS="woodgrovebank.com",
-        STALE_EXCLUDE_GROUP_IDS=exclusions_group,
-    )
+    return {
+        "USAGE_LOCATION_BY_DOMAIN": "adventure-works.com=DE,fabrikam.com=US",
+        "LICENSE_EXCLUDED_DOMAINS": "woodgrovebank.com",
+        "STALE_EXCLUDE_DOMAINS": "woodgrovebank.com",
+        "STALE_EXCLUDE_GROUP_IDS": exclusions_group,
+        "RISK_PARTNER_DIRECTORY": str(out / "partners.json"),
+        "DEMO_FABRIKAM_WEBHOOK_SECRET": inbox.secret,
+    }
 
 
 async def licensing_scenario(world: Any, scenario: Scenario) -> None:
@@ -142,11 +150,12 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
     named = tenant["named"]
     scenario.step("Flow 4: the nightly stale-guest sweep (warn, disable, delete; restorable)", "bold")
     settings = settings_from_env(env={**os.environ, "STALE_REPORT_DIR": str(out / "reports")})
-    today = sim.clock.now()
-    # the app's own state store: `guestwarden audit` and `restore --run` see the sweep's runs afterwards
-    async with build_graph_gateway(settings) as graph, build_state_store(settings) as state:
-        base = stale_deps(settings, graph, state)
-        deps = replace(base, clock=sim.clock.now, config=replace(base.config, max_actions=1000, max_percent=100))
+    # the app's own state store: `guestwarden audit` and `restore --run` see the sweep's runs afterwards; the
+    # world's one clock (the simulator's), which the jumps below move
+    clock = sim.clock.now
+    async with build_graph_gateway(settings) as graph, build_state_store(settings, clock) as state:
+        base = stale_deps(settings, graph, state, clock)
+        deps = replace(base, config=replace(base.config, max_actions=1000, max_percent=100))
 
         def writes() -> int:
             verbs = ("PATCH ", "DELETE ", "BATCH PATCH ", "BATCH DELETE ", "POST /users/{id}/sendMail")
@@ -201,7 +210,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             and all(not sim.user(u).get("deletedDateTime") for u in deleted_ids),
             f"{len(restored)} guest(s) restored or re-enabled",
         )
-    sim.clock.set(today)
+    sim.clock.reset()
     scenario.step("the clock returns to today; Graph dropped the /users subscription while it was weeks ahead")
     await world.host.fire_timer("subscription_keeper")
     live = [s for s in sim.subscriptions() if s["resource"].strip("/") == "users"]
@@ -247,13 +256,15 @@ class TicketInbox:
             await self._runner.cleanup()
 
 
-def risky_sign_in(user: dict[str, Any], tenant_id: str, home: str, minutes_ago: float, code: int) -> dict[str, Any]:
+def risky_sign_in(
+    user: dict[str, Any], tenant_id: str, home: str, at: datetime, minutes_ago: float, code: int
+) -> dict[str, Any]:
     import uuid
 
     reason = "User blocked due to risk on home tenant." if code == 53011 else "Error validating credentials."
     return {
         "id": str(uuid.uuid4()),
-        "createdDateTime": (datetime.now(UTC) - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "createdDateTime": (at - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "userId": user["id"],
         "userPrincipalName": user["userPrincipalName"],
         "appDisplayName": "Microsoft Teams",
@@ -283,10 +294,11 @@ async def risk_scenario(world: Any, scenario: Scenario, inbox: TicketInbox) -> N
     member = users[named["member-diego"]]
     typo = users[named["wrong-password-50126"]]
     mails_before = len(sim.outbox)
+    now = sim.clock.now()
     for minutes_ago in (9, 4):
-        sim.add_signin(risky_sign_in(guest, tenant["tenant"]["id"], fabrikam, minutes_ago, 53011))
-    sim.add_signin(risky_sign_in(member, tenant["tenant"]["id"], fabrikam, 6, 53011))
-    sim.add_signin(risky_sign_in(typo, tenant["tenant"]["id"], fabrikam, 5, 50126))
+        sim.add_signin(risky_sign_in(guest, tenant["tenant"]["id"], fabrikam, now, minutes_ago, 53011))
+    sim.add_signin(risky_sign_in(member, tenant["tenant"]["id"], fabrikam, now, 6, 53011))
+    sim.add_signin(risky_sign_in(typo, tenant["tenant"]["id"], fabrikam, now, 5, 50126))
     scenario.step(f"{guest['displayName']} is blocked twice (53011); a member and a wrong password too")
     await host.fire_timer("risk_poller")
     await host.fire_timer("risk_poller")  # overlapping windows: nothing twice
@@ -305,55 +317,6 @@ async def risk_scenario(world: Any, scenario: Scenario, inbox: TicketInbox) -> N
     )
     others = [m for m in sim.outbox[mails_before:] if m not in notices]
     scenario.expect("the member and the wrong password got nothing", not others)
-
-
-@dataclass
-class LocalWorld:
-    sim: Any
-    broker: Any
-    host: Any
-    settings: dict[str, str]
-
-
-async def start_world(out: Path, inbox: TicketInbox) -> LocalWorld:
-    import function_app
-    from local.graph_sim import GraphSimulator
-    from local.host import LocalFunctionsHost, ManualClock
-    from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
-    from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
-
-    sim = GraphSimulator.from_fixture(FIXTURE).start()
-    options = QueueOptions(max_delivery_count=5, lock_duration_s=30)
-    queues = {GUEST_CHANGES_QUEUE: options, RISK_INCIDENTS_QUEUE: options}
-    broker = LocalServiceBusBroker(queues=queues).start()
-    port = free_port()
-    settings = demo_settings(sim.base_url, broker.connection_string, port, out / "state.db")
-    partners = {
-        "partners": [
-            {
-                "name": "Fabrikam",
-                "domains": ["fabrikam.com"],
-                "sink": {"type": "webhook", "url": inbox.url, "secretSetting": "DEMO_FABRIKAM_WEBHOOK_SECRET"},
-            }
-        ],
-        "default": {"type": "email", "to": ["servicedesk@contoso.com"]},
-    }
-    (out / "partners.json").write_text(json.dumps(partners, indent=2))
-    settings["RISK_PARTNER_DIRECTORY"] = str(out / "partners.json")
-    settings["DEMO_FABRIKAM_WEBHOOK_SECRET"] = inbox.secret
-    os.environ.update(settings)  # app settings reach the worker as environment variables, as in Azure
-    host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=ManualClock(datetime.now(UTC)))
-    await host.start()
-    return LocalWorld(sim, broker, host, settings)
-
-
-async def stop_world(world: LocalWorld) -> None:
-    from shared.bootstrap import AppServices
-
-    await world.host.stop()
-    await AppServices.close_current()
-    world.broker.stop()
-    world.sim.stop()
 
 
 def write_env_file(world: Any, out: Path) -> Path:
@@ -381,33 +344,12 @@ async def run(out: Path, keep_running: bool) -> int:
     scenario.step("starting the local world: Graph simulator, Service Bus broker, functions host")
     inbox = TicketInbox("demo-fabrikam-webhook-secret-0123456789")
     await inbox.start()
-    world = await start_world(out, inbox)
-    scenario.step(f"Graph simulator {world.sim.base_url}; functions host {world.host.http_url}")
     try:
-        await licensing_scenario(world, scenario)
-        await risk_scenario(world, scenario, inbox)
-        await stale_scenario(world, scenario, out)
-        (out / "tickets.json").write_text(json.dumps(inbox.tickets, indent=2))
-        (out / "mails.json").write_text(json.dumps(world.sim.outbox, indent=2, default=str))
-        console.print(summary(scenario))
-        console.print(f"outputs in [bold]{out}[/bold]")
-        if keep_running:
-            env_file = write_env_file(world, out)
-            console.print("[bold]--keep-running[/bold]: the local world stays up; Ctrl-C to stop. In another shell:")
-            console.print(f"  set -a; . {env_file}; set +a   # the app settings, for the CLI")
-            for command in ("guests", "audit --days 1", "blocked", "subscriptions status", "deadletters list"):
-                console.print(f"  .venv/bin/guestwarden {command}")
-            console.print(
-                f"  curl -s -X POST 'http://127.0.0.1:{world.host.port}/api/graph/notifications"
-                f"?code={FUNCTION_KEY}&validationToken=hello'   # the handshake Graph does"
-            )
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+        async with running_world(
+            FIXTURE, out, function_key=FUNCTION_KEY, client_state=CLIENT_STATE, **demo_settings(out, inbox)
+        ) as world:
+            await play(world, scenario, inbox, out, keep_running)
     finally:
-        await stop_world(world)
         await inbox.stop()
     failed = [c for c in scenario.checks if not c.ok]
     if failed:
@@ -415,6 +357,35 @@ async def run(out: Path, keep_running: bool) -> int:
         return 1
     console.print(f"[bold green]all {len(scenario.checks)} expected outcomes seen[/bold green]")
     return 0
+
+
+async def play(world: RunningWorld, scenario: Scenario, inbox: TicketInbox, out: Path, keep_running: bool) -> None:
+    scenario.step(
+        f"Graph simulator {world.sim.base_url} (its clock, the app's: {world.sim.clock.now():%Y-%m-%d %H:%M:%S} "
+        f"UTC); functions host {world.host.http_url}"
+    )
+    await licensing_scenario(world, scenario)
+    await risk_scenario(world, scenario, inbox)
+    await stale_scenario(world, scenario, out)
+    (out / "tickets.json").write_text(json.dumps(inbox.tickets, indent=2))
+    (out / "mails.json").write_text(json.dumps(world.sim.outbox, indent=2, default=str))
+    console.print(summary(scenario))
+    console.print(f"outputs in [bold]{out}[/bold]")
+    if keep_running:
+        env_file = write_env_file(world, out)
+        console.print("[bold]--keep-running[/bold]: the local world stays up; Ctrl-C to stop. In another shell:")
+        console.print(f"  set -a; . {env_file}; set +a   # the app settings, for the CLI")
+        for command in ("guests", "audit --days 1", "blocked", "subscriptions status", "deadletters list"):
+            console.print(f"  .venv/bin/guestwarden {command}")
+        console.print(
+            f"  curl -s -X POST 'http://127.0.0.1:{world.host.port}/api/graph/notifications"
+            f"?code={FUNCTION_KEY}&validationToken=hello'   # the handshake Graph does"
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +103,7 @@ async def running_world(
     are exported to the environment for the duration, as the Functions worker sees them."""
     import function_app
     from local.graph_sim import GraphSimulator
-    from local.host import LocalFunctionsHost, ManualClock
+    from local.host import LocalFunctionsHost
     from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
     from shared.bootstrap import AppServices
     from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
@@ -129,9 +128,10 @@ async def running_world(
         )
         os.environ.update(settings)
         AppServices.reset()
-        host = LocalFunctionsHost(
-            function_app.build_app(), settings, port=port, clock=ManualClock(datetime.now(UTC)), functions=functions
-        )
+        # One clock for the whole world: the host's timers and the app's flows read the simulator's clock, so a
+        # jump (sim.clock.advance, host.advance_clock) moves every participant together.
+        AppServices.use_clock(sim.clock.now)
+        host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=sim.clock, functions=functions)
         await host.start()
         yield RunningWorld(sim, broker, host, settings)
     finally:

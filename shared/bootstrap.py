@@ -22,7 +22,7 @@ from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.queue import MessagePublisher, ServiceBusPublisher
 from shared.adapters.reports import ReportStore
 from shared.adapters.risk_wiring import RiskWiring
-from shared.adapters.state import StateStore, utc_now
+from shared.adapters.state import Clock, StateStore, utc_now
 from shared.domain.licensing import LicensingPolicy
 from shared.observability import CountingStateStore, configure_telemetry
 from shared.services.delta import DeltaDeps
@@ -66,26 +66,29 @@ def build_graph_gateway(settings: Settings) -> GraphGateway:
     return GraphGateway(graph_credential(settings), graph_config(settings))
 
 
-def build_state_store(settings: Settings) -> StateStore:
+def build_state_store(settings: Settings, clock: Clock = utc_now) -> StateStore:
     """SQLite (embedded, the default for the demo) or Azure Table Storage (production), by STATE_BACKEND.
 
-    Adapters are imported here, not at module top: a process only loads the one it uses.
+    Adapters are imported here, not at module top: a process only loads the one it uses. `clock` judges
+    lease expiry (the app's clock: AppServices).
     """
     if settings.state_backend == "sqlite":
         from shared.adapters.state.sqlite import SqliteStateStore
 
-        return SqliteStateStore(settings.state_sqlite_path)
+        return SqliteStateStore(settings.state_sqlite_path, clock=clock)
     from shared.adapters.state.table import TableStateStore
 
     if settings.state_table_connection is not None:
         return TableStateStore(
             connection_string=settings.state_table_connection.get_secret_value(),
             table_prefix=settings.state_table_prefix,
+            clock=clock,
         )
     return TableStateStore(
         endpoint=settings.state_table_endpoint,
         managed_identity_client_id=settings.azure_client_id,
         table_prefix=settings.state_table_prefix,
+        clock=clock,
     )
 
 
@@ -158,7 +161,7 @@ def build_report_store(settings: Settings) -> ReportStore:
     )
 
 
-def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore) -> StaleDeps:
+def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock: Clock = utc_now) -> StaleDeps:
     """The stale sweep's wiring (flow 4), shared by the timer and the CLI; REPORT_STORE picks where reports go."""
     from shared.domain.stale import StalePolicy
     from shared.services.stale import StaleConfig
@@ -189,7 +192,7 @@ def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore) -> St
             notify_guest=s.stale_notify_guest,
             mail_sender=s.mail_sender,
         ),
-        clock=utc_now,
+        clock=clock,
     )
 
 
@@ -205,13 +208,15 @@ class AppServices:
     """
 
     _settings: ClassVar[Settings | None] = None
+    _clock: ClassVar[Clock] = utc_now
     _by_loop: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AppServices]] = weakref.WeakKeyDictionary()
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.clock: Clock = type(self)._clock
         self.graph = build_graph_gateway(settings)
         # Every audit entry is also counted and logged (shared.observability): one place sees every action.
-        self.state: StateStore = CountingStateStore(build_state_store(settings))
+        self.state: StateStore = CountingStateStore(build_state_store(settings, self.clock))
         self.publisher = build_publisher(settings)
         self._risk: RiskWiring | None = None
 
@@ -239,9 +244,20 @@ class AppServices:
             await services.aclose()
 
     @classmethod
+    def use_clock(cls, clock: Clock) -> None:
+        """The clock every flow reads from now on (default: the wall clock, all Azure has).
+
+        A host that keeps its own time hands it in here before the first invocation; the local world hands in
+        its simulator's clock, so a test that jumps the clock moves the app with it. reset() restores it.
+        """
+        cls._clock = clock
+        cls._by_loop = weakref.WeakKeyDictionary()
+
+    @classmethod
     def reset(cls) -> None:
-        """Forget settings and clients (tests that change settings between runs)."""
+        """Forget settings, clients and an injected clock (tests that change settings between runs)."""
         cls._settings = None
+        cls._clock = utc_now
         cls._by_loop = weakref.WeakKeyDictionary()
 
     async def aclose(self) -> None:
@@ -260,7 +276,7 @@ class AppServices:
             queue=GUEST_CHANGES_QUEUE,
             policy=licensing_policy(s),
             alerting=Alerting(s.mail_sender, s.admin_alert_recipients),
-            clock=utc_now,
+            clock=self.clock,
             no_seat_retry=timedelta(minutes=s.no_seat_retry_minutes),
         )
 
@@ -274,7 +290,7 @@ class AppServices:
         )
 
     def subscriptions(self) -> SubscriptionDeps:
-        return SubscriptionDeps(self.graph, self.state, subscription_config(self.settings), utc_now)
+        return SubscriptionDeps(self.graph, self.state, subscription_config(self.settings), self.clock)
 
     def delta(self) -> DeltaDeps:
         return DeltaDeps(
@@ -283,12 +299,12 @@ class AppServices:
             publisher=self.publisher,
             queue=GUEST_CHANGES_QUEUE,
             first_run=self.settings.delta_first_run,
-            clock=utc_now,
+            clock=self.clock,
         )
 
     # --- flow 4: stale guests ------------------------------------------------------------------------
     def stale(self) -> StaleDeps:
-        return stale_deps(self.settings, self.graph, self.state)
+        return stale_deps(self.settings, self.graph, self.state, self.clock)
 
     # --- flows 2/3: risk-blocked guests ---------------------------------------------------------------
     def risk_detection(self) -> DetectionDeps:
@@ -300,7 +316,7 @@ class AppServices:
             queue=RISK_INCIDENTS_QUEUE,
             lookback=timedelta(minutes=s.risk_lookback_minutes),
             quiet=timedelta(minutes=s.risk_quiet_minutes),
-            clock=utc_now,
+            clock=self.clock,
         )
 
     def risk_response(self) -> ResponseDeps:
@@ -317,7 +333,7 @@ class AppServices:
             organisation=s.risk_organisation_name,
             support_contact=s.risk_support_contact,
             notice_format=s.risk_notice_format,
-            clock=utc_now,
+            clock=self.clock,
             ticket_attempts=s.risk_ticket_attempts,
         )
 
@@ -336,5 +352,5 @@ class AppServices:
             recipients=s.admin_alert_recipients,
             organisation=s.risk_organisation_name,
             body_format=s.risk_notice_format,
-            clock=utc_now,
+            clock=self.clock,
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 
 def parse_dt(value: str) -> datetime:
@@ -29,11 +31,21 @@ def iso_z(moment: datetime) -> str:
 
 
 class SimClock:
-    """Thread-safe clock shared by the server thread and the test thread."""
+    """The local world's one clock: real time plus the jumps tests make, shared by the server and test threads.
 
-    def __init__(self, start: datetime) -> None:
+    It starts at `start` (the simulator's start, by default the wall clock) and ticks with real time, as Graph's
+    clock does, so an app reading the wall clock agrees with it for as long as nobody jumps it. A test jumps it
+    with advance()/set() (weeks pass in a call) and brings it back with reset(); freeze() stops the ticking for
+    assertions on exact instants. Elapsed time is measured on time.monotonic(), which libfaketime shifts along
+    with the wall clock, so the clock agrees with every process of a run under `faketime`.
+    """
+
+    def __init__(self, start: datetime, *, frozen: bool = False) -> None:
         self._lock = threading.Lock()
-        self._now = self._checked(start)
+        self._start = self._checked(start)
+        self._ticks_from = time.monotonic()
+        self._offset = timedelta(0)
+        self._frozen_at: datetime | None = self._start if frozen else None
 
     @staticmethod
     def _checked(moment: datetime) -> datetime:
@@ -41,15 +53,88 @@ class SimClock:
             raise ValueError("the simulator clock needs timezone-aware datetimes")
         return moment.astimezone(UTC)
 
+    def _read(self) -> datetime:
+        if self._frozen_at is not None:
+            return self._frozen_at
+        return self._start + timedelta(seconds=time.monotonic() - self._ticks_from) + self._offset
+
+    @property
+    def start(self) -> datetime:
+        """The moment the clock started at: the instant the tenant fixture was rebased onto."""
+        return self._start
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
+
     def now(self) -> datetime:
         with self._lock:
-            return self._now
+            return self._read()
 
     def set(self, moment: datetime) -> None:
+        """Jump to `moment` (forward or back); a ticking clock goes on ticking from there."""
         with self._lock:
-            self._now = self._checked(moment)
+            target = self._checked(moment)
+            if self._frozen_at is not None:
+                self._frozen_at = target
+            else:
+                self._offset += target - self._read()
 
     def advance(self, delta: timedelta) -> datetime:
         with self._lock:
-            self._now = self._now + delta
-            return self._now
+            if self._frozen_at is not None:
+                self._frozen_at += delta
+            else:
+                self._offset += delta
+            return self._read()
+
+    def reset(self) -> datetime:
+        """Undo every jump: back to the start plus the real time elapsed (ticking again)."""
+        with self._lock:
+            self._offset = timedelta(0)
+            self._frozen_at = None
+            return self._read()
+
+    def freeze(self) -> datetime:
+        """Stop ticking at the current reading (advance/set still move it); reset() starts it again."""
+        with self._lock:
+            self._frozen_at = self._read()
+            return self._frozen_at
+
+
+def _shifted(value: str, delta: timedelta) -> str:
+    """`value` moved by `delta` (whole seconds), in the same style: "...Z", fractional digits kept."""
+    head, dot, rest = value.partition(".")
+    fraction = f".{rest}" if dot else "Z"
+    moved = parse_dt(head if dot else value) + delta
+    return moved.strftime("%Y-%m-%dT%H:%M:%S") + fraction
+
+
+def rebase_tenant(document: dict[str, Any], onto: datetime) -> timedelta:
+    """Move the whole tenant in time, in place, so that its own `tenant.now` becomes `onto`.
+
+    A fixture's dates are relative to its `tenant.now` (a guest "accepted 1 h ago" has an
+    externalUserStateChangeDateTime 1 h before it); every `...DateTime` value anywhere in the document
+    (users, signInActivity, sign-ins, deleted users, role assignments) shifts by the same whole seconds, so the
+    same fixture describes the same situation on any day. A document without `tenant.now` is left as it is.
+    """
+    tenant = document.get("tenant") or {}
+    anchor_text = tenant.get("now")
+    if not anchor_text:
+        return timedelta(0)
+    delta = onto.astimezone(UTC).replace(microsecond=0) - parse_dt(anchor_text)
+    if delta:
+        stack: list[Any] = [document]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                for key, value in node.items():
+                    if isinstance(value, str):
+                        if key.endswith("DateTime") and value:
+                            node[key] = _shifted(value, delta)
+                    elif isinstance(value, dict | list):
+                        stack.append(value)
+            elif isinstance(node, list):
+                stack.extend(item for item in node if isinstance(item, dict | list))
+    tenant["now"] = iso_z(onto)
+    return delta

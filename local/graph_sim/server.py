@@ -22,7 +22,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from local.graph_sim.clock import SimClock, iso_z, parse_dt
+from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
@@ -38,10 +38,16 @@ TOKEN_PATH = re.compile(r"/[^/]+/oauth2/v2\.0/token")
 
 
 class GraphSimulator:
-    def __init__(self, tenant: dict[str, Any]) -> None:
-        now_text = tenant.get("tenant", {}).get("now")
-        start = parse_dt(now_text) if now_text else datetime.now(UTC)
-        self.clock = SimClock(start)
+    """Graph on 127.0.0.1 for one tenant fixture, rebased onto the moment it starts.
+
+    `now` pins the start (default: the wall clock, so the simulator agrees with an app reading it); the clock
+    then ticks with real time unless `frozen`. The fixture's `tenant.now` becomes the start and every date in it
+    moves by the same amount (local/graph_sim/clock.py, rebase_tenant), whatever the calendar date.
+    """
+
+    def __init__(self, tenant: dict[str, Any], *, now: datetime | None = None, frozen: bool = False) -> None:
+        start = (now or datetime.now(UTC)).astimezone(UTC)
+        self.clock = SimClock(start, frozen=frozen)
         from local.graph_sim.store import TenantStore  # local import keeps module import order simple
 
         self.store = TenantStore(tenant, self.clock)
@@ -61,9 +67,9 @@ class GraphSimulator:
         self._port: int | None = None
 
     @classmethod
-    def from_fixture(cls, path: str | Path) -> GraphSimulator:
+    def from_fixture(cls, path: str | Path, *, now: datetime | None = None, frozen: bool = False) -> GraphSimulator:
         with open(path, encoding="utf-8") as handle:
-            return cls(json.load(handle))
+            return cls(json.load(handle), now=now, frozen=frozen)
 
     # lifecycle -------------------------------------------------------------------------------------
     @property

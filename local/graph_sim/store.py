@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from local.graph_sim.clock import SimClock, iso_z, parse_dt
+from local.graph_sim.clock import SimClock, iso_z, parse_dt, rebase_tenant
 
 Json = dict[str, Any]
 DELETED_RETENTION = timedelta(days=30)
@@ -24,6 +24,7 @@ def signin_sort_key(entry: Json) -> tuple[float, str]:
 class TenantStore:
     def __init__(self, document: Json, clock: SimClock) -> None:
         doc = copy.deepcopy(document)
+        rebase_tenant(doc, clock.start)  # the fixture's own `now` becomes the simulator's start
         self.lock = threading.RLock()
         self.clock = clock
         self.tenant: Json = doc.get("tenant", {})

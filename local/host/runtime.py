@@ -26,7 +26,7 @@ from .metadata import (
 )
 from .servicebus import QueuePump, ServiceBusConnection, manual_function_message
 from .settings import HostConfigError, HostOptions
-from .timers import Clock, ManualClock, Schedule, SystemClock
+from .timers import Clock, Schedule, SettableClock, SystemClock
 
 log = logging.getLogger("local.host")
 
@@ -221,7 +221,8 @@ class LocalFunctionsHost:
     async def advance_clock(self, to: datetime) -> list[tuple[str, datetime]]:
         """Fire every timer occurrence in (last advance, `to`], in time order; returns what fired.
 
-        A ManualClock is moved to each occurrence before its invocation, and to `to` at the end.
+        A clock that can be set (ManualClock, the simulator's clock) is moved to each occurrence before its
+        invocation, and to `to` at the end.
         """
         if self._real_time:
             raise RuntimeError("advance_clock() needs a host built with a clock (e.g. ManualClock)")
@@ -248,7 +249,7 @@ class LocalFunctionsHost:
         return fired
 
     def _set_clock(self, when: datetime) -> None:
-        if isinstance(self._clock, ManualClock):
+        if isinstance(self._clock, SettableClock):
             self._clock.set(when)
 
     def _timers(self) -> list[tuple[FunctionSpec, TimerTriggerSpec]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from croniter import croniter
 
@@ -15,6 +15,13 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware UTC."""
         ...
+
+
+@runtime_checkable
+class SettableClock(Clock, Protocol):
+    """A clock the host can move through timer occurrences (ManualClock, the Graph simulator's clock)."""
+
+    def set(self, when: datetime) -> None: ...
 
 
 class SystemClock:

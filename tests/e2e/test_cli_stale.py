@@ -1,7 +1,7 @@
 """`guestwarden stale plan|apply` and `guestwarden restore` as an operator runs them: the console script in its
 own process, against a running Graph simulator (`--tenant-sim URL`), with an embedded SQLite state store.
 
-The CLI judges staleness by the wall clock, so the tenant is generated around "now" (same seed, same cases).
+The CLI judges staleness by the wall clock, which the simulator agrees with: it rebases the tenant onto its start.
 A sweep two weeks ago (the warning night) is replayed through the service with a clock set back 15 days.
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from local.fixtures.generate import write_tenant
+from local.fixtures.generate import DEFAULT_NOW, write_tenant
 from local.graph_sim import GraphSimulator
+from local.graph_sim.clock import parse_dt
 from shared.bootstrap import build_graph_gateway, build_state_store, settings_from_env, stale_deps
 from shared.services.stale import sweep_stale_guests
 from shared.settings import Feature
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def tenant_now() -> dict[str, Any]:
     buffer = io.StringIO()
-    write_tenant(buffer, guests=120, seed=7, now=datetime.now(UTC).replace(microsecond=0))
+    write_tenant(buffer, guests=120, seed=7, now=parse_dt(DEFAULT_NOW))
     tenant: dict[str, Any] = json.loads(buffer.getvalue())
     return tenant
 

@@ -21,7 +21,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 import function_app
 from local.graph_sim import GraphSimulator
-from local.host import LocalFunctionsHost, ManualClock
+from local.host import LocalFunctionsHost
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
 from local.world import app_settings, free_port
 from local.world import eventually as wait_until
@@ -112,7 +112,8 @@ async def world_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Asyn
         for name, value in settings.items():
             monkeypatch.setenv(name, value)  # app settings reach the worker as environment variables
         AppServices.reset()
-        host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=ManualClock(datetime.now(UTC)))
+        AppServices.use_clock(sim.clock.now)  # one clock for the world: the simulator's
+        host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=sim.clock)
         await host.start()
         started.append(host)
         return World(sim, broker, host, state)

@@ -24,7 +24,7 @@ from aiohttp import web
 
 import function_app
 from local.graph_sim import GraphSimulator
-from local.host import LocalFunctionsHost, ManualClock
+from local.host import LocalFunctionsHost
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
 from local.world import app_settings, free_port
 from shared.adapters.state.sqlite import SqliteStateStore
@@ -202,7 +202,8 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
     AppServices.reset()
-    host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=ManualClock(datetime.now(UTC)))
+    AppServices.use_clock(sim.clock.now)  # one clock for the world: the simulator's
+    host = LocalFunctionsHost(function_app.build_app(), settings, port=port, clock=sim.clock)
     await host.start()
     yield World(sim, broker, host, sinks, state)
     await host.stop()

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from local.graph_sim import GraphSimulator
+from local.graph_sim.clock import iso_z
 
 
 def follow_delta(client: httpx.Client, url: str, **params: str) -> tuple[list[dict[str, Any]], str]:
@@ -48,7 +49,8 @@ def test_delta_latest_and_expiry(graph_http: httpx.Client, graph_sim: GraphSimul
 
 
 def test_signins_window_newest_first_and_paging(graph_http: httpx.Client, graph_sim: GraphSimulator):
-    window = "createdDateTime ge 2026-11-23T00:00:00Z and createdDateTime le 2026-11-23T09:00:00Z"
+    now = graph_sim.clock.start
+    window = f"createdDateTime ge {iso_z(now - timedelta(hours=9))} and createdDateTime le {iso_z(now)}"
     page = graph_http.get("/auditLogs/signIns", params={"$filter": window, "$top": "3"}).json()
     assert len(page["value"]) == 3 and page["@odata.nextLink"].startswith("http://127.0.0.1:")
     entries = list(page["value"])
@@ -70,9 +72,8 @@ def test_signins_window_newest_first_and_paging(graph_http: httpx.Client, graph_
 
 
 def test_added_signins_show_up(graph_http: httpx.Client, graph_sim: GraphSimulator):
-    graph_sim.add_signin(
-        {"id": "new", "createdDateTime": "2026-11-23T09:00:30Z", "userId": "u", "status": {"errorCode": 0}}
-    )
+    later = iso_z(graph_sim.clock.now() + timedelta(seconds=30))
+    graph_sim.add_signin({"id": "new", "createdDateTime": later, "userId": "u", "status": {"errorCode": 0}})
     assert graph_http.get("/auditLogs/signIns", params={"$top": "1"}).json()["value"][0]["id"] == "new"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from local.graph_sim import GraphSimulator
+from local.graph_sim.clock import iso_z
 
 GUESTS = "userType eq 'Guest'"
 
@@ -58,8 +59,9 @@ def test_filters_states_dates_and_startswith(graph_http: httpx.Client, graph_sim
     assert graph_sim.named("accepted-unlicensed") not in pending
     members = ids("userType eq 'Member'")
     assert graph_sim.named("member-ext") in members and graph_sim.named("member-ext") not in ids(GUESTS)
-    recent = ids(f"{GUESTS} and createdDateTime ge 2026-11-16T09:00:00Z")
-    older = ids(f"{GUESTS} and createdDateTime lt 2026-11-16T09:00:00Z")
+    week_ago = iso_z(graph_sim.clock.start - timedelta(days=7))
+    recent = ids(f"{GUESTS} and createdDateTime ge {week_ago}")
+    older = ids(f"{GUESTS} and createdDateTime lt {week_ago}")
     assert graph_sim.named("pending-recent") in recent and not recent & older
     assert graph_sim.named("created-null") not in recent | older
     assert ids("startswith(userPrincipalName,'pending-')") == {
@@ -68,11 +70,12 @@ def test_filters_states_dates_and_startswith(graph_http: httpx.Client, graph_sim
     }
 
 
-def test_sign_in_activity_filter_cannot_be_combined(graph_http: httpx.Client):
-    alone = graph_http.get("/users", params={"$filter": "signInActivity/lastSignInDateTime le 2026-06-01T00:00:00Z"})
+def test_sign_in_activity_filter_cannot_be_combined(graph_http: httpx.Client, graph_sim: GraphSimulator):
+    half_a_year_ago = iso_z(graph_sim.clock.start - timedelta(days=175))
+    alone = graph_http.get("/users", params={"$filter": f"signInActivity/lastSignInDateTime le {half_a_year_ago}"})
     assert alone.status_code == 200 and alone.json()["value"]
     combined = graph_http.get(
-        "/users", params={"$filter": f"{GUESTS} and signInActivity/lastSignInDateTime le 2026-06-01T00:00:00Z"}
+        "/users", params={"$filter": f"{GUESTS} and signInActivity/lastSignInDateTime le {half_a_year_ago}"}
     )
     assert combined.status_code == 400
     assert combined.json()["error"]["code"] == "Request_UnsupportedQuery"
@@ -136,7 +139,7 @@ def test_delete_and_restore_keep_deleted_date(graph_http: httpx.Client, graph_si
     assert graph_http.get(f"/users/{uid}").status_code == 404
     deleted = graph_http.get("/directory/deletedItems/microsoft.graph.user").json()["value"]
     entry = next(item for item in deleted if item["id"] == uid)
-    assert entry["deletedDateTime"] == "2026-11-23T09:00:00Z"
+    assert entry["deletedDateTime"] == iso_z(graph_sim.clock.start)
     assert graph_http.get(f"/directory/deletedItems/{uid}").json()["@odata.type"] == "#microsoft.graph.user"
     restored = graph_http.post(f"/directory/deletedItems/{uid}/restore")
     assert restored.status_code == 200 and restored.json()["id"] == uid

@@ -16,7 +16,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 import function_app
 from local.graph_sim import GraphSimulator
-from local.host import LocalFunctionsHost, ManualClock
+from local.host import LocalFunctionsHost
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
 from local.world import app_settings, free_port
 from shared.adapters.state.sqlite import SqliteStateStore
@@ -102,9 +102,8 @@ class FaultWorld:
     async def start_host(self) -> LocalFunctionsHost:
         """A new worker process: fresh services, same settings, port, state and broker."""
         AppServices.reset()
-        host = LocalFunctionsHost(
-            function_app.build_app(), self.settings, port=self.port, clock=ManualClock(datetime.now(UTC))
-        )
+        AppServices.use_clock(self.sim.clock.now)  # one clock for the world: the simulator's
+        host = LocalFunctionsHost(function_app.build_app(), self.settings, port=self.port, clock=self.sim.clock)
         await host.start()
         self.hosts.append(host)
         self.host = host
@@ -121,7 +120,7 @@ class FaultWorld:
         """Time passes for the dead worker's leases: in production each runs out LEASE_SECONDS (2 to 15 minutes)
         after the crash; here at once, so the suite does not wait minutes. Nobody else is alive to hold one."""
         with contextlib.closing(sqlite3.connect(self.state_path)) as conn, conn:
-            now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            now = self.sim.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             return conn.execute("UPDATE ledger SET lease_expires_at = ? WHERE status = 'held'", (now,)).rowcount
 
     async def send_poison(self, queue: str, bodies: list[bytes]) -> None:
@@ -135,7 +134,7 @@ class FaultWorld:
     async def audit(self, action: str | None = None, subject: str | None = None) -> list[tuple[str, str, str]]:
         """(action, subject, outcome) of every audit entry of the last day."""
         async with SqliteStateStore(self.state_path) as state:
-            since = datetime.now(UTC) - timedelta(days=1)
+            since = self.sim.clock.now() - timedelta(days=1)
             return [(e.action, e.subject, e.outcome) async for e in state.query(since, action=action, subject=subject)]
 
     def licensed(self, user_id: str, sku: str) -> bool:
