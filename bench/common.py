@@ -6,13 +6,15 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from local.fixtures.generate import DEFAULT_NOW
+from local.graph_sim.clock import parse_dt
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
-TENANT_NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+FIXTURE_NOW = parse_dt(DEFAULT_NOW)  # the generated tenants' anchor; the simulator rebases it onto its start
 SEED = 1
 START_TIMEOUT_S = 120.0
 
@@ -37,7 +39,7 @@ def tenant_file(guests: int) -> Path:
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part")
         with partial.open("w", encoding="utf-8") as out:
-            write_tenant(out, guests, SEED, TENANT_NOW)
+            write_tenant(out, guests, SEED, FIXTURE_NOW)
         partial.replace(path)
     return path
 

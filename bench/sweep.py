@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import TENANT_NOW, Row, SimProcess, run_json, tenant_file
+from bench.common import Row, SimProcess, run_json, tenant_file
 
 PAGE = 120
 BATCH = 20
@@ -36,6 +36,7 @@ async def sweep(url: str, *, concurrency: int, apply: bool) -> dict[str, Any]:
     from shared.adapters.credentials import LocalTokenCredential
     from shared.adapters.graph import GraphConfig, GraphGateway
     from shared.adapters.reports import LocalFolderReportStore
+    from shared.adapters.state import utc_now
     from shared.adapters.state.memory import MemoryStateStore
     from shared.domain.stale import StalePolicy
     from shared.services.stale import StaleConfig, StaleDeps, sweep_stale_guests
@@ -43,16 +44,18 @@ async def sweep(url: str, *, concurrency: int, apply: bool) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as reports:
         async with GraphGateway(LocalTokenCredential(), GraphConfig(base_url=url, max_retries=10)) as graph:
+            # The simulator process rebased the tenant onto its start and ticks with real time: the wall clock is
+            # its clock too (docs/local-development.md, "Dates").
             deps = StaleDeps(
                 graph=graph,
-                state=MemoryStateStore(clock=lambda: TENANT_NOW),
+                state=MemoryStateStore(clock=utc_now),
                 reports=LocalFolderReportStore(Path(reports)),
                 templates=template_environment(),
                 policy=StalePolicy(),
                 config=StaleConfig(
                     dry_run=not apply, max_actions=100_000, max_percent=100.0, scan_concurrency=concurrency
                 ),
-                clock=lambda: TENANT_NOW,
+                clock=utc_now,
             )
             early = watch_retry_after(graph)
             started = time.perf_counter()
