@@ -59,6 +59,21 @@ class _Ticker(Handler):
         event.container.schedule(TICK_S, self)
 
 
+STAT_NAMES = (
+    "sent",
+    "duplicates",
+    "scheduled",
+    "delivered",
+    "completed",
+    "abandoned",
+    "released",
+    "lock_expired",
+    "dead_lettered",
+    "received_and_deleted",
+    "cancelled",
+)
+
+
 class LocalServiceBusBroker:
     """Service Bus-compatible broker on 127.0.0.1, started in a background thread.
 
@@ -230,10 +245,9 @@ class LocalServiceBusBroker:
 
     @property
     def stats(self) -> dict[str, dict[str, int]]:
-        """Counters per queue: sent, duplicates, scheduled, delivered, completed, abandoned, released,
-        lock_expired, dead_lettered, received_and_deleted, cancelled."""
+        """Counters per queue: STAT_NAMES, each present (0 until it happens)."""
         with self._state.lock:
-            return {e.name: dict(e.stats) for e in self._state.entities.values()}
+            return {e.name: {name: e.stats[name] for name in STAT_NAMES} for e in self._state.entities.values()}
 
     @property
     def queues(self) -> list[str]:
