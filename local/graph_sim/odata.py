@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from local.graph_sim.clock import parse_dt
+from local.graph_sim.contract_queries import PropertyRow
 from local.graph_sim.errors import GraphError, bad_request, unsupported_query
 
 _TOKEN_RE = re.compile(
@@ -96,6 +97,18 @@ class FunctionCall:
 
 
 @dataclass
+class InList:
+    path: str
+    values: list[Any]
+
+    def __call__(self, obj: Any) -> bool:
+        actual = resolve_path(obj, self.path)
+        if isinstance(actual, str):
+            return actual.lower() in {v.lower() for v in self.values if isinstance(v, str)}
+        return actual in self.values
+
+
+@dataclass
 class BoolOp:
     op: str  # "and" | "or" | "not"
     operands: list[Any]
@@ -116,10 +129,59 @@ class Filter:
     root: Any
     paths: list[str] = field(default_factory=list)
     clauses: int = 0
-    advanced: bool = False  # ne / not / endswith: Graph wants ConsistencyLevel: eventual
 
     def __call__(self, obj: Any) -> bool:
         return bool(self.root(obj))
+
+    def leaves(self) -> Iterator[tuple[str, str, bool]]:
+        """(property path, operator, negated) of every clause: the operator is `eq`, `ne`, `ge`, ..., `in`,
+        `startswith`, `endswith`, or `null` for `eq null`/`ne null`; negated when under a `not`."""
+
+        def walk(node: Any, negated: bool) -> Iterator[tuple[str, str, bool]]:
+            if isinstance(node, BoolOp):
+                for operand in node.operands:
+                    yield from walk(operand, negated or node.op == "not")
+            elif isinstance(node, Comparison):
+                null = node.literal.value is None and node.op in ("eq", "ne")
+                yield node.path, "null" if null else node.op, negated or (null and node.op == "ne")
+            elif isinstance(node, FunctionCall):
+                yield node.path, node.name, negated
+            elif isinstance(node, InList):
+                yield node.path, "in", negated
+
+        return walk(self.root, False)
+
+
+def check_filter(flt: Filter | None, rows: Mapping[str, PropertyRow], *, resource: str, advanced: bool) -> None:
+    """Refuse, as Graph does, a filter that the contract rows do not list (local/graph_sim/contract_queries.py):
+    an unknown property or operator is 400 Request_UnsupportedQuery; an operator that needs advanced query
+    parameters without them, too; a property that must stand alone (signInActivity) combined with others."""
+    if flt is None:
+        return
+    for path, operator, negated in flt.leaves():
+        row = rows.get(path.lower())
+        if row is None:
+            raise unsupported_query(
+                f"Unsupported or invalid query filter clause specified for property '{path}' of resource '{resource}'."
+            )
+        if row.alone and flt.clauses > 1:
+            raise unsupported_query(
+                f"Unsupported or invalid query filter clause specified for property '{path}' of resource "
+                f"'{resource}'. Filtering on it cannot be combined with other filter clauses."
+            )
+        for needed in (operator, "not") if negated else (operator,):
+            support = row.support(needed)
+            if support is None:
+                shown = "eq null" if needed == "null" else needed
+                raise unsupported_query(
+                    f"Unsupported or invalid query filter clause specified for property '{path}' of resource "
+                    f"'{resource}': operator '{shown}' is not supported."
+                )
+            if support == "advanced" and not advanced:
+                raise unsupported_query(
+                    f"Operator '{needed}' is not supported because the required parameters might be missing. "
+                    "Try adding $count=true query parameter and ConsistencyLevel:eventual header."
+                )
 
 
 class _Parser:
@@ -129,7 +191,6 @@ class _Parser:
         self.pos = 0
         self.paths: list[str] = []
         self.clauses = 0
-        self.advanced = False
 
     def _tokenize(self, text: str) -> list[tuple[str, str]]:
         tokens: list[tuple[str, str]] = []
@@ -169,7 +230,7 @@ class _Parser:
         root = self._or()
         if self._peek() is not None:
             raise self._error()
-        return Filter(self.text, root, self.paths, self.clauses, self.advanced)
+        return Filter(self.text, root, self.paths, self.clauses)
 
     def _or(self) -> Any:
         operands = [self._and()]
@@ -185,7 +246,6 @@ class _Parser:
 
     def _unary(self) -> Any:
         if self._keyword("not"):
-            self.advanced = True
             return BoolOp("not", [self._unary()])
         token = self._peek()
         if token and token[0] == "lp":
@@ -203,16 +263,22 @@ class _Parser:
             self._take("rp")
             if not isinstance(argument.value, str):
                 raise self._error()
-            if name.lower() == "endswith":
-                self.advanced = True
             self.paths.append(path)
             self.clauses += 1
             return FunctionCall(name.lower(), path, argument.value)
         op = self._take("word")[1].lower()
+        if op == "in":
+            self._take("lp")
+            values = [self._literal().value]
+            while self._peek() and self._peek() == ("comma", ","):
+                self._take("comma")
+                values.append(self._literal().value)
+            self._take("rp")
+            self.paths.append(name)
+            self.clauses += 1
+            return InList(name, values)
         if op not in _COMPARISONS:
             raise self._error()
-        if op == "ne":
-            self.advanced = True
         literal = self._literal()
         self.paths.append(name)
         self.clauses += 1

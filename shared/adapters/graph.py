@@ -69,6 +69,7 @@ from shared.domain.directory import (
     DirectoryContact,
     DirectoryUser,
     GraphSubscription,
+    GuestSpan,
     OutgoingMail,
     SignIn,
     SignInActivity,
@@ -81,6 +82,9 @@ log = logging.getLogger(__name__)
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BATCH_LIMIT = 20
 """Graph's maximum number of requests in one JSON batch."""
+
+GUESTS_FILTER = "userType eq 'Guest'"
+"""Served without advanced query parameters (user.md: userType supports eq)."""
 
 USER_FIELDS: tuple[str, ...] = (
     "id",
@@ -547,34 +551,30 @@ class GraphGateway:
         with_sign_in_activity: bool = True,
         extra_filter: str | None = None,
         select: Sequence[str] = USER_FIELDS,
-        advanced: bool = False,
     ) -> AsyncIterator[list[DirectoryUser]]:
         """Guests page by page (constant memory): `userType eq 'Guest'` [and `extra_filter`].
 
         signInActivity cannot be filtered together with anything else, so activity is judged in code.
-        `advanced` sends ConsistencyLevel: eventual and $count=true (e.g. for `createdDateTime eq null`).
         Page size: GRAPH_PAGE_SIZE is asked for; Graph answers with what it allows (120 with signInActivity).
         """
         fields = [*select, "signInActivity"] if with_sign_in_activity else list(select)
-        odata_filter = "userType eq 'Guest'" + (f" and {extra_filter}" if extra_filter else "")
-        async for page in self._iter_user_pages(odata_filter, fields, advanced=advanced):
+        odata_filter = GUESTS_FILTER + (f" and {extra_filter}" if extra_filter else "")
+        async for page in self._iter_user_pages(odata_filter, fields):
             yield page
 
-    async def _iter_user_pages(
-        self, odata_filter: str, fields: list[str], *, advanced: bool = False
-    ) -> AsyncIterator[list[DirectoryUser]]:
+    async def _iter_user_pages(self, odata_filter: str, fields: list[str]) -> AsyncIterator[list[DirectoryUser]]:
         users = self.client.users
         query = users.UsersRequestBuilderGetQueryParameters(
-            filter=odata_filter, select=fields, top=self.config.page_size, count=True if advanced else None
+            filter=odata_filter, select=fields, top=self.config.page_size
         )
-        info = users.to_get_request_information(_page_request(query, advanced))
+        info = users.to_get_request_information(_page_request(query, False))
         while True:
             body = await self._get_page("list users", self._raw_get(info))
             yield [user_from_json(u) for u in body.get("value", ()) if isinstance(u, dict)]
             next_link = body.get("@odata.nextLink")
             if not next_link:
                 return
-            info = users.with_url(str(next_link)).to_get_request_information(_page_request(None, advanced))
+            info = users.with_url(str(next_link)).to_get_request_information(_page_request(None, False))
 
     def _raw_get(self, info: RequestInformation) -> Callable[[], Awaitable[dict[str, Any]]]:
         """A GET answered as plain JSON (no SDK models: see user_from_json)."""
@@ -594,13 +594,13 @@ class GraphGateway:
         stop when any of them is throttled."""
         return await self._retrying(operation, call, lambda e: e.status in (429, 503, 504))
 
-    async def guest_span(self) -> tuple[int, datetime | None]:
-        """(guests with a createdDateTime, the earliest createdDateTime): one advanced query
-        (`$orderby=createdDateTime` with a `$filter` needs ConsistencyLevel: eventual and `$count=true`).
-        The partitioned stale scan cuts the tenant's span into createdDateTime ranges with it."""
+    async def guest_span(self) -> GuestSpan:
+        """How many guests have a createdDateTime, and the earliest one: one advanced query (`$orderby` on
+        createdDateTime, and with a `$filter`, needs ConsistencyLevel: eventual and `$count=true`:
+        aad-advanced-queries.md). The partitioned stale scan cuts the span into createdDateTime ranges."""
         users = self.client.users
         query = users.UsersRequestBuilderGetQueryParameters(
-            filter="userType eq 'Guest' and createdDateTime ge 1970-01-01T00:00:00Z",
+            filter=f"{GUESTS_FILTER} and createdDateTime ge 1970-01-01T00:00:00Z",
             orderby=["createdDateTime"],
             select=["id", "createdDateTime"],
             top=1,
@@ -610,7 +610,26 @@ class GraphGateway:
         body = await self._get_page("guest span", self._raw_get(info))
         first = next(iter(body.get("value") or ()), None)
         earliest = _dt_json(first.get("createdDateTime")) if isinstance(first, dict) else None
-        return int(body.get("@odata.count") or 0), earliest
+        return GuestSpan(dated=int(body.get("@odata.count") or 0), earliest=earliest)
+
+    async def count_guests(self) -> int:
+        """All guests, dated or not: `GET /users/$count?$filter=userType eq 'Guest'` (an advanced query)."""
+        count = self.client.users.count
+        config = _page_request(count.CountRequestBuilderGetQueryParameters(filter=GUESTS_FILTER), True)
+        guests = await self._get_page("count guests", lambda: count.get(config))
+        return int(guests or 0)
+
+    async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]:
+        """Users by id in `$batch`es (missing ones left out): `GET /users/{id}?$select=...`."""
+        select = [*USER_FIELDS, "signInActivity"] if with_sign_in_activity else list(USER_FIELDS)
+        results = await self.batch([BatchOps.get_user(uid, select) for uid in user_ids])
+        users: list[DirectoryUser] = []
+        for result in results:
+            if result.ok and isinstance(result.body, dict):
+                users.append(user_from_json(result.body))
+            elif result.status != 404 and (error := result.error) is not None:
+                raise error
+        return users
 
     async def set_usage_location(self, user_id: str, country: str) -> None:
         await self._call(

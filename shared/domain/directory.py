@@ -88,6 +88,16 @@ class SubscribedSku:
 
 
 @dataclass(frozen=True, slots=True)
+class GuestSpan:
+    """How a tenant's dated guests spread over time: what the partitioned scan cuts into ranges (the count is
+    Graph's eventually consistent `$count`)."""
+
+    dated: int
+    """Guests with a createdDateTime (some created before June 2018 have none)."""
+    earliest: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryContact:
     """A sponsor or group member as a short reference."""
 

@@ -25,7 +25,7 @@ import math
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -39,6 +39,7 @@ from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMai
 from shared.domain.stale import ACTING, Action, Stage, StageMemory, StalePolicy, decide
 from shared.services import stale_scan
 from shared.services.stale_report import render_csv, render_html, render_mail
+from shared.services.stale_scan import ScanGraph
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +52,8 @@ REQUESTS_PER_USER = {Action.DISABLE: 2, Action.DELETE: 1, Action.REACTIVATE: 1, 
 chunks fill a `$batch` of 20."""
 
 
-class StaleGraph(Protocol):
-    """What the sweep needs of Graph (GraphGateway has it; tests pass a fake)."""
-
-    def iter_guest_pages(
-        self, *, with_sign_in_activity: bool = True, extra_filter: str | None = None, advanced: bool = False
-    ) -> AsyncIterator[list[DirectoryUser]]: ...
-
-    async def guest_span(self) -> tuple[int, datetime | None]: ...
+class StaleGraph(ScanGraph, Protocol):
+    """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
 

@@ -3,17 +3,21 @@
 One `@odata.nextLink` chain is strictly sequential: with signInActivity Graph pages 120 users at a time, so
 100,000 guests are ~834 round trips one after the other. Instead the guests are cut into createdDateTime ranges
 (`userType eq 'Guest' and createdDateTime ge A and createdDateTime le B`, filters Graph serves without advanced
-query parameters) that STALE_SCAN_CONCURRENCY workers page at the same time, plus one range for the guests
-without a createdDateTime (some created before June 2018; `eq null` needs an advanced query).
+query parameters) that STALE_SCAN_CONCURRENCY workers page at the same time.
 
 - Every guest is read exactly once: ranges are half-open [low, high) on our side. Graph's `lt` is not
   documented for createdDateTime, so a range asks `le high` and drops the users created exactly at `high`
   (the next range owns them).
-- Boundaries come from one advanced query: the number of guests and the earliest createdDateTime
-  (GraphGateway.guest_span); the last range is open-ended.
-- Cost: one request for the span, plus at most one partly filled page per range; ranges are few enough that
+- Guests without a createdDateTime (some created before June 2018) are in no range, and Graph documents no
+  `createdDateTime eq null` filter for users (user.md, filter-directory-objects.md: eq, ne, not, ge, le, in).
+  When the guests are partitioned, one `$count` of all guests tells whether there are any (all minus the
+  dated ones); only then are they found by one cheap chain of ids and createdDateTime (Graph's largest pages,
+  no signInActivity) and read whole by id in `$batch`es of 20.
+- Boundaries come from the span (GraphGateway.guest_span): the number of dated guests and the earliest
+  createdDateTime; the last range is open-ended.
+- Cost: the span and the count, plus at most one partly filled page per range; ranges are few enough that
   this stays within EXTRA_REQUESTS_BUDGET (5%) of the pages Graph needs anyway. A tenant too small to gain
-  still pays the span query, then is read in one chain.
+  pays the span only, then is read in one chain (which includes the undated guests).
 - Throttling: a 429 on any range holds every range for its Retry-After (GraphGateway.throttle).
 - Memory: a bounded queue of pages between the workers and the consumer; nothing else is kept.
 """
@@ -25,13 +29,13 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from shared.adapters.graph import GraphError
-from shared.domain.directory import DirectoryUser
+from shared.domain.directory import DirectoryUser, GuestSpan
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +49,27 @@ RANGES_PER_WORKER = 3
 time) still keep every worker busy until the end."""
 
 
+SPAN_REQUESTS = 2
+"""Partitioning costs two requests: the span (dated guests, earliest date) and the count of all guests."""
+UNDATED_FIELDS = ("id", "userType", "createdDateTime")
+UNDATED_BATCH = 20
+"""Undated guests are read by id in `$batch`es of this many (Graph's maximum per batch)."""
+
+
 class ScanGraph(Protocol):
     def iter_guest_pages(
-        self, *, with_sign_in_activity: bool = True, extra_filter: str | None = None, advanced: bool = False
+        self,
+        *,
+        with_sign_in_activity: bool = True,
+        extra_filter: str | None = None,
+        select: Sequence[str] = ...,
     ) -> AsyncIterator[list[DirectoryUser]]: ...
 
-    async def guest_span(self) -> tuple[int, datetime | None]: ...
+    async def guest_span(self) -> GuestSpan: ...
+
+    async def count_guests(self) -> int: ...
+
+    async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]: ...
 
 
 def _odata(moment: datetime) -> str:
@@ -63,12 +82,8 @@ class Partition:
     """Inclusive; None: from the beginning."""
     high: datetime | None = None
     """Exclusive; None: open-ended."""
-    nulls: bool = False
-    """The guests without a createdDateTime."""
 
     def odata_filter(self) -> str:
-        if self.nulls:
-            return "createdDateTime eq null"
         clauses = []
         if self.low is not None:
             clauses.append(f"createdDateTime ge {_odata(self.low)}")
@@ -78,25 +93,24 @@ class Partition:
 
     def owns(self, user: DirectoryUser) -> bool:
         created = user.created
-        if self.nulls or created is None:
-            return self.nulls and created is None
+        if created is None:
+            return False  # read by id (read_undated)
         return (self.low is None or created >= self.low) and (self.high is None or created < self.high)
 
 
 def plan_partitions(
     guests: int, earliest: datetime | None, now: datetime, *, concurrency: int, page_size: int = SIGN_IN_ACTIVITY_PAGE
 ) -> list[Partition]:
-    """The ranges to read (the last one for guests without createdDateTime), or [] to read in one chain."""
+    """The createdDateTime ranges to read (`guests`: the dated ones), or [] to read in one chain."""
     pages = math.ceil(guests / page_size)
-    pieces = min(concurrency * RANGES_PER_WORKER, math.floor(pages * EXTRA_REQUESTS_BUDGET) - 2)
+    pieces = min(concurrency * RANGES_PER_WORKER, math.floor(pages * EXTRA_REQUESTS_BUDGET) - SPAN_REQUESTS)
     if concurrency < 2 or earliest is None or pieces < 2 or earliest >= now:
         return []
     start = earliest.replace(microsecond=0)
     step = (now - start) / pieces
     bounds = sorted({start + timedelta(seconds=int((step * i).total_seconds())) for i in range(1, pieces)})
     edges: list[datetime | None] = [None, *bounds, None]
-    ranges = [Partition(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
-    return [*ranges, Partition(nulls=True)]
+    return [Partition(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
 async def iter_guest_pages(
@@ -104,15 +118,18 @@ async def iter_guest_pages(
 ) -> AsyncIterator[list[DirectoryUser]]:
     """Every guest once, page by page, from `concurrency` ranges at a time (page order is not defined)."""
     partitions: list[Partition] = []
+    undated = 0
     if concurrency > 1:
         try:
-            guests, earliest = await graph.guest_span()
+            span = await graph.guest_span()
         except GraphError as exc:
             if exc.status != 400:
                 raise
             log.warning("the guest span query was refused (%s): reading the guests in one chain", exc)
         else:
-            partitions = plan_partitions(guests, earliest, now, concurrency=concurrency)
+            partitions = plan_partitions(span.dated, span.earliest, now, concurrency=concurrency)
+            if partitions:  # ranges miss the guests without a createdDateTime: are there any?
+                undated = await _undated(graph, span.dated)
     if not partitions:
         async for page in graph.iter_guest_pages(with_sign_in_activity=with_sign_in_activity):
             yield page
@@ -124,7 +141,7 @@ async def iter_guest_pages(
         while pending:
             part = pending.popleft()
             pages = graph.iter_guest_pages(
-                with_sign_in_activity=with_sign_in_activity, extra_filter=part.odata_filter(), advanced=part.nulls
+                with_sign_in_activity=with_sign_in_activity, extra_filter=part.odata_filter()
             )
             async for page in pages:
                 await queue.put([user for user in page if part.owns(user)])
@@ -149,3 +166,29 @@ async def iter_guest_pages(
         runner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await runner
+    if undated > 0:
+        async for page in read_undated(graph, with_sign_in_activity=with_sign_in_activity):
+            yield page
+
+
+async def _undated(graph: ScanGraph, dated: int) -> int:
+    """Guests without a createdDateTime (all minus the dated); if Graph refuses the count, assume some."""
+    try:
+        return await graph.count_guests() - dated
+    except GraphError as exc:
+        if exc.status != 400:
+            raise
+        log.warning("counting the guests was refused (%s): looking for guests without createdDateTime", exc)
+        return 1
+
+
+async def read_undated(graph: ScanGraph, *, with_sign_in_activity: bool) -> AsyncIterator[list[DirectoryUser]]:
+    """The guests without a createdDateTime: found in a chain of ids (no signInActivity, so Graph's largest
+    pages), then read whole by id. Only their ids are kept meanwhile."""
+    ids: list[str] = []
+    async for page in graph.iter_guest_pages(with_sign_in_activity=False, select=UNDATED_FIELDS):
+        ids.extend(user.id for user in page if user.created is None)
+    log.info("reading %d guest(s) without a createdDateTime by id", len(ids))
+    for start in range(0, len(ids), UNDATED_BATCH):
+        users = await graph.get_users(ids[start : start + UNDATED_BATCH], with_sign_in_activity=with_sign_in_activity)
+        yield [user for user in users if user.created is None and user.user_type == "Guest"]

@@ -67,12 +67,13 @@ async def test_partitioned_plan_equals_the_sequential_plan(
     assert sequential.guests_seen > 250 and sequential.items
     assert summary(partitioned) == summary(sequential)
     assert lists > 3 + 1  # it really read several ranges (3 pages in one chain), plus the span query
+    assert sim.requests["GET /users/$count"] == 1
 
 
 async def ranges(sim: GraphSimulator, concurrency: int) -> list[stale_scan.Partition]:
     async with GraphGateway(LocalTokenCredential(), GraphConfig(base_url=sim.base_url, max_retries=0)) as graph:
-        guests, earliest = await graph.guest_span()
-    return stale_scan.plan_partitions(guests, earliest, sim.clock.now(), concurrency=concurrency)
+        span = await graph.guest_span()
+    return stale_scan.plan_partitions(span.dated, span.earliest, sim.clock.now(), concurrency=concurrency)
 
 
 async def test_every_guest_is_read_exactly_once_even_on_a_range_boundary(
@@ -106,6 +107,7 @@ async def test_a_refused_span_query_falls_back_to_one_chain(graph_sim: GraphSimu
 
     assert set(seen) == guests and max(seen.values()) == 1
     assert sim.requests["GET /users"] == 1 + 3  # the refused span query, then 3 pages of one chain
+    assert sim.requests["BATCH GET /users/{id}"] == 0  # the chain read the undated guests too
 
 
 async def test_a_429_on_one_range_holds_every_range_for_its_retry_after(
@@ -126,3 +128,32 @@ async def test_a_429_on_one_range_holds_every_range_for_its_retry_after(
         assert sim.early_requests() == []  # nothing arrived while any Retry-After ran
     finally:
         sim.stop()
+
+
+async def test_guests_without_a_created_date_are_read_once_by_id_when_the_span_counts_them(
+    contoso_tenant: dict[str, Any], graph_sim_factory: Any, small_ranges: None
+) -> None:
+    sim: GraphSimulator = graph_sim_factory(copy.deepcopy(contoso_tenant))
+    with sim.store.lock:
+        guests = {uid for uid, u in sim.store.users.items() if u.get("userType") == "Guest"}
+        undated = {uid for uid in guests if not sim.store.users[uid].get("createdDateTime")}
+    assert sim.named("created-null") in undated
+
+    seen = await guests_read(sim, concurrency=4)
+
+    assert set(seen) == guests and max(seen.values()) == 1
+    assert sim.requests["BATCH GET /users/{id}"] == len(undated)  # read whole, by id, in a $batch
+
+
+async def test_without_undated_guests_the_scan_reads_nothing_by_id(
+    contoso_tenant: dict[str, Any], graph_sim_factory: Any, small_ranges: None
+) -> None:
+    tenant = copy.deepcopy(contoso_tenant)
+    for user in tenant["users"]:
+        user["createdDateTime"] = user["createdDateTime"] or "2017-05-01T00:00:00Z"
+    sim: GraphSimulator = graph_sim_factory(tenant)
+
+    seen = await guests_read(sim, concurrency=4)
+
+    assert len(seen) == sum(1 for u in tenant["users"] if u["userType"] == "Guest") and max(seen.values()) == 1
+    assert sim.requests["BATCH GET /users/{id}"] == 0 and sim.requests["POST /$batch"] == 0

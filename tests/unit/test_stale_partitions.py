@@ -17,22 +17,26 @@ def owners(partitions: list[Partition], created: datetime | None) -> list[Partit
     return [p for p in partitions if p.owns(user)]
 
 
-def test_a_large_tenant_is_cut_into_ranges_plus_one_for_guests_without_created_date() -> None:
+def test_a_large_tenant_is_cut_into_ranges_that_use_only_documented_filters() -> None:
     parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=8)
-    assert len(parts) == 8 * 3 + 1
-    assert parts[0].low is None and parts[-2].high is None and parts[-1].nulls
-    for left, right in itertools.pairwise(parts[:-1]):
+    assert len(parts) == 8 * 3
+    assert parts[0].low is None and parts[-1].high is None
+    for left, right in itertools.pairwise(parts):
         assert left.high == right.low and left.high is not None and left.high.microsecond == 0
-    assert parts[-1].odata_filter() == "createdDateTime eq null"
+    # user.md: createdDateTime supports eq, ne, not, ge, le, in; never `eq null`, gt or lt
+    assert parts[0].odata_filter().startswith("createdDateTime le ")
+    assert parts[-1].odata_filter().startswith("createdDateTime ge ") and " and " not in parts[-1].odata_filter()
     assert parts[1].odata_filter().startswith("createdDateTime ge ") and " and createdDateTime le " in (
         parts[1].odata_filter()
     )
+    for part in parts:
+        assert not any(op in part.odata_filter() for op in (" eq null", " gt ", " lt "))
 
 
 def test_every_moment_belongs_to_exactly_one_range_even_on_a_boundary() -> None:
     parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=4)
     boundaries = [p.high for p in parts if p.high is not None]
-    moments: list[datetime | None] = [None, EARLIEST - timedelta(days=400), EARLIEST, NOW, NOW + timedelta(days=1)]
+    moments: list[datetime] = [EARLIEST - timedelta(days=400), EARLIEST, NOW, NOW + timedelta(days=1)]
     for edge in boundaries:
         moments += [edge, edge - timedelta(microseconds=1), edge + timedelta(microseconds=1)]
     for moment in moments:
@@ -40,10 +44,11 @@ def test_every_moment_belongs_to_exactly_one_range_even_on_a_boundary() -> None:
     for edge in boundaries:  # a guest created exactly on a boundary belongs to the range that starts there
         (owner,) = owners(parts, edge)
         assert owner.low == edge
+    assert owners(parts, None) == []  # the undated guests are read by id, not by a range
 
 
 def test_small_tenants_and_a_concurrency_of_one_read_one_chain() -> None:
-    too_few = 59 * 120  # 59 pages: 5% of them cannot pay for the span query, the null range and two ranges
+    too_few = 59 * 120  # 59 pages: 5% of them cannot pay for the two span queries and two ranges
     assert plan_partitions(too_few, EARLIEST, NOW, concurrency=8) == []
     assert plan_partitions(100_000, EARLIEST, NOW, concurrency=1) == []
     assert plan_partitions(100_000, None, NOW, concurrency=8) == []  # no guest has a createdDateTime

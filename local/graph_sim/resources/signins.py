@@ -12,9 +12,10 @@ from typing import Any
 
 from local.graph_sim.clock import parse_dt
 from local.graph_sim.context import SimContext
+from local.graph_sim.contract_queries import SIGNINS
 from local.graph_sim.errors import not_found
 from local.graph_sim.messages import SimRequest, SimResponse, json_response
-from local.graph_sim.odata import decode_token, encode_token, parse_filter, parse_top
+from local.graph_sim.odata import check_filter, decode_token, encode_token, parse_filter, parse_top
 from local.graph_sim.resources.common import metadata
 from local.graph_sim.router import Router
 from local.graph_sim.store import signin_sort_key
@@ -46,6 +47,7 @@ def list_signins(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> Si
     else:
         filter_text, top_raw = req.query.get("$filter"), req.query.get("$top")
     flt = parse_filter(filter_text)
+    check_filter(flt, SIGNINS, resource="SignIn", advanced=False)  # contract_queries.py: the signIn rows
     top = parse_top(top_raw, MAX_PAGE, MAX_PAGE)
     page: list[dict[str, Any]] = []
     more = False

@@ -8,10 +8,19 @@ from typing import Any
 
 from local.graph_sim.clock import iso_z
 from local.graph_sim.context import SimContext
+from local.graph_sim.contract_queries import ADVANCED, COUNT_SEGMENT_WITHOUT_EVENTUAL, USER_ORDERBY, USERS
 from local.graph_sim.errors import GraphError, bad_request, not_found, unsupported_query
 from local.graph_sim.identity import non_premium_tenant, wants_sign_in_activity
 from local.graph_sim.messages import SimRequest, SimResponse, empty_response, json_response
-from local.graph_sim.odata import Filter, decode_token, encode_token, parse_filter, parse_select, parse_top
+from local.graph_sim.odata import (
+    Filter,
+    check_filter,
+    decode_token,
+    encode_token,
+    parse_filter,
+    parse_select,
+    parse_top,
+)
 from local.graph_sim.resources.common import (
     json_body,
     metadata,
@@ -46,20 +55,9 @@ def is_eventual(req: SimRequest) -> bool:
     return (req.header("ConsistencyLevel") or "").strip().lower() == "eventual"
 
 
-def check_user_filter(flt: Filter | None, eventual: bool) -> None:
-    if flt is None:
-        return
-    activity = [path for path in flt.paths if path.lower().split("/")[0] == "signinactivity"]
-    if activity and flt.clauses > 1:
-        raise unsupported_query(
-            "Unsupported or invalid query filter clause specified for property 'signInActivity' of resource "
-            "'User'. Filtering on signInActivity cannot be combined with other filter clauses."
-        )
-    if flt.advanced and not eventual:
-        raise unsupported_query(
-            "Unsupported or invalid query filter clause specified: ne, not and endsWith need the "
-            "ConsistencyLevel: eventual header and $count=true."
-        )
+def check_user_filter(flt: Filter | None, advanced: bool) -> None:
+    """The user rows of the contract table (local/graph_sim/contract_queries.py) decide."""
+    check_filter(flt, USERS, resource="User", advanced=advanced)
 
 
 def scan(store: TenantStore, flt: Filter | None, after: str | None, top: int) -> tuple[list[Any], bool]:
@@ -79,27 +77,26 @@ def scan(store: TenantStore, flt: Filter | None, after: str | None, top: int) ->
     return page, False
 
 
-ORDERABLE = {
-    "createddatetime": "createdDateTime",
-    "displayname": "displayName",
-    "userprincipalname": "userPrincipalName",
-}
-
-
-def parse_orderby(raw: str | None, flt: Filter | None, eventual: bool, count: bool) -> str | None:
-    """`$orderby=prop [asc|desc]` as "prop asc|desc"; with a $filter Graph wants an advanced query."""
+def parse_orderby(raw: str | None, flt: Filter | None, advanced: bool) -> str | None:
+    """`$orderby=prop [asc|desc]` as "prop asc|desc", for the properties the contract lists
+    (USER_ORDERBY); with a $filter, Graph wants an advanced query whatever the property."""
     if raw is None or not raw.strip():
         return None
     parts = raw.split()
-    prop = ORDERABLE.get(parts[0].lower())
+    support = USER_ORDERBY.get(parts[0].lower())
     direction = parts[1].lower() if len(parts) > 1 else "asc"
-    if prop is None or len(parts) > 2 or direction not in ("asc", "desc"):
+    if support is None or len(parts) > 2 or direction not in ("asc", "desc"):
         raise unsupported_query(f"Sorting by '{raw}' is not supported.")
-    if flt is not None and not (eventual and count):
+    if (support == ADVANCED or flt is not None) and not advanced:
         raise unsupported_query(
-            "Sorting with a filter needs the ConsistencyLevel: eventual header and $count=true (advanced query)."
+            f"Sorting by '{parts[0]}'{' with a filter' if flt is not None else ''} needs the ConsistencyLevel: "
+            "eventual header and $count=true (advanced query)."
         )
+    prop = next(name for name in SORT_KEYS if name.lower() == parts[0].lower())
     return f"{prop} {direction}"
+
+
+SORT_KEYS = ("createdDateTime", "deletedDateTime", "displayName", "userPrincipalName")
 
 
 def ordered(store: TenantStore, flt: Filter | None, orderby: str, offset: int, top: int) -> tuple[list[Any], bool]:
@@ -130,11 +127,11 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
     else:
         filter_text, select_text = req.query.get("$filter"), req.query.get("$select")
         top_raw, after = req.query.get("$top"), None
-        count = req.query.get("$count", "").lower() == "true"
-        if count and not eventual:
-            raise bad_request("$count is not currently supported without the ConsistencyLevel: eventual header.")
+        # `$count=true` without ConsistencyLevel: eventual is silently ignored (aad-advanced-queries.md)
+        count = eventual and req.query.get("$count", "").lower() == "true"
+    advanced = count  # advanced query parameters: the header and $count=true, together
     flt = parse_filter(filter_text)
-    check_user_filter(flt, eventual or bool(token))
+    check_user_filter(flt, advanced)
     select = parse_select(select_text)
     top = parse_top(top_raw, DEFAULT_PAGE, MAX_PAGE)
     if wants_sign_in_activity(select, flt.paths if flt is not None else None) and not ctx.store.entra_id_p1:
@@ -142,7 +139,7 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
     if select and any(name.lower() == "signinactivity" for name in select):
         top = min(top, SIGNIN_ACTIVITY_PAGE)
     resume = decode_token(token) if token else {}
-    orderby = resume.get("o") if token else parse_orderby(req.query.get("$orderby"), flt, eventual, count)
+    orderby = resume.get("o") if token else parse_orderby(req.query.get("$orderby"), flt, advanced)
     offset = int(resume.get("n", 0))
     if orderby:
         page, more = ordered(ctx.store, flt, str(orderby), offset, top)
@@ -162,9 +159,10 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
 
 def count_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
     if not is_eventual(req):
-        raise bad_request("Count is not currently supported without the ConsistencyLevel: eventual header.")
+        code, message = COUNT_SEGMENT_WITHOUT_EVENTUAL
+        raise bad_request(message, code=code)
     flt = parse_filter(req.query.get("$filter"))
-    check_user_filter(flt, True)
+    check_user_filter(flt, True)  # the $count segment with the header is an advanced query
     total = sum(1 for user in ctx.store.users.values() if flt is None or flt(user))
     return SimResponse(200, str(total), {"Content-Type": "text/plain"})
 
