@@ -30,6 +30,7 @@ from local.graph_sim.identity import token_response
 from local.graph_sim.messages import JSON_CONTENT_TYPE, SimRequest, SimResponse
 from local.graph_sim.notifications import NotificationHub
 from local.graph_sim.resources import build_router
+from local.graph_sim.resources.delta import DELTA_EXPIRY_VARIANTS
 from local.graph_sim.router import Router
 
 log = logging.getLogger(__name__)
@@ -206,10 +207,14 @@ class GraphSimulator:
                 self.store.recount_seats()
         return str(user["id"])
 
-    def expire_delta_links(self) -> None:
-        """Every deltaLink issued so far answers 400 syncStateNotFound (forces the full-resync path)."""
+    def expire_delta_links(self, variant: str = "syncStateNotFound") -> None:
+        """Every deltaLink issued so far stops being served, the way `variant` says (DELTA_EXPIRY_VARIANTS:
+        400 syncStateNotFound, a 410 Gone sync reset with a Location, or another 400): the full-resync path."""
+        if variant not in DELTA_EXPIRY_VARIANTS:
+            raise ValueError(f"unknown delta expiry variant {variant!r}: one of {', '.join(DELTA_EXPIRY_VARIANTS)}")
         with self.store.lock:
             self.store.delta_epoch += 1
+            self.store.delta_expiry_variant = variant
 
     # change notifications (see local/graph_sim/notifications.py) ------------------------------------
     @property

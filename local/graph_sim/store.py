@@ -49,7 +49,8 @@ class TenantStore:
         self.changes: dict[str, int] = {}
         self.purged: set[str] = set()
         self.revoked_sessions: dict[str, str] = {}
-        self.delta_epoch = 0  # bumped by expire_delta_links(): older deltaLinks answer syncStateNotFound
+        self.delta_epoch = 0  # bumped by expire_delta_links(): older deltaLinks are no longer served
+        self.delta_expiry_variant = "syncStateNotFound"  # ... and answer this way (resources/delta.py)
         # Called with (user id, change type) on every change, under self.lock (change notifications).
         self.listeners: list[Callable[[str, str], None]] = []
         self.recount_seats()

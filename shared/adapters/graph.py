@@ -119,12 +119,15 @@ class GraphError(Exception):
         *,
         operation: str = "",
         retry_after: float | None = None,
+        location: str | None = None,
     ) -> None:
         self.status = status
         self.code = code
         self.message = message
         self.operation = operation
         self.retry_after = retry_after
+        self.location = location
+        """The Location header of the answer, if any (a delta sync reset names where to restart)."""
         where = f"{operation}: " if operation else ""
         super().__init__(f"{where}Graph answered {status} {code or ''}: {message}".replace("  ", " "))
 
@@ -137,16 +140,21 @@ class GraphError(Exception):
         return self.status == 429
 
 
-def _retry_after(headers: Any) -> float | None:
-    if not headers:
-        return None
-    for key, value in dict(headers).items():
-        if str(key).lower() == "retry-after":
-            try:
-                return max(float(value), 0.0)
-            except (TypeError, ValueError):
-                return None
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == name:
+            return str(next(iter(value)) if isinstance(value, list | set | tuple) and value else value)
     return None
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = _header(headers, "retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except (TypeError, ValueError):
+        return None
 
 
 def _to_graph_error(exc: BaseException, operation: str) -> GraphError:
@@ -160,6 +168,7 @@ def _to_graph_error(exc: BaseException, operation: str) -> GraphError:
             (main.message if main else None) or "no error message",
             operation=operation,
             retry_after=_retry_after(exc.response_headers),
+            location=_header(exc.response_headers, "location"),
         )
     if isinstance(exc, APIError):
         return GraphError(
@@ -168,6 +177,7 @@ def _to_graph_error(exc: BaseException, operation: str) -> GraphError:
             exc.message or type(exc).__name__,
             operation=operation,
             retry_after=_retry_after(exc.response_headers),
+            location=_header(exc.response_headers, "location"),
         )
     if isinstance(exc, httpx.TimeoutException):
         return GraphError(None, "timeout", f"no answer in time ({type(exc).__name__})", operation=operation)
@@ -802,11 +812,19 @@ class GraphGateway:
         """One page of users/delta. Pass the previous nextLink/deltaLink, or nothing to start.
 
         start_from_now asks `$deltatoken=latest`: no initial sync, only changes from now on.
-        An expired link raises GraphError with code syncStateNotFound: start again (full resync).
+        An expired or reset link raises GraphError (400 syncStateNotFound, 410 Gone, ...: the caller decides to
+        resync); a Location to restart from is kept on it only when it points at this gateway's Graph, so a
+        token is never sent elsewhere.
         """
         delta = self.client.users.delta
         if link:
-            response = await self._call("users delta", lambda: delta.with_url(link).get())
+            try:
+                response = await self._call("users delta", lambda: delta.with_url(link).get())
+            except GraphError as exc:
+                if exc.location and not exc.location.startswith(self.config.base_url.rstrip("/") + "/"):
+                    log.warning("users/delta: ignoring a Location outside %s", self.config.base_url)
+                    exc.location = None
+                raise
         elif start_from_now:
             # $select must ride along: later rounds (following the deltaLink) return only what it selected
             fields = ",".join(select)

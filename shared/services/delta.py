@@ -79,11 +79,27 @@ async def _run(deps: DeltaDeps) -> DeltaOutcome:
     try:
         return await _walk(deps, record, link, "synced")
     except GraphError as exc:
-        if exc.code != "syncStateNotFound":
+        if not needs_full_resync(exc):
             raise
-        log.warning("users/delta link expired (syncStateNotFound): full resync")
+        restart = exc.location or None
+        log.warning(
+            "users/delta: the saved link is no longer served (%s %s): full resync%s",
+            exc.status,
+            exc.code,
+            " from the Location Graph gave" if restart else "",
+        )
         record = await deps.state.get(RECORD_KIND, RECORD_KEY)
-        return await _walk(deps, record, None, "resynced")
+        return await _walk(deps, record, restart, "resynced")
+
+
+def needs_full_resync(exc: GraphError) -> bool:
+    """A saved delta link Graph will never serve again: start over (delta-query-overview.md).
+
+    An expired token is 400 `syncStateNotFound` (links of identity resources last 7 days); a synchronization
+    reset is 410 Gone, with a Location to restart from. Any other 400, 404 or 410 on a link Graph itself gave us
+    is the same family (retrying it can only fail again), so it resyncs too instead of failing every run; 401,
+    403, 429 and 5xx are not about the link and are raised. A failure of the resync itself is raised."""
+    return exc.status in (400, 404, 410)
 
 
 async def _walk(deps: DeltaDeps, record: Record | None, link: str | None, status: str) -> DeltaOutcome:

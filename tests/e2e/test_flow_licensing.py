@@ -21,6 +21,7 @@ from azure.servicebus.aio import ServiceBusClient
 
 import function_app
 from local.graph_sim import GraphSimulator
+from local.graph_sim.resources.delta import DELTA_EXPIRY_VARIANTS
 from local.host import LocalFunctionsHost
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
 from local.world import app_settings, free_port
@@ -246,15 +247,20 @@ async def test_subscription_is_renewed_then_recreated_when_graph_forgets_it(worl
     await eventually(lambda: HINTS["guestSkuId"] in world.licenses("pending-recent"), what="the licence")
 
 
-async def test_expired_delta_link_resyncs_and_catches_a_lost_notification(world_factory: WorldFactory) -> None:
+@pytest.mark.parametrize("variant", DELTA_EXPIRY_VARIANTS)
+async def test_expired_delta_link_resyncs_and_catches_a_lost_notification(
+    world_factory: WorldFactory, variant: str
+) -> None:
+    """Every way Graph can stop serving a saved deltaLink (400 syncStateNotFound, a 410 Gone sync reset with a
+    Location, another 400) ends in a full resync, never in a backstop that fails every run."""
     world = await world_factory(LICENSE_MODE="group", LICENSE_GROUP_ID=HINTS["licensingGroupId"])
     await subscribe(world)
     assert await world.host.fire_timer("delta_backstop")  # first run: a deltaLink from now
-    world.sim.expire_delta_links()  # e.g. the backstop did not run for 7 days
+    world.sim.expire_delta_links(variant)  # e.g. the backstop did not run for 7 days
     world.sim.notifications.configure(drop_rate=1.0)  # and Graph never delivers this one
     guest = NAMED["pending-old"]
     world.sim.redeem_invitation(guest)
-    assert await world.host.fire_timer("delta_backstop")  # syncStateNotFound -> full resync
+    assert await world.host.fire_timer("delta_backstop")  # the link is not served -> full resync
     group = HINTS["licensingGroupId"]
     await eventually(lambda: guest in world.sim.store.groups[group]["members"], timeout_s=60, what="the resync")
     assert "add-to-licensing-group" in await world.audit_once_it_has(guest, "add-to-licensing-group")

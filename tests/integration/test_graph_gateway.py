@@ -248,6 +248,27 @@ async def test_users_delta_from_now_sees_later_changes_and_expires(gateway: Grap
     assert caught.value.code == "syncStateNotFound"
 
 
+async def test_a_delta_sync_reset_names_where_to_restart_and_only_on_this_graph(
+    gateway: GraphGateway, sim: GraphSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = await gateway.users_delta(start_from_now=True)
+    sim.expire_delta_links("syncReset")
+    with pytest.raises(GraphError) as caught:
+        await gateway.users_delta(start.delta_link)
+    assert caught.value.status == 410 and caught.value.location
+    assert caught.value.location.startswith(f"{sim.base_url}/users/delta")
+    restarted = await gateway.users_delta(caught.value.location)  # Graph's restart point: a full round
+    assert restarted.changed or restarted.next_link
+
+    async def foreign_reset(operation: str, call: object) -> None:
+        raise GraphError(410, "resyncRequired", "reset", location="https://elsewhere.example/v1.0/users/delta")
+
+    monkeypatch.setattr(gateway, "_call", foreign_reset)
+    with pytest.raises(GraphError) as foreign:
+        await gateway.users_delta(start.delta_link)
+    assert foreign.value.status == 410 and foreign.value.location is None  # a token never follows it
+
+
 async def test_full_delta_pass_lists_every_user(gateway: GraphGateway) -> None:
     ids: set[str] = set()
     page = await gateway.users_delta()

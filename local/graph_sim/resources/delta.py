@@ -21,6 +21,29 @@ from local.graph_sim.router import Router
 
 PAGE_SIZE = 100
 TOKEN_LIFETIME = timedelta(days=7)
+DELTA_EXPIRY_VARIANTS = ("syncStateNotFound", "syncReset", "badRequest")
+"""How a deltaLink Graph no longer serves answers (delta-query-overview.md leaves room): the documented expiry
+(400 syncStateNotFound), a synchronization reset (410 Gone with a Location to restart the full sync from), and
+another 400 (Graph's wording varies). `sim.expire_delta_links(variant)` picks one; the backstop must resync."""
+
+
+def _no_longer_served(req: SimRequest, variant: str, select_text: str | None) -> GraphError:
+    if variant == "syncReset":
+        restart = f"{req.base_url}/users/delta" + (f"?$select={select_text}" if select_text else "")
+        return GraphError(
+            410,
+            "resyncRequired",
+            "The sync state was reset. Restart the synchronization from the Location given.",
+            headers={"Location": restart},
+        )
+    if variant == "badRequest":
+        return GraphError(400, "Request_BadRequest", "Invalid delta token.")
+    return GraphError(
+        400,
+        "syncStateNotFound",
+        "The sync state for this delta token was not found or has expired. Restart the "
+        "synchronization without a token (full resync).",
+    )
 
 
 def _page_size(req: SimRequest) -> int:
@@ -55,14 +78,10 @@ def users_delta(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> Sim
             return json_response(latest)
         state = decode_token(raw)
         issued = parse_dt(str(state.get("at")))
-        expired_by_hand = int(state.get("e", 0)) != store.delta_epoch  # sim.expire_delta_links()
-        if expired_by_hand or ctx.clock.now() - issued > TOKEN_LIFETIME:
-            raise GraphError(
-                400,
-                "syncStateNotFound",
-                "The sync state for this delta token was not found or has expired. Restart the "
-                "synchronization without a token (full resync).",
-            )
+        if int(state.get("e", 0)) != store.delta_epoch:  # sim.expire_delta_links(variant)
+            raise _no_longer_served(req, store.delta_expiry_variant, state.get("s"))
+        if ctx.clock.now() - issued > TOKEN_LIFETIME:
+            raise _no_longer_served(req, "syncStateNotFound", state.get("s"))
         since, snapshot, select_text = int(state["v"]), store.version, state.get("s")
     elif "$skiptoken" in req.query:
         state = decode_token(req.query["$skiptoken"])
