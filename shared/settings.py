@@ -411,8 +411,9 @@ class Settings(BaseModel):
     stale_abort_missing_activity_percent: Annotated[float, Field(ge=1, le=100)] = Field(
         50.0,
         alias="STALE_ABORT_MISSING_ACTIVITY_PERCENT",
-        description="Abort when more than this percentage of guests lack signInActivity (the tenant has no "
-        "Entra ID P1/P2, or AuditLog.Read.All is missing).",
+        description="Abort when more than this percentage of the guests who redeemed their invitation have no "
+        "signInActivity at all (data that looks wrong; a tenant without Entra ID P1/P2 or an app without "
+        "AuditLog.Read.All gets a 403 instead, which always aborts). Pending invitations never count.",
     )
     stale_scan_concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
         8,

@@ -166,13 +166,25 @@ async def test_percent_cap_counts_against_all_guests() -> None:
     assert (await sweep_stale_guests(make_deps(graph, clock, replace(REAL, max_percent=40)))).status == "applied"
 
 
-async def test_abort_when_most_guests_lack_sign_in_activity() -> None:
+async def test_abort_when_most_redeemed_guests_lack_sign_in_activity() -> None:
     graph = FakeStaleGraph([guest(f"g{i}", days_inactive=None) for i in range(6)] + [guest("a", days_inactive=1)])
     deps = make_deps(graph, Clock())
     plan = await sweep_stale_guests(deps)
     assert plan.status == "aborted"
-    assert "P1" in plan.message and "AuditLog.Read.All" in plan.message
+    assert "6 of the 7 guests who redeemed" in plan.message and "STALE_ABORT_MISSING_ACTIVITY_PERCENT" in plan.message
     assert graph.writes == [] and graph.outbox == []
+
+
+async def test_many_never_redeemed_invitations_do_not_abort_the_sweep() -> None:
+    """Pending invitations have no signInActivity by nature: a tenant full of them is swept, not aborted."""
+    pending = [
+        guest(f"p{i}", days_inactive=None, external_user_state="PendingAcceptance", created=START - timedelta(days=9))
+        for i in range(8)
+    ]
+    graph = FakeStaleGraph([*pending, guest("active", days_inactive=1), guest("stale", days_inactive=200)])
+    plan = await sweep_stale_guests(make_deps(graph, Clock(), replace(REAL, max_percent=100)))
+    assert plan.status == "applied", plan.message
+    assert plan.guests_without_activity == 8 and plan.accepted_without_activity == 0
 
 
 async def test_abort_when_graph_refuses_sign_in_activity() -> None:
