@@ -42,6 +42,9 @@ Json = dict[str, Any]
 MAX_USER_LIFETIME = timedelta(minutes=41_760)
 USER_CHANGE_TYPES = ("updated", "deleted")
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
+USERS_LIFECYCLE_EVENTS = ("reauthorizationRequired",)
+"""What Graph sends for /users (concepts/change-notifications-lifecycle-events.md, "Supported resources"): only
+reauthorizationRequired, and nothing at all to a subscription created without a lifecycleNotificationUrl."""
 TLS_VERSIONS = ("v1_0", "v1_1", "v1_2", "v1_3")
 DEFAULT_QUOTA = 100  # per app per tenant; the simulator serves one app
 DEFAULT_VALIDATION_TIMEOUT_S = 10.0
@@ -338,13 +341,23 @@ class NotificationHub:
             "tenantId": self.tenant_id,
         }
 
-    def send_lifecycle_event(self, subscription_id: str, event: str) -> None:
+    def send_lifecycle_event(self, subscription_id: str, event: str) -> bool:
         if event not in LIFECYCLE_EVENTS:
             raise ValueError(f"lifecycle event must be one of {LIFECYCLE_EVENTS}, not {event!r}")
+        if event not in USERS_LIFECYCLE_EVENTS:
+            raise ValueError(
+                f"Graph does not send {event!r} for /users subscriptions: only {USERS_LIFECYCLE_EVENTS} "
+                "(subscriptionRemoved and missed are for Outlook and Teams resources)"
+            )
         with self._lock:
             sub = self.get(subscription_id)
             if sub is None:
                 raise KeyError(subscription_id)
+            if not sub.lifecycle_notification_url:
+                self.dropped.append(
+                    {"reason": "no lifecycleNotificationUrl", "subscription_id": sub.id, "lifecycle_event": event}
+                )
+                return False
             payload = {
                 "subscriptionId": sub.id,
                 "subscriptionExpirationDateTime": graph_datetime(sub.expiration),
@@ -359,12 +372,13 @@ class NotificationHub:
             item = _Outgoing(
                 kind="lifecycle",
                 subscription_id=sub.id,
-                url=sub.lifecycle_notification_url or sub.notification_url,
+                url=sub.lifecycle_notification_url,
                 payload=payload,
                 changed_at=time.time(),
                 lifecycle_event=event,
             )
             self._hand_off([item])
+            return True
 
     def _hand_off(self, items: list[_Outgoing]) -> None:
         if not items:

@@ -243,10 +243,11 @@ class GraphSimulator:
         """The live subscriptions as Graph returns them (expired ones are gone)."""
         return [sub.to_graph() for sub in self.notifications.live()]
 
-    def send_lifecycle_event(self, subscription_id: str, event: str) -> None:
-        """POST a lifecycle notification ("reauthorizationRequired" | "subscriptionRemoved" | "missed") to the
-        subscription's lifecycleNotificationUrl (else its notificationUrl), in the background."""
-        self.notifications.send_lifecycle_event(subscription_id, event)
+    def send_lifecycle_event(self, subscription_id: str, event: str) -> bool:
+        """POST a lifecycle notification to the subscription's lifecycleNotificationUrl, in the background, as
+        Graph does for /users: only "reauthorizationRequired" (the others are ValueError), and nothing for a
+        subscription without a lifecycleNotificationUrl (returns False; recorded in notifications.dropped)."""
+        return self.notifications.send_lifecycle_event(subscription_id, event)
 
     def wait_for_deliveries(
         self, n: int, timeout: float = 5.0, where: Callable[[dict[str, Any]], bool] | None = None

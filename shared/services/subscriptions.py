@@ -146,6 +146,10 @@ def client_state_fingerprint(client_state: str) -> str:
 def _needs_recreation(deps: SubscriptionDeps, record: Record | None, current: GraphSubscription) -> str:
     if current.notification_url != deps.config.notification_url:
         return "the notification URL changed"
+    if (current.lifecycle_notification_url or None) != deps.config.lifecycle_notification_url:
+        # Graph sends /users its only lifecycle event (reauthorizationRequired) to this URL and nowhere else, and
+        # it cannot be added or changed by PATCH (change-notifications-lifecycle-events.md): a new subscription.
+        return "the lifecycle notification URL changed"
     kept = record.value.get("clientStateFingerprint") if record is not None else None
     if isinstance(kept, str) and kept != client_state_fingerprint(deps.config.client_state):
         return "the clientState was rotated"
@@ -153,10 +157,18 @@ def _needs_recreation(deps: SubscriptionDeps, record: Record | None, current: Gr
 
 
 async def _adopt(deps: SubscriptionDeps) -> GraphSubscription | None:
+    """Our URL's /users subscription, made before our state knew it (a redeploy, a lost record). One without our
+    lifecycle URL would never hear reauthorizationRequired: it is deleted, and a new one made instead."""
+    adopted = None
     for sub in await deps.graph.list_subscriptions():
-        if sub.resource.strip("/").lower() == "users" and sub.notification_url == deps.config.notification_url:
-            return sub
-    return None
+        if sub.resource.strip("/").lower() != "users" or sub.notification_url != deps.config.notification_url:
+            continue
+        if adopted is None and (sub.lifecycle_notification_url or None) == deps.config.lifecycle_notification_url:
+            adopted = sub
+        else:
+            log.warning("deleting subscription %s for our URL: not adoptable (lifecycle URL, or a duplicate)", sub.id)
+            await deps.graph.delete_subscription(sub.id)
+    return adopted
 
 
 async def _create(deps: SubscriptionDeps, now: datetime) -> GraphSubscription:
@@ -206,7 +218,10 @@ async def _audit(deps: SubscriptionDeps, action: str, sub: GraphSubscription, re
 
 
 async def handle_lifecycle_event(subscription_id: str, event: str, deps: SubscriptionDeps) -> str:
-    """reauthorizationRequired -> reauthorize (renew if that fails); removed/missed -> ensure (recreate)."""
+    """reauthorizationRequired -> reauthorize (renew if that fails): the one event Graph sends for /users.
+
+    subscriptionRemoved and missed are documented for Outlook and Teams resources only; should one ever come,
+    ensure (recreate) answers it, and the keeper and delta timers cover the same ground anyway."""
     if event == "reauthorizationRequired":
         try:
             await deps.graph.reauthorize_subscription(subscription_id)

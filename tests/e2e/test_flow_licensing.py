@@ -264,3 +264,16 @@ async def test_expired_delta_link_resyncs_and_catches_a_lost_notification(
     group = HINTS["licensingGroupId"]
     await eventually(lambda: guest in world.sim.store.groups[group]["members"], timeout_s=60, what="the resync")
     assert "add-to-licensing-group" in await world.audit_once_it_has(guest, "add-to-licensing-group")
+
+
+async def test_graph_asks_to_reauthorize_the_subscription_and_the_app_does(world: World) -> None:
+    """The one lifecycle event Graph sends for /users, and only to a lifecycleNotificationUrl: the keeper always
+    gives one (GRAPH_LIFECYCLE_NOTIFICATION_URL, by default the notification URL)."""
+    sub_id = await subscribe(world)
+    [sub] = [s for s in world.sim.subscriptions() if s["id"] == sub_id]
+    assert sub["lifecycleNotificationUrl"] == sub["notificationUrl"]
+    assert world.sim.send_lifecycle_event(sub_id, "reauthorizationRequired")
+    live = world.sim.notifications.get(sub_id)
+    assert live is not None
+    await eventually(lambda: not live.reauthorization_required, what="the reauthorization")
+    assert world.sim.requests["POST /subscriptions/{id}/reauthorize"] == 1

@@ -266,7 +266,7 @@ def test_quota_is_403(graph_http: httpx.Client, graph_sim: GraphSimulator, recei
 
 # management -------------------------------------------------------------------------------------------
 def test_get_renew_reauthorize_delete(graph_http: httpx.Client, graph_sim: GraphSimulator, receiver: Receiver):
-    sub = create(graph_http, graph_sim, receiver)
+    sub = create(graph_http, graph_sim, receiver, lifecycleNotificationUrl=receiver.lifecycle_url)
     path = f"/subscriptions/{sub['id']}"
     renewed = graph_http.patch(path, json={"expirationDateTime": in_future(graph_sim, days=28)})
     assert renewed.status_code == 200 and renewed.json()["expirationDateTime"] > sub["expirationDateTime"]
@@ -456,10 +456,12 @@ def test_delay_before_first_delivery(graph_http: httpx.Client, graph_sim: GraphS
 
 
 def test_lifecycle_events(graph_http: httpx.Client, graph_sim: GraphSimulator, receiver: Receiver):
+    """concepts/change-notifications-lifecycle-events.md: for /users only reauthorizationRequired, and only to a
+    subscription that has a lifecycleNotificationUrl (never to its notificationUrl)."""
     sub = create(graph_http, graph_sim, receiver, lifecycleNotificationUrl=receiver.lifecycle_url)
     plain = create(graph_http, graph_sim, receiver)
-    graph_sim.send_lifecycle_event(sub["id"], "reauthorizationRequired")
-    graph_sim.send_lifecycle_event(plain["id"], "missed")
+    assert graph_sim.send_lifecycle_event(sub["id"], "reauthorizationRequired") is True
+    assert graph_sim.send_lifecycle_event(plain["id"], "reauthorizationRequired") is False
     graph_sim.wait_for_idle()
     [event] = receiver.notifications("/api/graph/lifecycle")
     assert event == {
@@ -469,17 +471,16 @@ def test_lifecycle_events(graph_http: httpx.Client, graph_sim: GraphSimulator, r
         "clientState": SECRET,
         "lifecycleEvent": "reauthorizationRequired",
     }
-    [missed] = receiver.notifications()  # no lifecycle URL: the notification URL gets it
-    assert missed["lifecycleEvent"] == "missed" and missed["subscriptionId"] == plain["id"]
-    graph_sim.send_lifecycle_event(sub["id"], "subscriptionRemoved")
-    assert graph_http.get(f"/subscriptions/{sub['id']}").status_code == 404
-    graph_sim.wait_for_idle()
-    assert receiver.notifications("/api/graph/lifecycle")[-1]["lifecycleEvent"] == "subscriptionRemoved"
+    assert receiver.notifications() == []  # no lifecycle URL: nothing, not even to the notification URL
+    assert graph_sim.notifications.dropped[-1]["reason"] == "no lifecycleNotificationUrl"
     assert {d["kind"] for d in graph_sim.deliveries} == {"lifecycle"}
-    with pytest.raises(KeyError):
-        graph_sim.send_lifecycle_event(sub["id"], "missed")
+    for outlook_only in ("subscriptionRemoved", "missed"):
+        with pytest.raises(ValueError, match="does not send"):
+            graph_sim.send_lifecycle_event(sub["id"], outlook_only)
     with pytest.raises(ValueError, match="lifecycle event"):
         graph_sim.send_lifecycle_event(plain["id"], "renewed")
+    with pytest.raises(KeyError):
+        graph_sim.send_lifecycle_event("no-such-subscription", "reauthorizationRequired")
 
 
 def test_expire_delta_links(graph_http: httpx.Client, graph_sim: GraphSimulator):

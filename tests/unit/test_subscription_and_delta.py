@@ -186,3 +186,31 @@ async def test_expired_delta_link_triggers_a_full_resync() -> None:
     graph.expired = False
     graph.change(guest("d"))
     assert (await run_delta_backstop(deps)).enqueued == 1  # the new link from the resync works
+
+
+async def test_a_subscription_without_our_lifecycle_url_is_recreated_with_it() -> None:
+    """/users gets its one lifecycle event (reauthorizationRequired) only at the lifecycleNotificationUrl, which
+    PATCH cannot add: a subscription made without it (an older deploy, another tool) is replaced."""
+    clock = Clock()
+    graph = FakeSubscriptions(clock)
+    old = await ensure_subscription(keeper(clock, graph))  # made without a lifecycle URL
+    lifecycle = f"{URL}&lifecycle=1"
+    deps = keeper(clock, graph)
+    deps = replace(deps, config=replace(deps.config, lifecycle_notification_url=lifecycle))
+    await deps.state.put("subscription", "users", {"id": old.subscription_id}, etag=None)
+    outcome = await ensure_subscription(deps)
+    assert outcome.action == "recreated" and outcome.subscription_id != old.subscription_id
+    [live] = graph.subs.values()
+    assert live.lifecycle_notification_url == lifecycle
+    assert (await ensure_subscription(deps)).action == "unchanged"
+
+
+async def test_adoption_skips_a_subscription_without_our_lifecycle_url() -> None:
+    clock = Clock()
+    graph = FakeSubscriptions(clock)
+    await ensure_subscription(keeper(clock, graph))  # no lifecycle URL
+    deps = keeper(clock, graph)
+    deps = replace(deps, config=replace(deps.config, lifecycle_notification_url=f"{URL}&lifecycle=1"))
+    outcome = await ensure_subscription(deps)
+    assert outcome.action == "created"
+    assert [s.lifecycle_notification_url for s in graph.subs.values()] == [f"{URL}&lifecycle=1"]
