@@ -14,6 +14,10 @@ UserType = Literal["Member", "Guest"]
 ExternalUserState = Literal["PendingAcceptance", "Accepted"]
 
 
+SELF_SERVICE_SIGN_UP = "SelfServiceSignUp"
+"""user.md, creationType: a guest who signed up through a user flow (B2B self-service sign-up)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SignInActivity:
     """Graph's signInActivity: absent for users who never signed in (or last did before April 2020)."""
@@ -58,6 +62,14 @@ class DirectoryUser:
     @property
     def has_accepted(self) -> bool:
         return self.external_user_state == "Accepted"
+
+    @property
+    def has_joined(self) -> bool:
+        """In the tenant and able to work: redeemed an invitation (Accepted), or signed up through a self-service
+        user flow, which leaves externalUserState null (creationType SelfServiceSignUp; there is no invitation
+        to redeem). An invited guest whose state is null (some created before the property existed) is not
+        counted: nothing says it ever redeemed."""
+        return self.has_accepted or (self.external_user_state is None and self.creation_type == SELF_SERVICE_SIGN_UP)
 
     @property
     def home_domain(self) -> str | None:

@@ -97,7 +97,7 @@ def decide_licensing(
         return Skip(SkipReason.USER_NOT_FOUND, final=False)
     if not user.is_guest:
         return Skip(SkipReason.NOT_A_GUEST, final=False)
-    if not user.has_accepted:
+    if not user.has_joined:  # redeemed its invitation, or signed up itself (self-service: state null)
         return Skip(SkipReason.NOT_ACCEPTED, final=False)
     domain = user.home_domain
     if domain and domain in policy.excluded_domains:

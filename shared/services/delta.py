@@ -55,7 +55,7 @@ class DeltaOutcome:
 
 def worth_enqueuing(user: DirectoryUser) -> bool:
     """Only guests who accepted can need a licence; everything else would be a no-op message."""
-    return user.is_guest and user.has_accepted
+    return user.is_guest and user.has_joined
 
 
 async def run_delta_backstop(deps: DeltaDeps) -> DeltaOutcome:

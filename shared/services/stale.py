@@ -254,11 +254,11 @@ def _plan_one(
         plan.counts[f"skip:{decision.reason}"] += 1
         return
     plan.guests_seen += 1
-    if user.has_accepted:
+    if user.has_joined:
         plan.accepted_guests += 1
     if user.sign_in_activity is None:
         plan.guests_without_activity += 1
-        plan.accepted_without_activity += user.has_accepted
+        plan.accepted_without_activity += user.has_joined
     label = str(decision.action) if decision.action not in (Action.SKIP,) else f"skip:{decision.reason}"
     plan.counts[label] += 1
     domain = user.home_domain or "(unknown)"

@@ -277,3 +277,15 @@ async def test_graph_asks_to_reauthorize_the_subscription_and_the_app_does(world
     assert live is not None
     await eventually(lambda: not live.reauthorization_required, what="the reauthorization")
     assert world.sim.requests["POST /subscriptions/{id}/reauthorize"] == 1
+
+
+async def test_a_self_service_sign_up_guest_is_licensed_like_a_redeemed_one(world: World) -> None:
+    """B2B self-service sign-up leaves externalUserState null (microsoft-graph-docs-contrib#8702): the guest
+    joined without an invitation, so creating it is what licenses it (docs/licensing.md, "Who is licensed")."""
+    await subscribe(world)
+    sku = HINTS["guestSkuId"]
+    guest = world.sim.invite_guest(
+        "selfserve@tailspintoys.com", "Sam Self", externalUserState=None, creationType="SelfServiceSignUp"
+    )
+    await eventually(lambda: sku in {lic["skuId"] for lic in world.sim.user(guest).get("assignedLicenses", [])})
+    assert world.sim.user(guest)["usageLocation"]

@@ -52,6 +52,16 @@ def guest(**props: object) -> DirectoryUser:
         ),
         (guest(external_user_state="PendingAcceptance"), SKU_POLICY, Skip(SkipReason.NOT_ACCEPTED, final=False)),
         (guest(external_user_state=None), SKU_POLICY, Skip(SkipReason.NOT_ACCEPTED, final=False)),
+        (  # an invited guest whose state is null (pre-2018): nothing says it redeemed
+            guest(external_user_state=None, creation_type="Invitation"),
+            SKU_POLICY,
+            Skip(SkipReason.NOT_ACCEPTED, final=False),
+        ),
+        (  # self-service sign-up: no invitation to redeem, externalUserState stays null; it joined
+            guest(external_user_state=None, creation_type="SelfServiceSignUp"),
+            SKU_POLICY,
+            AssignSku("sku-guest", (), set_usage_location="US"),
+        ),
         (guest(mail="eve@WoodGrove.com"), SKU_POLICY, Skip(SkipReason.EXCLUDED_DOMAIN, final=False)),
         (guest(account_enabled=False), SKU_POLICY, Skip(SkipReason.DISABLED, final=False)),
         (
