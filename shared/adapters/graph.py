@@ -26,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 from uuid import UUID
@@ -395,8 +395,33 @@ class BatchOps:
         )
 
     @staticmethod
+    def list_group_members(group_id: str, top: int = 999) -> BatchRequest:
+        return BatchRequest(
+            f"members:{group_id}",
+            "GET",
+            f"/groups/{group_id}/members?$select=id,displayName,mail,userPrincipalName&$top={top}",
+        )
+
+    @staticmethod
     def get_user(user_id: str, select: Sequence[str] = USER_FIELDS) -> BatchRequest:
         return BatchRequest(f"get:{user_id}", "GET", f"/users/{user_id}?$select={','.join(select)}")
+
+
+def _is_group(item: dict[str, Any]) -> bool:
+    return str(item.get("@odata.type", "")).lower().endswith(".group")
+
+
+def _contact(item: dict[str, Any]) -> DirectoryContact:
+    return DirectoryContact(
+        id=str(item.get("id")),
+        display_name=item.get("displayName"),
+        mail=item.get("mail"),
+        user_principal_name=item.get("userPrincipalName"),
+    )
+
+
+SPONSOR_GROUP_MEMBERS = 25
+"""The most members of one sponsor group that are told about a guest."""
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -673,24 +698,50 @@ class GraphGateway:
         return DirectoryUser(id=str(restored.id) if restored and restored.id else user_id)
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
-        """Sponsors of many users at once, through `$batch` (20 users a request)."""
+        """The people who sponsor each user, through `$batch` (20 a request).
+
+        A sponsor can be a user or a group (user-list-sponsors.md). A group stands for its members: they are read
+        (`GET /groups/{id}/members`, GroupMember.Read.All, which the sweep holds for its exclusion groups) and
+        each becomes a sponsor `via_group` that group; with only User.Read.All Graph would tell nothing but the
+        group's id (limited-info.md), so the group's own properties are never relied on. At most
+        SPONSOR_GROUP_MEMBERS members a group are taken (a whole department named as sponsor is a mistake to
+        surface, not a mailing list to blast)."""
         results = await self.batch([BatchOps.list_sponsors(uid) for uid in user_ids])
-        sponsors: dict[str, list[DirectoryContact]] = {}
+        listed: dict[str, list[dict[str, Any]]] = {}
         for uid, result in zip(user_ids, results, strict=True):
             if not result.ok:
                 error = result.error
                 assert error is not None
                 raise error
-            sponsors[uid] = [
-                DirectoryContact(
-                    id=str(item.get("id")),
-                    display_name=item.get("displayName"),
-                    mail=item.get("mail"),
-                    user_principal_name=item.get("userPrincipalName"),
-                )
-                for item in (result.body or {}).get("value", ())
-            ]
+            listed[uid] = [i for i in (result.body or {}).get("value", ()) if isinstance(i, dict)]
+        groups = sorted({str(i.get("id")) for items in listed.values() for i in items if _is_group(i)})
+        members = await self._sponsor_group_members(groups) if groups else {}
+        sponsors: dict[str, list[DirectoryContact]] = {}
+        for uid, items in listed.items():
+            seen: dict[str, DirectoryContact] = {}
+            for item in items:
+                found = members.get(str(item.get("id")), []) if _is_group(item) else [_contact(item)]
+                for contact in found:
+                    seen.setdefault(contact.id, contact)
+            sponsors[uid] = list(seen.values())
         return sponsors
+
+    async def _sponsor_group_members(self, group_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
+        results = await self.batch([BatchOps.list_group_members(gid, SPONSOR_GROUP_MEMBERS) for gid in group_ids])
+        members: dict[str, list[DirectoryContact]] = {}
+        for gid, result in zip(group_ids, results, strict=True):
+            if not result.ok:
+                error = result.error
+                assert error is not None
+                raise error
+            body = result.body or {}
+            if body.get("@odata.nextLink"):
+                log.warning(
+                    "sponsor group %s has more than %d members: only those are told", gid, SPONSOR_GROUP_MEMBERS
+                )
+            people = [i for i in body.get("value", ()) if isinstance(i, dict) and not _is_group(i)]
+            members[gid] = [replace(_contact(i), via_group=gid) for i in people[:SPONSOR_GROUP_MEMBERS]]
+        return members
 
     async def list_sponsors(self, user_id: str) -> list[DirectoryContact]:
         response = await self._call(

@@ -117,6 +117,8 @@ class DirectoryContact:
     display_name: str | None = None
     mail: str | None = None
     user_principal_name: str | None = None
+    via_group: str | None = None
+    """A sponsor because it is a member of this sponsor group (a sponsor may be a group: user-list-sponsors.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -504,6 +504,9 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
         await _write_memory(deps, item.user_id, memory.to_json())
         item.outcome = "done"
         extra: dict[str, Any] = {"mailed": mailed, "sponsors": recipients}
+        groups = sorted({c.via_group for c in sponsors.get(item.user_id, ()) if c.via_group})
+        if groups:
+            extra["sponsorGroups"] = groups  # sponsors by membership of these sponsor groups
         if not recipients:
             extra["note"] = "the guest has no sponsor with a mail address"
         await _audit(deps, plan, item, "done", extra)

@@ -112,6 +112,10 @@ async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator
         sponsor_mail = [m for m in sim.outbox if "sponsored-stale" in m["message"]["body"]["content"]]
         to = sorted(r["emailAddress"]["address"] for r in sponsor_mail[0]["message"]["toRecipients"])
         assert to == sorted([sim.user("sponsor-adele")["mail"], sim.user("sponsor-alex")["mail"]])
+        # a guest sponsored by a group: the group's members are warned (user-list-sponsors.md: groups sponsor too)
+        group_mail = [m for m in sim.outbox if "sponsored-by-group" in m["message"]["body"]["content"]]
+        to = sorted(r["emailAddress"]["address"] for r in group_mail[0]["message"]["toRecipients"])
+        assert to == sorted([sim.user("sponsor-adele")["mail"], sim.user("member-lynne")["mail"]])
         assert sim.requests["BATCH PATCH /users/{id}"] == 0  # a warning changes no account
         disabled_before = {u for u in stale if sim.user(u)["accountEnabled"] is False}  # by someone else
         assert sim.named("disabled-stale") in disabled_before

@@ -211,6 +211,25 @@ async def test_sponsors_single_and_batched(gateway: GraphGateway) -> None:
     assert isinstance(many[NAMED["accepted-unlicensed"]], list)
 
 
+async def test_a_sponsor_group_stands_for_its_members(gateway: GraphGateway, sim: GraphSimulator) -> None:
+    """user-list-sponsors.md: a sponsor may be a group. Its members are the people told, each marked via_group."""
+    by_group = NAMED["sponsored-by-group"]
+    group = NAMED["group-partner-managers"]
+    raw = await gateway.list_sponsors(by_group)
+    assert [s.id for s in raw] == [group]  # what Graph lists: the group itself
+    many = await gateway.sponsors_of([by_group, NAMED["sponsored-stale"]])
+    assert {(s.id, s.via_group) for s in many[by_group]} == {
+        (NAMED["sponsor-adele"], group),
+        (NAMED["member-lynne"], group),
+    }
+    assert all(s.mail for s in many[by_group])
+    assert all(s.via_group is None for s in many[NAMED["sponsored-stale"]])
+    # the same person sponsoring directly and through a group is told once
+    sim.store.users[by_group]["sponsors"].append(NAMED["sponsor-adele"])
+    again = await gateway.sponsors_of([by_group])
+    assert sorted(s.id for s in again[by_group]) == sorted([NAMED["sponsor-adele"], NAMED["member-lynne"]])
+
+
 async def test_group_member_add_is_idempotent(gateway: GraphGateway) -> None:
     group = HINTS["licensingGroupId"]
     assert await gateway.add_group_member(group, NAMED["accepted-unlicensed"]) is True

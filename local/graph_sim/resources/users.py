@@ -174,7 +174,7 @@ def get_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimRes
         raise non_premium_tenant()
     body = {"@odata.context": metadata(req, "users/$entity", select), **user_view(user, select)}
     if req.query.get("$expand", "").lower() == "sponsors":
-        body["sponsors"] = [typed_user(s) for s in _sponsors(ctx, user)]
+        body["sponsors"] = _sponsors(ctx, user)
     return json_response(body)
 
 
@@ -212,22 +212,27 @@ def revoke_sessions(ctx: SimContext, req: SimRequest, params: dict[str, str]) ->
     return json_response({"@odata.context": metadata(req, "Edm.Boolean"), "value": True})
 
 
-def _sponsors(ctx: SimContext, user: dict[str, Any]) -> list[dict[str, Any]]:
-    found = (ctx.store.users.get(sponsor_id) for sponsor_id in user.get("sponsors") or [])
-    return [sponsor for sponsor in found if sponsor is not None]
+def _sponsors(ctx: SimContext, user: dict[str, Any], select: list[str] | None = None) -> list[dict[str, Any]]:
+    """A user's sponsors: users and groups (user-list-sponsors.md), each typed with its @odata.type."""
+    sponsors: list[dict[str, Any]] = []
+    for sponsor_id in user.get("sponsors") or []:
+        if (person := ctx.store.users.get(sponsor_id)) is not None:
+            sponsors.append(typed_user(person, select))
+        elif (group := ctx.store.groups.get(sponsor_id)) is not None:
+            sponsors.append(typed_group(group, select))
+    return sponsors
 
 
 def list_sponsors(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
     user = require_user(ctx, params["id"])
-    select = parse_select(req.query.get("$select"))
-    value = [typed_user(sponsor, select) for sponsor in _sponsors(ctx, user)]
+    value = _sponsors(ctx, user, parse_select(req.query.get("$select")))
     return json_response({"@odata.context": metadata(req, "directoryObjects"), "value": value})
 
 
 def add_sponsor(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
     user = require_user(ctx, params["id"])
     sponsor_id = reference_id(json_body(req))
-    if sponsor_id not in ctx.store.users:
+    if sponsor_id not in ctx.store.users and sponsor_id not in ctx.store.groups:
         raise not_found(sponsor_id)
     sponsors = user.setdefault("sponsors", [])
     if sponsor_id in sponsors:
