@@ -120,3 +120,29 @@ def rows_by_property(rows: tuple[PropertyRow, ...]) -> dict[str, PropertyRow]:
 
 USERS: Final = rows_by_property(USER_FILTERS)
 SIGNINS: Final = rows_by_property(SIGNIN_FILTERS)
+
+
+# Page size when signInActivity is selected. user-list.md today: at most 500 (default 100, otherwise 999). In 2023
+# user.md said 120, and a `$top` above it was answered 400 "Cannot query data for more than 120 users at a time"
+# (msgraph-sdk-powershell#1898). Whether a `$top` above the maximum is capped or refused is not documented, so the
+# simulator can play each reading (`sim.sign_in_activity_paging`) and the app is tested under all of them.
+USER_LIST = "api-reference/v1.0/api/user-list.md"
+
+
+@dataclass(frozen=True)
+class PagingMode:
+    maximum: int
+    refuse_above: bool
+    source: str
+
+
+SIGN_IN_ACTIVITY_PAGING: MappingProxyType[str, PagingMode] = MappingProxyType(
+    {
+        "refuse-above-500": PagingMode(500, True, USER_LIST),
+        "cap-500": PagingMode(500, False, USER_LIST),
+        "refuse-above-120": PagingMode(120, True, "msgraph-sdk-powershell#1898 (2023)"),
+        "cap-120": PagingMode(120, False, f"{USER_RESOURCE} (2023 version)"),
+    }
+)
+DEFAULT_SIGN_IN_ACTIVITY_PAGING = "refuse-above-500"
+"""The strict reading of today's docs: 500 at most, and more is an error rather than quietly less."""

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
+from local.graph_sim.contract_queries import SIGN_IN_ACTIVITY_PAGING
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
 from local.graph_sim.identity import token_response
@@ -215,6 +216,18 @@ class GraphSimulator:
         with self.store.lock:
             self.store.delta_epoch += 1
             self.store.delta_expiry_variant = variant
+
+    @property
+    def sign_in_activity_paging(self) -> str:
+        """How `$top` is met when signInActivity is selected: a key of contract_queries.SIGN_IN_ACTIVITY_PAGING
+        ("refuse-above-500" by default, "cap-500", "refuse-above-120", "cap-120"): the docs leave it open."""
+        return self.store.sign_in_activity_paging
+
+    @sign_in_activity_paging.setter
+    def sign_in_activity_paging(self, mode: str) -> None:
+        if mode not in SIGN_IN_ACTIVITY_PAGING:
+            raise ValueError(f"unknown paging mode {mode!r}: one of {', '.join(SIGN_IN_ACTIVITY_PAGING)}")
+        self.store.sign_in_activity_paging = mode
 
     # change notifications (see local/graph_sim/notifications.py) ------------------------------------
     @property

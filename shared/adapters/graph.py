@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -407,6 +408,24 @@ class BatchOps:
         return BatchRequest(f"get:{user_id}", "GET", f"/users/{user_id}?$select={','.join(select)}")
 
 
+SIGN_IN_ACTIVITY_MAX_PAGE = 500
+"""user-list.md: at most 500 users a page when signInActivity is selected (it was 120 until 2023)."""
+SIGN_IN_ACTIVITY_OLD_PAGE = 120
+_PAGE_LIMIT = re.compile(r"more than (\d+) users", re.IGNORECASE)
+
+
+def _refused_page_size(exc: GraphError, asked: int) -> int | None:
+    """The smaller page to ask for when Graph refused `asked` users a page, or None if that was not the refusal."""
+    if exc.status != 400:
+        return None
+    found = _PAGE_LIMIT.search(exc.message or "")
+    if found:
+        limit = int(found.group(1))
+        return limit if 0 < limit < asked else None
+    mentions_size = any(word in (exc.message or "").lower() for word in ("page size", "$top", "top value"))
+    return SIGN_IN_ACTIVITY_OLD_PAGE if mentions_size and asked > SIGN_IN_ACTIVITY_OLD_PAGE else None
+
+
 def _is_group(item: dict[str, Any]) -> bool:
     return str(item.get("@odata.type", "")).lower().endswith(".group")
 
@@ -465,6 +484,8 @@ class GraphGateway:
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        self._sign_in_page = SIGN_IN_ACTIVITY_MAX_PAGE
+        """The page size asked for with signInActivity: lowered for good if Graph refuses a larger one."""
         self._throttled_until = 0.0
         """time.monotonic() before which no request is sent: Graph's throttling is per app and tenant, so one
         429's Retry-After holds every concurrent caller of this gateway, not only the one that got it."""
@@ -590,7 +611,8 @@ class GraphGateway:
         """Guests page by page (constant memory): `userType eq 'Guest'` [and `extra_filter`].
 
         signInActivity cannot be filtered together with anything else, so activity is judged in code.
-        Page size: GRAPH_PAGE_SIZE is asked for; Graph answers with what it allows (120 with signInActivity).
+        Page size: GRAPH_PAGE_SIZE is asked for (at most 500 with signInActivity, see _iter_user_pages); the pages
+        are read as Graph cuts them.
         """
         fields = [*select, "signInActivity"] if with_sign_in_activity else list(select)
         odata_filter = GUESTS_FILTER + (f" and {extra_filter}" if extra_filter else "")
@@ -598,18 +620,33 @@ class GraphGateway:
             yield page
 
     async def _iter_user_pages(self, odata_filter: str, fields: list[str]) -> AsyncIterator[list[DirectoryUser]]:
+        """Pages as the server cuts them. With signInActivity, `$top` asks at most the documented maximum
+        (SIGN_IN_ACTIVITY_MAX_PAGE); a first page refused for its size ("more than N users") is asked again with
+        the size the refusal names (else 120, the older documented size), and the gateway keeps that size."""
         users = self.client.users
-        query = users.UsersRequestBuilderGetQueryParameters(
-            filter=odata_filter, select=fields, top=self.config.page_size
-        )
-        info = users.to_get_request_information(_page_request(query, False))
+        with_activity = "signInActivity" in fields
         while True:
-            body = await self._get_page("list users", self._raw_get(info))
+            top = min(self.config.page_size, self._sign_in_page) if with_activity else self.config.page_size
+            query = users.UsersRequestBuilderGetQueryParameters(filter=odata_filter, select=fields, top=top)
+            info = users.to_get_request_information(_page_request(query, False))
+            try:
+                body = await self._get_page("list users", self._raw_get(info))
+                break
+            except GraphError as exc:
+                smaller = _refused_page_size(exc, top) if with_activity else None
+                if smaller is None:
+                    raise
+                log.warning(
+                    "Graph refused pages of %d users with signInActivity (%s): asking for %d", top, exc, smaller
+                )
+                self._sign_in_page = smaller
+        while True:
             yield [user_from_json(u) for u in body.get("value", ()) if isinstance(u, dict)]
             next_link = body.get("@odata.nextLink")
             if not next_link:
                 return
             info = users.with_url(str(next_link)).to_get_request_information(_page_request(None, False))
+            body = await self._get_page("list users", self._raw_get(info))
 
     def _raw_get(self, info: RequestInformation) -> Callable[[], Awaitable[dict[str, Any]]]:
         """A GET answered as plain JSON (no SDK models: see user_from_json)."""

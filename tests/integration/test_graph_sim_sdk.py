@@ -51,6 +51,7 @@ def build_client(sim: GraphSimulator) -> tuple[GraphServiceClient, GraphRequestA
 
 
 async def test_sdk_lists_guests_across_pages(graph_sim: GraphSimulator):
+    graph_sim.sign_in_activity_paging = "cap-120"  # the 2023 reading: at most 120 a page, whatever $top asks
     client, adapter = build_client(graph_sim)
     query = UsersRequestBuilder.UsersRequestBuilderGetQueryParameters(
         filter="userType eq 'Guest'", select=["id", "displayName", "userType", "signInActivity"], top=999

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from local.graph_sim import GraphSimulator
 from local.graph_sim.clock import iso_z
@@ -32,10 +33,29 @@ def test_guests_page_by_default_100_with_absolute_next_links(graph_http: httpx.C
     assert graph_sim.requests["GET /users"] == 3
 
 
-def test_top_is_capped_at_120_when_sign_in_activity_is_selected(graph_http: httpx.Client):
-    page = graph_http.get("/users", params={"$select": "id,signInActivity", "$top": "999"}).json()
-    assert len(page["value"]) == 120
-    assert "signInActivity" in page["value"][0]
+@pytest.mark.parametrize(
+    ("mode", "maximum", "refused"),
+    [
+        ("refuse-above-500", 500, True),
+        ("cap-500", 500, False),
+        ("refuse-above-120", 120, True),
+        ("cap-120", 120, False),
+    ],
+)
+def test_page_size_with_sign_in_activity_in_each_documented_reading(
+    graph_http: httpx.Client, graph_sim: GraphSimulator, mode: str, maximum: int, refused: bool
+):
+    """user-list.md: at most 500 a page with signInActivity (120 in 2023). Capped or refused above it: not settled,
+    so each reading is playable (contract_queries.SIGN_IN_ACTIVITY_PAGING)."""
+    graph_sim.sign_in_activity_paging = mode
+    at_most = graph_http.get("/users", params={"$select": "id,signInActivity", "$top": str(maximum)})
+    assert at_most.status_code == 200 and len(at_most.json()["value"]) == min(maximum, 308)
+    assert "signInActivity" in at_most.json()["value"][0]
+    above = graph_http.get("/users", params={"$select": "id,signInActivity", "$top": "999"})
+    if refused:
+        assert above.status_code == 400 and f"more than {maximum} users" in above.json()["error"]["message"]
+    else:
+        assert above.status_code == 200 and len(above.json()["value"]) == min(maximum, 308)
     plain = graph_http.get("/users", params={"$select": "id", "$top": "999"}).json()
     assert len(plain["value"]) == 308 and "@odata.nextLink" not in plain
 

@@ -18,7 +18,7 @@ def owners(partitions: list[Partition], created: datetime | None) -> list[Partit
 
 
 def test_a_large_tenant_is_cut_into_ranges_that_use_only_documented_filters() -> None:
-    parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=8)
+    parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=8, page_size=120)
     assert len(parts) == 8 * 3
     assert parts[0].low is None and parts[-1].high is None
     for left, right in itertools.pairwise(parts):
@@ -34,7 +34,7 @@ def test_a_large_tenant_is_cut_into_ranges_that_use_only_documented_filters() ->
 
 
 def test_every_moment_belongs_to_exactly_one_range_even_on_a_boundary() -> None:
-    parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=4)
+    parts = plan_partitions(100_000, EARLIEST, NOW, concurrency=4, page_size=120)
     boundaries = [p.high for p in parts if p.high is not None]
     moments: list[datetime] = [EARLIEST - timedelta(days=400), EARLIEST, NOW, NOW + timedelta(days=1)]
     for edge in boundaries:
@@ -49,14 +49,14 @@ def test_every_moment_belongs_to_exactly_one_range_even_on_a_boundary() -> None:
 
 def test_small_tenants_and_a_concurrency_of_one_read_one_chain() -> None:
     too_few = 59 * 120  # 59 pages: 5% of them cannot pay for the two span queries and two ranges
-    assert plan_partitions(too_few, EARLIEST, NOW, concurrency=8) == []
-    assert plan_partitions(100_000, EARLIEST, NOW, concurrency=1) == []
-    assert plan_partitions(100_000, None, NOW, concurrency=8) == []  # no guest has a createdDateTime
+    assert plan_partitions(too_few, EARLIEST, NOW, concurrency=8, page_size=120) == []
+    assert plan_partitions(100_000, EARLIEST, NOW, concurrency=1, page_size=120) == []
+    assert plan_partitions(100_000, None, NOW, concurrency=8, page_size=120) == []  # no guest has a createdDateTime
 
 
 def test_ranges_stay_few_enough_that_their_partial_pages_cost_under_five_percent() -> None:
     for guests in (6_000, 10_000, 50_000, 100_000, 1_000_000):
         pages = -(-guests // 120)
-        parts = plan_partitions(guests, EARLIEST, NOW, concurrency=16)
+        parts = plan_partitions(guests, EARLIEST, NOW, concurrency=16, page_size=120)
         extra = len(parts) + 1  # a partial page per range, and the span query
         assert extra <= 0.05 * pages, (guests, len(parts))

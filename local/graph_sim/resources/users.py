@@ -8,7 +8,13 @@ from typing import Any
 
 from local.graph_sim.clock import iso_z
 from local.graph_sim.context import SimContext
-from local.graph_sim.contract_queries import ADVANCED, COUNT_SEGMENT_WITHOUT_EVENTUAL, USER_ORDERBY, USERS
+from local.graph_sim.contract_queries import (
+    ADVANCED,
+    COUNT_SEGMENT_WITHOUT_EVENTUAL,
+    SIGN_IN_ACTIVITY_PAGING,
+    USER_ORDERBY,
+    USERS,
+)
 from local.graph_sim.errors import GraphError, bad_request, not_found, unsupported_query
 from local.graph_sim.identity import non_premium_tenant, wants_sign_in_activity
 from local.graph_sim.messages import SimRequest, SimResponse, empty_response, json_response
@@ -36,7 +42,6 @@ from local.graph_sim.user_index import candidate_ids
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 999
-SIGNIN_ACTIVITY_PAGE = 120  # Graph's documented page size when signInActivity is selected
 READ_ONLY = {
     "id",
     "createdDateTime",
@@ -137,7 +142,10 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
     if wants_sign_in_activity(select, flt.paths if flt is not None else None) and not ctx.store.entra_id_p1:
         raise non_premium_tenant()
     if select and any(name.lower() == "signinactivity" for name in select):
-        top = min(top, SIGNIN_ACTIVITY_PAGE)
+        paging = SIGN_IN_ACTIVITY_PAGING[ctx.store.sign_in_activity_paging]
+        if top > paging.maximum and paging.refuse_above and not token:
+            raise unsupported_query(f"Cannot query data for more than {paging.maximum} users at a time.")
+        top = min(top, paging.maximum)
     resume = decode_token(token) if token else {}
     orderby = resume.get("o") if token else parse_orderby(req.query.get("$orderby"), flt, advanced)
     offset = int(resume.get("n", 0))
