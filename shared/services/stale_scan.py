@@ -1,9 +1,9 @@
 """Reading every guest fast enough for 100,000-guest tenants: the stale sweep's partitioned scan.
 
 One `@odata.nextLink` chain is strictly sequential: with signInActivity Graph pages at most 500 users at a time
-(120 until 2023), so 100,000 guests are 200 to 834 round trips one after the other. Instead the guests are cut into createdDateTime ranges
-(`userType eq 'Guest' and createdDateTime ge A and createdDateTime le B`, filters Graph serves without advanced
-query parameters) that STALE_SCAN_CONCURRENCY workers page at the same time.
+(120 until 2023), so 100,000 guests are 200 to 834 round trips one after the other. Instead the guests are cut
+into createdDateTime ranges (`userType eq 'Guest' and createdDateTime ge A and createdDateTime le B`, filters
+Graph serves without advanced query parameters) that STALE_SCAN_CONCURRENCY workers page at the same time.
 
 - Every guest is read exactly once: ranges are half-open [low, high) on our side. Graph's `lt` is not
   documented for createdDateTime, so a range asks `le high` and drops the users created exactly at `high`
