@@ -81,7 +81,7 @@ def acted(plan: StalePlan, action: str) -> set[str]:
 async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator, tmp_path: Path) -> None:
     sim = graph_sim
     state = MemoryStateStore(clock=sim.clock.now)
-    gateway = GraphGateway(LocalTokenCredential(), GraphConfig(base_url=sim.base_url, max_retries=0))
+    gateway = GraphGateway(LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0))
     async with gateway:
         # 1. over the cap: nobody is touched, the plan is reported
         capped = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path, max_actions=5))

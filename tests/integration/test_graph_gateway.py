@@ -38,7 +38,7 @@ def sim() -> Iterator[GraphSimulator]:
 @pytest.fixture
 async def gateway(sim: GraphSimulator) -> AsyncIterator[GraphGateway]:
     config = GraphConfig(base_url=sim.base_url, max_retries=3, batch_max_rounds=3)
-    async with GraphGateway(LocalTokenCredential(), config) as gw:
+    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gw:
         yield gw
 
 
