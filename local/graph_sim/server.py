@@ -333,7 +333,7 @@ class GraphSimulator:
             return self._error(req, 500, "generalException", f"The simulator has no permission row for {key}.")
         if not needs.satisfied_by(req.roles or ()):
             with self._count_lock:
-                self.denied[f"{req.method} {needs.route.route}"] += 1
+                self.denied[needs.route.route] += 1
             return self._error(req, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
         decision = self.faults.decide(key, req.in_batch)
         if decision.latency_ms:
