@@ -53,7 +53,9 @@ def graph_credential(settings: Settings) -> AsyncTokenCredential:
     """The app's identity: the managed identity in Azure; on the simulator, the token endpoint's token for
     AZURE_CLIENT_ID (default: guestwarden's identity), carrying the roles the fixture grants it."""
     if settings.graph_auth == "local-token":
-        return LocalTokenCredential(token_url=local_token_url(settings.graph_base_url), client_id=settings.azure_client_id)
+        return LocalTokenCredential(
+            token_url=local_token_url(settings.graph_base_url), client_id=settings.azure_client_id
+        )
     return managed_identity_credential(settings.azure_client_id)
 
 

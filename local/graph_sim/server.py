@@ -24,18 +24,20 @@ from aiohttp import web
 
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
+from local.graph_sim.contract_permissions import requirement
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
-from local.graph_sim.contract_permissions import requirement
 from local.graph_sim.identity import (
+    GRAPH_APP_ID,
     InvalidToken,
     granted_graph_roles,
     mint_token,
+    role_assignments,
     token_response,
     verify_token,
 )
 from local.graph_sim.messages import JSON_CONTENT_TYPE, SimRequest, SimResponse
-from local.graph_sim.notifications import SIM_APPLICATION_ID, NotificationHub
+from local.graph_sim.notifications import SIM_APPLICATION_ID, SIM_CREATOR_ID, NotificationHub
 from local.graph_sim.resources import build_router
 from local.graph_sim.router import Router
 
@@ -306,6 +308,20 @@ class GraphSimulator:
         with self.store.lock:
             return granted_graph_roles(self.store.service_principals, self.store.app_role_assignments, principal_id)
 
+    def set_graph_roles(self, roles: Iterable[str], principal_id: str = SIM_CREATOR_ID) -> None:
+        """Grant a principal exactly these Graph roles (its appRoleAssignments on Graph replaced): tokens issued
+        from now on carry them; tokens already issued keep theirs, as Entra's do."""
+        with self.store.lock:
+            graph = next(sp for sp in self.store.service_principals.values() if sp.get("appId") == GRAPH_APP_ID)
+            principal = self.store.service_principals[principal_id]
+            kept = [
+                a
+                for a in self.store.app_role_assignments
+                if not (a["principalId"] == principal_id and a["resourceId"] == graph["id"])
+            ]
+            added = role_assignments(principal, graph, sorted(set(roles)), self.clock.now(), f"sim-{principal_id}")
+            self.store.app_role_assignments[:] = kept + added
+
     def add_signin(self, entry: dict[str, Any]) -> None:
         with self.store.lock:
             self.store.add_signin(entry)
@@ -334,7 +350,9 @@ class GraphSimulator:
         if not needs.satisfied_by(req.roles or ()):
             with self._count_lock:
                 self.denied[needs.route.route] += 1
-            return self._error(req, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+            return self._error(
+                req, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+            )
         decision = self.faults.decide(key, req.in_batch)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
@@ -398,7 +416,8 @@ class GraphSimulator:
             claims = verify_token(self.tenant_id, auth[7:].strip())
         except InvalidToken as exc:
             return self._to_web(self._error(base, 401, "InvalidAuthenticationToken", str(exc)))
-        roles = claims.get("roles") if isinstance(claims.get("roles"), list) else []
+        granted = claims.get("roles")
+        roles = [str(role) for role in granted] if isinstance(granted, list) else []
         raw = await request.read()
         body: Any = None
         if raw:
@@ -421,7 +440,7 @@ class GraphSimulator:
             headers=headers,
             body=body,
             base_url=self.base_url,
-            roles=frozenset(str(role) for role in roles),
+            roles=frozenset(roles),
         )
         return self._to_web(await self.dispatch(sim_request))
 
