@@ -242,7 +242,10 @@ ROUTES: tuple[RoutePermission, ...] = (
         all_of("AuditLog.Read.All", "Directory.Read.All"),
         meta("AuditLog", "Directory")
         + "; "
-        + docs("api-reference/v1.0/api/signin-list.md", "api-reference/v1.0/includes/permissions/signin-list-permissions.md"),
+        + docs(
+            "api-reference/v1.0/api/signin-list.md",
+            "api-reference/v1.0/includes/permissions/signin-list-permissions.md",
+        ),
         "app-only access needs both (a documented known issue), though the metadata lists them as alternatives",
     ),
     RoutePermission(
@@ -312,8 +315,12 @@ ACCOUNT_ENABLED_SOURCE = docs(
 )
 
 PROPERTIES: tuple[PropertyPermission, ...] = (
-    PropertyPermission("GET /users", "select", "signInActivity", any_of("AuditLog.Read.All"), "also", SIGN_IN_ACTIVITY_SOURCE),
-    PropertyPermission("GET /users", "filter", "signInActivity", any_of("AuditLog.Read.All"), "also", SIGN_IN_ACTIVITY_SOURCE),
+    PropertyPermission(
+        "GET /users", "select", "signInActivity", any_of("AuditLog.Read.All"), "also", SIGN_IN_ACTIVITY_SOURCE
+    ),
+    PropertyPermission(
+        "GET /users", "filter", "signInActivity", any_of("AuditLog.Read.All"), "also", SIGN_IN_ACTIVITY_SOURCE
+    ),
     PropertyPermission(
         "GET /users/{id}", "select", "signInActivity", any_of("AuditLog.Read.All"), "also", SIGN_IN_ACTIVITY_SOURCE
     ),

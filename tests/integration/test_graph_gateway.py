@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from local.graph_sim import GraphSimulator
+from local.graph_sim.notifications import SIM_CREATOR_ID
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import BatchOps, BatchRequest, GraphConfig, GraphError, GraphGateway
 from shared.domain.directory import OutgoingMail
@@ -211,7 +212,9 @@ async def test_sponsors_single_and_batched(gateway: GraphGateway) -> None:
     assert isinstance(many[NAMED["accepted-unlicensed"]], list)
 
 
-async def test_group_member_add_is_idempotent(gateway: GraphGateway) -> None:
+async def test_group_member_add_is_idempotent(gateway: GraphGateway, sim: GraphSimulator) -> None:
+    # group-mode licensing's role (the sample identity is set up for sku mode); set before the first token
+    sim.set_graph_roles([*sim.granted_roles(SIM_CREATOR_ID), "GroupMember.ReadWrite.All"])
     group = HINTS["licensingGroupId"]
     assert await gateway.add_group_member(group, NAMED["accepted-unlicensed"]) is True
     assert await gateway.add_group_member(group, NAMED["accepted-unlicensed"]) is False

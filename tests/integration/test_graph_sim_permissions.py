@@ -92,7 +92,9 @@ def samples(sim: GraphSimulator) -> dict[str, Sample]:
         "POST /subscriptions/{id}/reauthorize": Sample(f"/subscriptions/{sub}/reauthorize"),
         "GET /servicePrincipals": Sample("/servicePrincipals"),
         "GET /servicePrincipals/{id}": Sample(f"/servicePrincipals/{GRAPH_SP_ID}"),
-        "GET /servicePrincipals/{id}/appRoleAssignments": Sample(f"/servicePrincipals/{SIM_CREATOR_ID}/appRoleAssignments"),
+        "GET /servicePrincipals/{id}/appRoleAssignments": Sample(
+            f"/servicePrincipals/{SIM_CREATOR_ID}/appRoleAssignments"
+        ),
         "GET /servicePrincipals/{id}/appRoleAssignedTo": Sample(f"/servicePrincipals/{GRAPH_SP_ID}/appRoleAssignedTo"),
         "POST /servicePrincipals/{id}/appRoleAssignments": Sample(
             f"/servicePrincipals/{OPERATOR_SP_ID}/appRoleAssignments", body=grant
@@ -190,7 +192,9 @@ def test_sign_in_activity_needs_audit_log_in_addition(graph_http_as: HttpAs, opt
 def test_sign_in_activity_on_one_user(graph_sim: GraphSimulator, graph_http_as: HttpAs) -> None:
     path = f"/users/{graph_sim.named('stale-all')}"
     assert_denied(graph_http_as("User.Read.All").get(path, params={"$select": "signInActivity"}))
-    assert graph_http_as("User.Read.All", "AuditLog.Read.All").get(path, params={"$select": "signInActivity"}).is_success
+    assert (
+        graph_http_as("User.Read.All", "AuditLog.Read.All").get(path, params={"$select": "signInActivity"}).is_success
+    )
 
 
 def test_patch_account_enabled_is_granted_by_enable_disable_with_user_read(
@@ -209,7 +213,9 @@ def test_patch_account_enabled_is_granted_by_enable_disable_with_user_read(
 
 def test_patch_usage_location_needs_user_read_write(graph_sim: GraphSimulator, graph_http_as: HttpAs) -> None:
     path = f"/users/{graph_sim.named('accepted-no-location')}"
-    assert_denied(graph_http_as("User.Read.All", "LicenseAssignment.ReadWrite.All").patch(path, json={"usageLocation": "US"}))
+    assert_denied(
+        graph_http_as("User.Read.All", "LicenseAssignment.ReadWrite.All").patch(path, json={"usageLocation": "US"})
+    )
     assert graph_http_as("User.ReadWrite.All").patch(path, json={"usageLocation": "US"}).status_code == 204
     assert graph_sim.user("accepted-no-location")["usageLocation"] == "US"
 
@@ -261,6 +267,10 @@ def test_the_token_endpoint_issues_what_the_fixture_grants_and_it_is_enforced(gr
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{graph_sim.base_url}/subscribedSkus", headers=headers).status_code == 200
     # guestwarden's identity is not an operator: it cannot grant itself roles
-    grant = {"principalId": SIM_CREATOR_ID, "resourceId": GRAPH_SP_ID, "appRoleId": GRAPH_APP_ROLES["Group.Read.All"][0]}
+    grant = {
+        "principalId": SIM_CREATOR_ID,
+        "resourceId": GRAPH_SP_ID,
+        "appRoleId": GRAPH_APP_ROLES["Group.Read.All"][0],
+    }
     url = f"{graph_sim.base_url}/servicePrincipals/{SIM_CREATOR_ID}/appRoleAssignments"
     assert_denied(httpx.post(url, json=grant, headers=headers))

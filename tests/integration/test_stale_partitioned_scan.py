@@ -59,7 +59,9 @@ async def test_partitioned_plan_equals_the_sequential_plan(
     graph_sim: GraphSimulator, tmp_path: Path, small_ranges: None
 ) -> None:
     sim = graph_sim
-    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)) as graph:
+    async with GraphGateway(
+        LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
+    ) as graph:
         sequential = await build_plan(deps(sim, graph, tmp_path, 1))
         lists_before = sim.requests["GET /users"]
         partitioned = await build_plan(deps(sim, graph, tmp_path, 4))
@@ -70,7 +72,9 @@ async def test_partitioned_plan_equals_the_sequential_plan(
 
 
 async def ranges(sim: GraphSimulator, concurrency: int) -> list[stale_scan.Partition]:
-    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)) as graph:
+    async with GraphGateway(
+        LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
+    ) as graph:
         guests, earliest = await graph.guest_span()
     return stale_scan.plan_partitions(guests, earliest, sim.clock.now(), concurrency=concurrency)
 
