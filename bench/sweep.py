@@ -33,7 +33,7 @@ CHILD_TIMEOUT_S = 900
 
 
 async def sweep(url: str, *, concurrency: int, apply: bool) -> dict[str, Any]:
-    from shared.adapters.credentials import LocalTokenCredential
+    from shared.adapters.credentials import LocalTokenCredential, local_token_url
     from shared.adapters.graph import GraphConfig, GraphGateway
     from shared.adapters.reports import LocalFolderReportStore
     from shared.adapters.state import utc_now
@@ -43,7 +43,9 @@ async def sweep(url: str, *, concurrency: int, apply: bool) -> dict[str, Any]:
     from shared.services.stale_report import template_environment
 
     with tempfile.TemporaryDirectory() as reports:
-        async with GraphGateway(LocalTokenCredential(), GraphConfig(base_url=url, max_retries=10)) as graph:
+        async with GraphGateway(
+            LocalTokenCredential(token_url=local_token_url(url)), GraphConfig(base_url=url, max_retries=10)
+        ) as graph:
             # The simulator process rebased the tenant onto its start and ticks with real time: the wall clock is
             # its clock too (docs/local-development.md, "Dates").
             deps = StaleDeps(

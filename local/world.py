@@ -9,7 +9,7 @@ import asyncio
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,32 @@ SCHEDULES = {
     if field.alias and field.alias.endswith("_SCHEDULE")
 }
 """Every timer binding resolves its %..._SCHEDULE% app setting before the host starts: the defaults."""
+
+
+def flow_roles(flows: Iterable[str], settings: Mapping[str, str]) -> set[str]:
+    """The Graph roles shared/permissions.py declares for these flows under these app settings (what
+    docs/permissions.md lists, the "only when" conditions decided by the settings)."""
+    from shared.permissions import features_for, required_permissions
+    from shared.settings import load_settings
+
+    features = features_for(flows)
+    return required_permissions(features, load_settings(settings, features))
+
+
+def with_roles(tenant: Any, roles: Iterable[str]) -> dict[str, Any]:
+    """A copy of a tenant fixture (path or dict) whose guestwarden identity holds exactly `roles` on Graph."""
+    import copy
+    import json
+
+    from local.graph_sim.identity import assignments_for
+
+    if isinstance(tenant, dict):
+        document = copy.deepcopy(tenant)
+    else:
+        with open(tenant, encoding="utf-8") as handle:
+            document = json.load(handle)
+    document["appRoleAssignments"] = assignments_for(document, roles)
+    return document
 
 
 def free_port() -> int:

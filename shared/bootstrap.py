@@ -17,7 +17,12 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.servicebus.aio import ServiceBusClient
 from pydantic import SecretStr
 
-from shared.adapters.credentials import LocalTokenCredential, managed_identity_credential
+from shared.adapters.credentials import (
+    LOCAL_OPERATOR_CLIENT_ID,
+    LocalTokenCredential,
+    local_token_url,
+    managed_identity_credential,
+)
 from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.queue import MessagePublisher, ServiceBusPublisher
 from shared.adapters.reports import ReportStore
@@ -45,8 +50,22 @@ def settings_from_env(features: Iterable[Feature] = tuple(Feature), env: Mapping
 
 
 def graph_credential(settings: Settings) -> AsyncTokenCredential:
+    """The app's identity: the managed identity in Azure; on the simulator, the token endpoint's token for
+    AZURE_CLIENT_ID (default: guestwarden's identity), carrying the roles the fixture grants it."""
     if settings.graph_auth == "local-token":
-        return LocalTokenCredential()
+        return LocalTokenCredential(
+            token_url=local_token_url(settings.graph_base_url), client_id=settings.azure_client_id
+        )
+    return managed_identity_credential(settings.azure_client_id)
+
+
+def operator_credential(settings: Settings) -> AsyncTokenCredential:
+    """Who runs `setup grant-permissions` / `doctor --identity`: DefaultAzureCredential (your az login) in Azure;
+    on the simulator, the sample tenant's automation identity (LOCAL_OPERATOR_CLIENT_ID)."""
+    if settings.graph_auth == "local-token":
+        return LocalTokenCredential(
+            token_url=local_token_url(settings.graph_base_url), client_id=LOCAL_OPERATOR_CLIENT_ID
+        )
     return managed_identity_credential(settings.azure_client_id)
 
 

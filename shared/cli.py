@@ -78,7 +78,7 @@ def guests(
     sponsors: Annotated[bool, typer.Option(help="Look up each guest's sponsors ($batch, 20 a request).")] = True,
 ) -> None:
     """Guest inventory: invitation state, licences, last activity (any sign-in kind), sponsors."""
-    with command_settings(tenant_sim, (Feature.GRAPH,)) as settings:
+    with command_settings(tenant_sim, (Feature.GRAPH, Feature.INVENTORY)) as settings:
         try:
             rows = asyncio.run(_collect_guests(settings, sponsors, quiet=as_json or not err.is_terminal))
         except GraphError as exc:

@@ -26,7 +26,14 @@ from shared.adapters.graph_admin import GraphAdminGateway
 from shared.adapters.queue import QueueError
 from shared.adapters.queue_admin import OperatorQueues
 from shared.adapters.state import StateError
-from shared.bootstrap import build_operator_queues, build_state_store, graph_config, graph_credential, settings_from_env
+from shared.bootstrap import (
+    build_operator_queues,
+    build_state_store,
+    graph_config,
+    graph_credential,
+    operator_credential,
+    settings_from_env,
+)
 from shared.cli_common import EXIT_DOCTOR, JsonFlag, TenantSim, command_env, table_console
 from shared.cli_setup import ALL_FLOWS, FlowsOption, parse_flows
 from shared.services.doctor import Check, DoctorPorts, Failure, all_ok, judge_settings, run_doctor
@@ -86,8 +93,10 @@ async def diagnose(settings: Settings, features: Sequence[Feature], identity: st
                     await store.get("doctor", "probe")
 
             async def assignments() -> set[str]:
+                # Reading another principal's assignments needs Application.Read.All: the operator's, not the app's.
                 assert identity is not None
-                return await admin.granted_graph_roles(identity)
+                async with GraphAdminGateway(operator_credential(settings), graph_config(settings)) as operator:
+                    return await operator.granted_graph_roles(identity)
 
             ports = DoctorPorts(
                 token=token,

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from shared.adapters.graph import GraphError
 from shared.adapters.graph_admin import GraphAdminGateway
-from shared.bootstrap import graph_config, graph_credential
+from shared.bootstrap import graph_config, operator_credential
 from shared.cli_common import EXIT_GRAPH, EXIT_USAGE, JsonFlag, TenantSim, command_settings, err, table_console
 from shared.permissions import (
     FLOWS,
@@ -87,7 +87,7 @@ class GrantOutcome:
 async def grant_permissions(
     settings: Settings, identity: str, required: set[str], *, dry_run: bool, prune: bool
 ) -> GrantOutcome:
-    async with GraphAdminGateway(graph_credential(settings), graph_config(settings)) as admin:
+    async with GraphAdminGateway(operator_credential(settings), graph_config(settings)) as admin:
         graph = await admin.service_principal_by_app_id(GRAPH_APP_ID)
         if graph is None:
             raise GraphError(404, "Request_ResourceNotFound", "no Microsoft Graph service principal in the tenant")

@@ -19,6 +19,7 @@ FLOWS: dict[str, tuple[Feature, ...]] = {
     "licensing": (Feature.WEBHOOK, Feature.SUBSCRIPTION, Feature.LICENSING, Feature.ALERTS),
     "risk": (Feature.RISK,),
     "stale": (Feature.STALE,),
+    "inventory": (Feature.INVENTORY,),
 }
 """The flows an operator can name (`--flows`), and the settings features each of them runs."""
 
@@ -73,13 +74,14 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "all",
         "User.Read.All",
         "read guests (`GET /users/{id}`, `GET /users?$filter=userType eq 'Guest'`), users/delta, the `/users` "
-        "change-notification subscription, sponsors",
+        "change-notification subscription, sponsors (`GET /users/{id}/sponsors`)",
         "nothing works",
         Feature.GRAPH,
         Feature.SUBSCRIPTION,
         Feature.LICENSING,
         Feature.RISK,
         Feature.STALE,
+        Feature.INVENTORY,
     ),
     _row(
         "1. licence on acceptance",
@@ -92,8 +94,16 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
         "1. licence on acceptance",
         "LicenseAssignment.ReadWrite.All",
-        "`POST /users/{id}/assignLicense` and `GET /subscribedSkus` (free seats)",
+        "`POST /users/{id}/assignLicense`",
         "sku mode fails with 403",
+        Feature.LICENSING,
+        when=SKU_MODE,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "Organization.Read.All",
+        "`GET /subscribedSkus`: find the SKU and its free seats (LicenseAssignment.ReadWrite.All does not grant it)",
+        "sku mode fails with 403 before any licence is assigned",
         Feature.LICENSING,
         when=SKU_MODE,
     ),
@@ -150,6 +160,13 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
     ),
     _row(
         "4. stale sweep",
+        "GroupMember.Read.All",
+        "read the exclusion groups' members (`GET /groups/{id}/members`; User.Read.All does not grant it)",
+        "the sweep fails with 403 before it judges anyone (it never acts without knowing who is excluded)",
+        Feature.STALE,
+    ),
+    _row(
+        "4. stale sweep",
         "User.EnableDisableAccount.All",
         "disable (`accountEnabled=false`) and re-enable guests",
         "disabling and re-enabling fail with 403",
@@ -176,6 +193,20 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "warning mails fail with 403",
         Feature.STALE,
         when=REAL_SWEEP,
+    ),
+    _row(
+        "inventory (`guestwarden guests`)",
+        "Organization.Read.All",
+        "`GET /subscribedSkus`: licence names",
+        "the inventory fails with 403",
+        Feature.INVENTORY,
+    ),
+    _row(
+        "inventory (`guestwarden guests`)",
+        "AuditLog.Read.All",
+        "`signInActivity` on users: last activity (also needs Entra ID P1/P2)",
+        "the inventory fails with 403",
+        Feature.INVENTORY,
     ),
 )
 

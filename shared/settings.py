@@ -59,6 +59,8 @@ class Feature(enum.StrEnum):
     STALE = "stale"
     """The stale-guest sweep (flow 4): warns, disables, deletes; a real run (STALE_DRY_RUN=false) needs the
     sender mailbox, because sponsors must be told before anything is taken away."""
+    INVENTORY = "inventory"
+    """The operator's guest inventory (`guestwarden guests`): reads licences and sign-in activity; no settings."""
 
 
 class SettingsError(ValueError):

@@ -2,21 +2,29 @@
 (the real, well-known ids), guestwarden's managed identity, the app role assignments between them, and the
 token endpoint that issues app-only tokens whose `roles` claim lists the identity's granted Graph roles.
 
-Tokens are unsigned JWTs (`alg: none`): the simulator never checks them, but `guestwarden doctor` reads their
-claims exactly as it reads a real token's (payload decoded, signature not verified).
+Tokens are JWTs signed with HS256 under a key derived from the tenant id (`signing_key`), so the simulator can
+tell its own tokens from anything else: a bearer token it did not mint is refused with 401
+InvalidAuthenticationToken, as Graph refuses a token Entra did not issue. `guestwarden doctor` reads their claims
+exactly as it reads a real token's (payload decoded, signature not verified). `verify_token` checks the
+signature, the audience and the tenant, not the expiry: tests move the simulator clock by days, and a real
+client would simply fetch a new token (docs/tenant-fixture.md, "Tokens and permissions").
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import secrets
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from local.graph_sim.clock import iso_z
 from local.graph_sim.errors import GraphError
 from local.graph_sim.notifications import SIM_APPLICATION_ID, SIM_CREATOR_ID
+from shared.adapters.credentials import LOCAL_OPERATOR_CLIENT_ID
 
 if TYPE_CHECKING:
     from local.graph_sim.store import TenantStore
@@ -43,20 +51,33 @@ GRAPH_APP_ROLES: dict[str, tuple[str, str]] = {
         "cac88765-0581-4025-9725-5ebc13f729ee",
         "Read cross-tenant basic information",
     ),
+    "GroupMember.Read.All": ("98830695-27a2-44f7-8c18-0c3ebc9698f6", "Read all group memberships"),
+    "Group.Read.All": ("5b567255-7703-4780-807c-7be8301ae99b", "Read all groups"),
+    "Group.ReadWrite.All": ("62a82d76-70ea-41e2-9197-370581804d09", "Read and write all groups"),
+    "Organization.Read.All": ("498476ce-e0fe-48b0-b801-37ba7e2685c6", "Read organization information"),
+    "Organization.ReadWrite.All": ("292d869f-3427-49a8-9dab-8c70152b74e9", "Read and write organization information"),
+    "Application.Read.All": ("9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30", "Read all applications"),
+    "Application.ReadWrite.All": ("1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9", "Read and write all applications"),
+    "AppRoleAssignment.ReadWrite.All": (
+        "06b708a9-e830-4db3-a914-8e69da51d44f",
+        "Manage app permission grants and app role assignments",
+    ),
 }
 
-GUESTWARDEN_DEFAULT_ROLES = (
-    "User.Read.All",
-    "User.ReadWrite.All",
-    "LicenseAssignment.ReadWrite.All",
-    "Mail.Send",
-    "AuditLog.Read.All",
-    "Directory.Read.All",
-    "CrossTenantInformation.ReadBasic.All",
-    "User.EnableDisableAccount.All",
-    "User.RevokeSessions.All",
-)
-"""What the sample tenant's managed identity holds: everything the default (sku mode) configuration needs."""
+OPERATOR_APP_ID = LOCAL_OPERATOR_CLIENT_ID
+OPERATOR_SP_ID = "7d2e4f60-8a1b-4c3d-9e5f-6a7b8c9d0e1f"
+OPERATOR_ROLES = ("AppRoleAssignment.ReadWrite.All", "Application.Read.All")
+"""The sample tenant's automation identity for `guestwarden setup grant-permissions` and `doctor --identity`
+(docs/permissions.md: "an automation identity holding AppRoleAssignment.ReadWrite.All and Application.Read.All")."""
+
+
+def guestwarden_default_roles() -> tuple[str, ...]:
+    """What the sample tenant's managed identity holds: exactly what shared/permissions.py requires for every flow
+    in the sample configuration (LICENSE_MODE=sku; the sweep's conditional Mail.Send row included)."""
+    from shared.permissions import FLOWS, GROUP_MODE, applicable_rows, features_for
+
+    rows = applicable_rows(features_for(FLOWS))
+    return tuple(sorted({row.permission for row in rows if row.when != GROUP_MODE}))
 
 
 def graph_service_principal(tenant_id: str) -> Json:
@@ -115,24 +136,97 @@ def new_assignment(principal: Json, resource: Json, app_role_id: str, created: d
     }
 
 
+def operator_service_principal(tenant_id: str) -> Json:
+    return {
+        "id": OPERATOR_SP_ID,
+        "appId": OPERATOR_APP_ID,
+        "displayName": "guestwarden-operator",
+        "appDisplayName": "guestwarden-operator",
+        "servicePrincipalType": "Application",
+        "accountEnabled": True,
+        "appOwnerOrganizationId": tenant_id,
+        "servicePrincipalNames": [OPERATOR_APP_ID],
+        "tags": [],
+        "appRoles": [],
+    }
+
+
+def role_assignments(principal: Json, graph: Json, roles: Iterable[str], now: datetime, prefix: str) -> list[Json]:
+    """Deterministic appRoleAssignments granting `roles` (Graph app role values) to `principal`."""
+    assignments = []
+    for index, value in enumerate(roles):
+        assignment = new_assignment(principal, graph, GRAPH_APP_ROLES[value][0], now)
+        assignment["id"] = base64.urlsafe_b64encode(f"{prefix}-{index:02d}".encode()).decode().rstrip("=")
+        assignments.append(assignment)
+    return assignments
+
+
 def fixture_identities(tenant_id: str, now: datetime) -> tuple[list[Json], list[Json]]:
-    """The sample tenant's servicePrincipals and appRoleAssignments (deterministic ids)."""
+    """The sample tenant's servicePrincipals and appRoleAssignments (deterministic ids): Graph's, guestwarden's
+    managed identity (`guestwarden_default_roles`) and the operator's automation identity (`OPERATOR_ROLES`)."""
     graph = graph_service_principal(tenant_id)
     mine = guestwarden_service_principal(tenant_id)
-    assignments = []
-    for index, value in enumerate(GUESTWARDEN_DEFAULT_ROLES):
-        assignment = new_assignment(mine, graph, GRAPH_APP_ROLES[value][0], now)
-        assignment["id"] = base64.urlsafe_b64encode(f"gw-fixture-assignment-{index:02d}".encode()).decode().rstrip("=")
-        assignments.append(assignment)
-    return [graph, mine], assignments
+    operator = operator_service_principal(tenant_id)
+    assignments = role_assignments(mine, graph, guestwarden_default_roles(), now, "gw-fixture-assignment")
+    assignments += role_assignments(operator, graph, OPERATOR_ROLES, now, "gw-operator-assignment")
+    return [graph, mine, operator], assignments
+
+
+def assignments_for(tenant: Json, roles: Iterable[str], principal_id: str = SIM_CREATOR_ID) -> list[Json]:
+    """A tenant fixture's appRoleAssignments with the principal's Graph roles replaced by exactly `roles`
+    (the other principals' assignments kept): how a test runs a flow with only the roles it declares."""
+    principals = {sp["id"]: sp for sp in tenant["servicePrincipals"]}
+    graph = next(sp for sp in principals.values() if sp.get("appId") == GRAPH_APP_ID)
+    kept = [a for a in tenant["appRoleAssignments"] if a["principalId"] != principal_id]
+    created = parse_created(tenant)
+    return kept + role_assignments(principals[principal_id], graph, sorted(set(roles)), created, "gw-test-assignment")
+
+
+def parse_created(tenant: Json) -> datetime:
+    from local.graph_sim.clock import parse_dt
+
+    return parse_dt(str(tenant["tenant"]["now"]))
 
 
 def _b64(data: Json) -> str:
     return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def mint_token(tenant_id: str, principal: Json | None, roles: list[str], now: datetime) -> str:
-    """An app-only access token for Graph: unsigned, with the claims a real one carries."""
+def signing_key(tenant_id: str) -> bytes:
+    """The simulator's token signing key for a tenant: stable across restarts, so a token outlives a simulator."""
+    return hashlib.sha256(f"guestwarden-graph-sim:{tenant_id.lower()}".encode()).digest()
+
+
+def _sign(tenant_id: str, signing_input: str) -> str:
+    digest = hmac.new(signing_key(tenant_id), signing_input.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+class InvalidToken(ValueError):
+    """The bearer token is not one this simulator minted for this tenant (Graph: 401 InvalidAuthenticationToken)."""
+
+
+def verify_token(tenant_id: str, token: str) -> Json:
+    """The claims of a token this simulator minted for `tenant_id`; InvalidToken otherwise (expiry not checked)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise InvalidToken("IDX14100: JWT is not well formed, there are no dots (.).")
+    if not hmac.compare_digest(_sign(tenant_id, f"{parts[0]}.{parts[1]}"), parts[2]):
+        raise InvalidToken("Access token validation failure. Invalid signature.")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        raise InvalidToken("Access token validation failure.") from None
+    if not isinstance(claims, dict) or claims.get("aud") != "https://graph.microsoft.com":
+        raise InvalidToken("Access token validation failure. Invalid audience.")
+    if str(claims.get("tid", "")).lower() != tenant_id.lower():
+        raise InvalidToken("Access token validation failure. Invalid issuer.")
+    return claims
+
+
+def mint_token(tenant_id: str, principal: Json | None, roles: Iterable[str], now: datetime) -> str:
+    """An app-only access token for Graph, signed by the simulator, with the claims a real one carries."""
+    roles = list(roles)
     issued = int(now.timestamp())
     claims: Json = {
         "aud": "https://graph.microsoft.com",
@@ -149,7 +243,8 @@ def mint_token(tenant_id: str, principal: Json | None, roles: list[str], now: da
         claims["app_displayname"] = principal.get("displayName")
     if roles:
         claims["roles"] = sorted(roles)  # Entra leaves the claim out when no role is granted
-    return f"{_b64({'typ': 'JWT', 'alg': 'none'})}.{_b64(claims)}."
+    signing_input = f"{_b64({'typ': 'JWT', 'alg': 'HS256'})}.{_b64(claims)}"
+    return f"{signing_input}.{_sign(tenant_id, signing_input)}"
 
 
 def non_premium_tenant() -> GraphError:

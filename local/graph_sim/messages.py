@@ -19,6 +19,8 @@ class SimRequest:
     body: Any = None
     base_url: str = ""
     in_batch: bool = False
+    roles: frozenset[str] | None = None
+    """The `roles` claim of the caller's verified token (None: no token was verified; nothing is granted)."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -24,12 +24,21 @@ from aiohttp import web
 
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
+from local.graph_sim.contract_permissions import requirement
 from local.graph_sim.contract_queries import SIGN_IN_ACTIVITY_PAGING
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
-from local.graph_sim.identity import token_response
+from local.graph_sim.identity import (
+    GRAPH_APP_ID,
+    InvalidToken,
+    granted_graph_roles,
+    mint_token,
+    role_assignments,
+    token_response,
+    verify_token,
+)
 from local.graph_sim.messages import JSON_CONTENT_TYPE, SimRequest, SimResponse
-from local.graph_sim.notifications import NotificationHub
+from local.graph_sim.notifications import SIM_APPLICATION_ID, SIM_CREATOR_ID, NotificationHub
 from local.graph_sim.resources import build_router
 from local.graph_sim.resources.delta import DELTA_EXPIRY_VARIANTS
 from local.graph_sim.router import Router
@@ -55,6 +64,8 @@ class GraphSimulator:
         self.store = TenantStore(tenant, self.clock)
         self.faults = FaultInjector()
         self.requests: collections.Counter[str] = collections.Counter()
+        self.denied: collections.Counter[str] = collections.Counter()
+        """403s for missing permissions, by contract row ("GET /groups/{id}/members")."""
         self.outbox: list[dict[str, Any]] = []
         self.router: Router = build_router()
         self.notifications = NotificationHub(self.clock, str(self.store.tenant.get("id", "")))
@@ -296,6 +307,40 @@ class GraphSimulator:
         """The token endpoint (client credentials): tokens carry the app's granted Graph roles."""
         return f"http://127.0.0.1:{self.port}/{self.store.tenant.get('id', 'common')}/oauth2/v2.0/token"
 
+    @property
+    def tenant_id(self) -> str:
+        return str(self.store.tenant.get("id", ""))
+
+    def token(self, roles: Iterable[str] | None = None, client_id: str | None = None) -> str:
+        """A bearer token this simulator accepts. Without `roles`: what the token endpoint issues to the app
+        `client_id` (default guestwarden's identity), with the Graph roles granted in appRoleAssignments. With
+        `roles`: guestwarden's identity holding exactly those roles, whatever the fixture grants (for tests)."""
+        with self.store.lock:
+            if roles is None:
+                return str(token_response(self.store, client_id, self.clock.now())["access_token"])
+            wanted = client_id or SIM_APPLICATION_ID
+            principal = next((sp for sp in self.store.service_principals.values() if sp.get("appId") == wanted), None)
+            return mint_token(self.tenant_id, principal, roles, self.clock.now())
+
+    def granted_roles(self, principal_id: str) -> list[str]:
+        """The Graph roles appRoleAssignments grant a principal now (what its next token will carry)."""
+        with self.store.lock:
+            return granted_graph_roles(self.store.service_principals, self.store.app_role_assignments, principal_id)
+
+    def set_graph_roles(self, roles: Iterable[str], principal_id: str = SIM_CREATOR_ID) -> None:
+        """Grant a principal exactly these Graph roles (its appRoleAssignments on Graph replaced): tokens issued
+        from now on carry them; tokens already issued keep theirs, as Entra's do."""
+        with self.store.lock:
+            graph = next(sp for sp in self.store.service_principals.values() if sp.get("appId") == GRAPH_APP_ID)
+            principal = self.store.service_principals[principal_id]
+            kept = [
+                a
+                for a in self.store.app_role_assignments
+                if not (a["principalId"] == principal_id and a["resourceId"] == graph["id"])
+            ]
+            added = role_assignments(principal, graph, sorted(set(roles)), self.clock.now(), f"sim-{principal_id}")
+            self.store.app_role_assignments[:] = kept + added
+
     def add_signin(self, entry: dict[str, Any]) -> None:
         with self.store.lock:
             self.store.add_signin(entry)
@@ -317,6 +362,16 @@ class GraphSimulator:
         key = match.route.key
         with self._count_lock:
             self.requests[f"BATCH {key}" if req.in_batch else key] += 1
+        needs = requirement(req.method, req.path, req.query, req.body)
+        if needs is None:
+            log.error("graph-sim: no permission row for %s %s (local/graph_sim/contract_permissions.py)", *key.split())
+            return self._error(req, 500, "generalException", f"The simulator has no permission row for {key}.")
+        if not needs.satisfied_by(req.roles or ()):
+            with self._count_lock:
+                self.denied[needs.route.route] += 1
+            return self._error(
+                req, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
+            )
         decision = self.faults.decide(key, req.in_batch)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
@@ -376,6 +431,12 @@ class GraphSimulator:
         auth = headers.get("authorization", "")
         if not auth.lower().startswith("bearer ") or not auth[7:].strip():
             return self._to_web(self._error(base, 401, "InvalidAuthenticationToken", "Access token is empty."))
+        try:
+            claims = verify_token(self.tenant_id, auth[7:].strip())
+        except InvalidToken as exc:
+            return self._to_web(self._error(base, 401, "InvalidAuthenticationToken", str(exc)))
+        granted = claims.get("roles")
+        roles = [str(role) for role in granted] if isinstance(granted, list) else []
         raw = await request.read()
         body: Any = None
         if raw:
@@ -398,6 +459,7 @@ class GraphSimulator:
             headers=headers,
             body=body,
             base_url=self.base_url,
+            roles=frozenset(roles),
         )
         return self._to_web(await self.dispatch(sim_request))
 

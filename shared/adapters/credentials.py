@@ -14,12 +14,21 @@ from azure.core.credentials import AccessToken
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.identity.aio import DefaultAzureCredential
 
+REFRESH_MARGIN_S = 300
+
+
+LOCAL_OPERATOR_CLIENT_ID = "5e1c0f2a-3b4d-4e6f-8a9b-0c1d2e3f4a5b"
+"""The appId of the sample tenant's automation identity (local/fixtures: AppRoleAssignment.ReadWrite.All and
+Application.Read.All): who `setup grant-permissions` and `doctor --identity` are on the loopback simulator."""
+
 
 class LocalTokenCredential(AsyncTokenCredential):
-    """Hands out a fixed bearer token. Settings refuse it unless Graph is a loopback simulator.
+    """A token for the loopback simulator. Settings refuse it unless Graph is a loopback simulator.
 
-    With `token_url` (the simulator's client-credentials endpoint, see `local_token_url`) it asks the
-    simulator instead, which issues a token whose `roles` claim lists the app's granted Graph roles.
+    With `token_url` (the simulator's client-credentials endpoint, see `local_token_url`) it asks the simulator,
+    which issues a signed token whose `roles` claim lists the app's granted Graph roles, and keeps it until
+    shortly before it expires (as azure-identity's credentials do). Without it, it hands out a fixed string,
+    which the simulator refuses (401): only unit tests that never reach Graph use that.
     """
 
     def __init__(
@@ -31,6 +40,7 @@ class LocalTokenCredential(AsyncTokenCredential):
         self._token = token
         self._token_url = token_url
         self._client_id = client_id
+        self._cached: AccessToken | None = None
 
     async def get_token(
         self,
@@ -42,6 +52,8 @@ class LocalTokenCredential(AsyncTokenCredential):
     ) -> AccessToken:
         if self._token_url is None:
             return AccessToken(self._token, int(time.time()) + 3600)
+        if self._cached is not None and self._cached.expires_on - REFRESH_MARGIN_S > time.time():
+            return self._cached
         form = {"grant_type": "client_credentials", "scope": " ".join(scopes)}
         if self._client_id:
             form["client_id"] = self._client_id
@@ -49,7 +61,8 @@ class LocalTokenCredential(AsyncTokenCredential):
             response = await http.post(self._token_url, data=form)
         response.raise_for_status()
         body = response.json()
-        return AccessToken(str(body["access_token"]), int(time.time()) + int(body.get("expires_in", 3600)))
+        self._cached = AccessToken(str(body["access_token"]), int(time.time()) + int(body.get("expires_in", 3600)))
+        return self._cached
 
     async def close(self) -> None:
         return None

@@ -24,7 +24,7 @@ from local.graph_sim import GraphSimulator
 from local.graph_sim.resources.delta import DELTA_EXPIRY_VARIANTS
 from local.host import LocalFunctionsHost
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
-from local.world import app_settings, free_port
+from local.world import app_settings, flow_roles, free_port, with_roles
 from local.world import eventually as wait_until
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.bootstrap import AppServices
@@ -78,8 +78,14 @@ async def eventually(condition: Callable[[], bool], timeout_s: float = 20.0, wha
 def settings_for(
     sim: GraphSimulator, broker: LocalServiceBusBroker, port: int, state: Path, **extra: str
 ) -> dict[str, str]:
+    return settings_for_url(sim.base_url, broker, port, state, **extra)
+
+
+def settings_for_url(
+    graph_url: str, broker: LocalServiceBusBroker, port: int, state: Path, **extra: str
+) -> dict[str, str]:
     return app_settings(
-        graph_url=sim.base_url,
+        graph_url=graph_url,
         servicebus=broker.connection_string,
         host_port=port,
         state_path=state,
@@ -97,9 +103,9 @@ async def world_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Asyn
     """Starts the local world with the given extra settings; stops all of it after the test."""
     started: list[GraphSimulator | LocalServiceBusBroker | LocalFunctionsHost] = []
 
-    async def start(**extra: str) -> World:
-        sim = GraphSimulator.from_fixture(FIXTURE).start()
-        started.append(sim)
+    async def start(*, without: tuple[str, ...] = (), **extra: str) -> World:
+        """The licensing flow runs with ONLY the roles shared/permissions.py declares for it under these
+        settings (minus `without`): a missing or superfluous declaration shows up here as a 403."""
         broker = LocalServiceBusBroker(
             queues={
                 GUEST_CHANGES_QUEUE: QueueOptions(max_delivery_count=3, lock_duration_s=10),
@@ -108,6 +114,10 @@ async def world_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Asyn
         ).start()
         started.append(broker)
         port = free_port()
+        planned = settings_for_url("http://127.0.0.1:1/v1.0", broker, port, tmp_path / "state.db", **extra)
+        roles = flow_roles(["licensing"], planned) - set(without)
+        sim = GraphSimulator(with_roles(FIXTURE, roles)).start()
+        started.append(sim)
         state = tmp_path / "state.db"
         settings = settings_for(sim, broker, port, state, **extra)
         for name, value in settings.items():
@@ -289,3 +299,55 @@ async def test_a_self_service_sign_up_guest_is_licensed_like_a_redeemed_one(worl
     )
     await eventually(lambda: sku in {lic["skuId"] for lic in world.sim.user(guest).get("assignedLicenses", [])})
     assert world.sim.user(guest)["usageLocation"]
+
+
+# Least privilege: every test above runs with ONLY the roles shared/permissions.py declares for the licensing
+# flow in its mode (world_factory). Each role it declares is needed: without it the flow fails with Graph's 403,
+# as docs/permissions.md's "without it" column says.
+@pytest.mark.parametrize(
+    ("mode", "missing", "route"),
+    [
+        ("sku", "Organization.Read.All", "GET /subscribedSkus"),
+        ("sku", "User.ReadWrite.All", "PATCH /users/{id}"),
+        ("group", "GroupMember.ReadWrite.All", "POST /groups/{id}/members/$ref"),
+    ],
+)
+async def test_without_a_declared_role_licensing_fails_with_403(
+    world_factory: WorldFactory, mode: str, missing: str, route: str
+) -> None:
+    extra = {"LICENSE_MODE": mode} | ({"LICENSE_GROUP_ID": HINTS["licensingGroupId"]} if mode == "group" else {})
+    world = await world_factory(without=(missing,), **extra)
+    await subscribe(world)
+    guest = NAMED["pending-old"] if mode == "group" else NAMED["pending-recent"]
+    world.sim.redeem_invitation(guest)
+
+    # the queue retries the message (max delivery count 3): wait for the first failed invocation
+    def failed() -> bool:
+        stats = world.host.stats.get("process_guest_change")
+        return stats is not None and stats.failures >= 1
+
+    await eventually(failed, what="a failed invocation")
+    assert world.sim.denied[route] >= 1
+    assert set(world.sim.denied) == {route}  # nothing else was refused: the other declared roles suffice
+    assert HINTS["guestSkuId"] not in {str(x["skuId"]) for x in world.sim.user(guest).get("assignedLicenses") or []}
+    assert guest not in world.sim.store.groups[HINTS["licensingGroupId"]]["members"]
+
+
+async def test_license_assignment_role_is_redundant_while_sku_mode_holds_user_read_write(
+    world_factory: WorldFactory,
+) -> None:
+    """Known excess (open decision, docs/permissions.md): User.ReadWrite.All, which sku mode needs for
+    usageLocation, also grants assignLicense, so LicenseAssignment.ReadWrite.All adds nothing today."""
+    world = await world_factory(without=("LicenseAssignment.ReadWrite.All",))
+    await subscribe(world)
+    world.sim.redeem_invitation(NAMED["pending-recent"])
+    await eventually(lambda: HINTS["guestSkuId"] in world.licenses("pending-recent"), what="the licence")
+    assert not world.sim.denied
+
+
+async def test_with_exactly_the_declared_roles_nothing_is_refused(world: World) -> None:
+    await subscribe(world)
+    guest = NAMED["pending-recent"]
+    world.sim.redeem_invitation(guest)
+    await eventually(lambda: HINTS["guestSkuId"] in world.licenses("pending-recent"), what="the licence")
+    assert not world.sim.denied

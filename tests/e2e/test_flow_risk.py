@@ -26,10 +26,11 @@ import function_app
 from local.graph_sim import GraphSimulator
 from local.host import LocalFunctionsHost
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
-from local.world import app_settings, free_port
+from local.world import app_settings, free_port, with_roles
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.adapters.tickets import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from shared.bootstrap import AppServices
+from shared.permissions import features_for, required_permissions
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,10 +173,15 @@ def partner_directory(path: Path, sinks: Sinks) -> Path:
 
 
 @pytest.fixture
-async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[World]:
+    """The risk flow runs with ONLY the roles shared/permissions.py declares for it (minus any role a test
+    withholds through indirect parametrization)."""
     sinks = Sinks()
     await sinks.start()
-    sim = GraphSimulator.from_fixture(FIXTURE).start()
+    withheld = set(getattr(request, "param", ()))
+    sim = GraphSimulator(with_roles(FIXTURE, required_permissions(features_for(["risk"])) - withheld)).start()
     broker = LocalServiceBusBroker(
         queues={
             GUEST_CHANGES_QUEUE: QueueOptions(max_delivery_count=3, lock_duration_s=10),
@@ -274,3 +280,15 @@ async def test_guest_blocked_twice_gets_one_notice_and_one_ticket_members_and_ty
     assert (rita["notice"], rita["ticket"], rita["ticketId"], rita["state"]) == ("sent", "opened", "WH-1", "done")
     assert rita["homeOrganisation"] == "Fabrikam, Inc." and rita["errorCode"] == 53011
     assert rows[NAMED["risk-530032"]]["ticketId"] == "INC0010001"
+
+
+@pytest.mark.parametrize("world", [("Directory.Read.All",), ("AuditLog.Read.All",)], indirect=True)
+async def test_sign_ins_need_both_declared_roles_or_detection_fails_with_403(world: World) -> None:
+    """docs/permissions.md: app-only sign-in logs need AuditLog.Read.All AND Directory.Read.All."""
+    world.sim.add_signin(sign_in("risk-53011", 3, 53011, HOME_RISK, PARTNERS["fabrikam.com"]))
+    await world.host.fire_timer("risk_poller")
+    assert world.sim.denied["GET /auditLogs/signIns"] >= 1
+    assert set(world.sim.denied) == {"GET /auditLogs/signIns"}
+    # incidents are enqueued inside the poller's invocation, which has completed: none was
+    assert world.broker.queue_depth(RISK_INCIDENTS_QUEUE) == 0
+    assert world.sim.outbox == [] and world.sinks.webhook == [] and world.sinks.servicenow == []

@@ -17,6 +17,7 @@ from shared.adapters.graph import BatchRequest, BatchResult, GraphConfig, GraphE
 from shared.adapters.reports import LocalFolderReportStore
 from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.stale import StalePolicy
+from shared.permissions import features_for, required_permissions
 from shared.services.stale import StaleConfig, StaleDeps, StalePlan, restore_run, sweep_stale_guests
 from shared.services.stale_report import template_environment
 
@@ -78,10 +79,16 @@ def acted(plan: StalePlan, action: str) -> set[str]:
     return {i.user_id for i in plan.items if str(i.action) == action and i.outcome in ("done", "already-done")}
 
 
+STALE_ROLES = required_permissions(features_for(["stale"]))  # a real sweep's rows included (Mail.Send)
+
+
 async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator, tmp_path: Path) -> None:
     sim = graph_sim
+    sim.set_graph_roles(STALE_ROLES)  # ONLY what shared/permissions.py declares for the sweep
     state = MemoryStateStore(clock=sim.clock.now)
-    gateway = GraphGateway(LocalTokenCredential(), GraphConfig(base_url=sim.base_url, max_retries=0))
+    gateway = GraphGateway(
+        LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
+    )
     async with gateway:
         # 1. over the cap: nobody is touched, the plan is reported
         capped = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path, max_actions=5))
@@ -164,3 +171,24 @@ async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator
         sim.clock.advance(timedelta(days=1))
         after = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
         assert not (acted(after, "warn") | acted(after, "disable") | acted(after, "delete")) & stale
+
+
+async def test_without_group_member_read_the_sweep_fails_with_403_before_judging_anyone(
+    graph_sim: GraphSimulator, tmp_path: Path
+) -> None:
+    """docs/permissions.md: without GroupMember.Read.All the exclusion groups cannot be read, and the sweep
+    must not act without knowing who is excluded."""
+    sim = graph_sim
+    sim.set_graph_roles(STALE_ROLES - {"GroupMember.Read.All"})
+    state = MemoryStateStore(clock=sim.clock.now)
+    config = GraphConfig(base_url=sim.base_url, max_retries=0)
+    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gateway:
+        try:
+            plan = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
+        except GraphError as exc:
+            assert "403" in str(exc) and "Authorization_RequestDenied" in str(exc)
+        else:
+            assert plan.status != "applied", plan.message
+    assert set(sim.denied) == {"GET /groups/{id}/members"}
+    assert sim.outbox == []
+    assert not [k for k in sim.requests if k.split()[-2] in ("PATCH", "DELETE") or "revoke" in k]

@@ -24,7 +24,10 @@ def test_cli_prints_url_and_serves():
         line = process.stdout.readline().strip()
         assert line.startswith("graph-sim listening on http://127.0.0.1:") and line.endswith("/v1.0")
         base_url = line.rsplit(" ", 1)[-1]
-        response = httpx.get(f"{base_url}/subscribedSkus", headers={"Authorization": "Bearer t"})
+        token_url = base_url.removesuffix("/v1.0") + "/common/oauth2/v2.0/token"
+        token = httpx.post(token_url, data={"grant_type": "client_credentials"}).json()["access_token"]
+        assert httpx.get(f"{base_url}/subscribedSkus", headers={"Authorization": "Bearer t"}).status_code == 401
+        response = httpx.get(f"{base_url}/subscribedSkus", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
     finally:
         process.send_signal(signal.SIGTERM)

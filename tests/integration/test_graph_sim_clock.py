@@ -72,7 +72,7 @@ def test_a_started_simulator_serves_the_rebased_tenant_at_todays_date(contoso_te
         after = datetime.now(UTC)
         assert before <= sim.clock.start <= after
         uid = sim.named("pending-recent")
-        with httpx.Client(base_url=sim.base_url, headers={"Authorization": "Bearer t"}) as client:
+        with httpx.Client(base_url=sim.base_url, headers={"Authorization": f"Bearer {sim.token()}"}) as client:
             user = client.get(f"/users/{uid}", params={"$select": "createdDateTime"}).json()
         invited = parse_dt(user["createdDateTime"])
         # "invited 3 days ago", to the second (Graph's precision)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -84,18 +85,21 @@ def test_deleting_a_licensed_guest_frees_its_seat(graph_http: httpx.Client, grap
     assert sku(graph_http, GUEST_SKU)["consumedUnits"] == before
 
 
-def test_group_members_add_and_duplicate(graph_http: httpx.Client, graph_sim: GraphSimulator):
+def test_group_members_add_and_duplicate(
+    graph_http: httpx.Client, graph_sim: GraphSimulator, graph_http_as: Callable[..., httpx.Client]
+):
+    members_writer = graph_http_as("GroupMember.ReadWrite.All")  # group-mode licensing's role
     group = graph_sim.named("group-guest-licensing")
     uid = graph_sim.named("accepted-no-location")
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{uid}"}
     before = sku(graph_http, GUEST_SKU)["consumedUnits"]
-    assert graph_http.post(f"/groups/{group}/members/$ref", json=ref).status_code == 204
-    again = graph_http.post(f"/groups/{group}/members/$ref", json=ref)
+    assert members_writer.post(f"/groups/{group}/members/$ref", json=ref).status_code == 204
+    again = members_writer.post(f"/groups/{group}/members/$ref", json=ref)
     assert again.status_code == 400
     assert again.json()["error"]["message"] == (
         "One or more added object references already exist for the following modified properties: 'members'."
     )
-    members = graph_http.get(f"/groups/{group}/members").json()["value"]
+    members = members_writer.get(f"/groups/{group}/members").json()["value"]
     assert [m["id"] for m in members] == [uid]
     assert sku(graph_http, GUEST_SKU)["consumedUnits"] == before + 1
     states = graph_sim.user(uid)["licenseAssignmentStates"]
@@ -103,7 +107,7 @@ def test_group_members_add_and_duplicate(graph_http: httpx.Client, graph_sim: Gr
     member_of = graph_http.get(f"/users/{uid}/memberOf").json()["value"]
     assert member_of[0]["@odata.type"] == "#microsoft.graph.group" and member_of[0]["id"] == group
     missing = {"@odata.id": "https://graph.microsoft.com/v1.0/directoryObjects/nobody"}
-    assert graph_http.post(f"/groups/{group}/members/$ref", json=missing).status_code == 404
+    assert members_writer.post(f"/groups/{group}/members/$ref", json=missing).status_code == 404
 
 
 def test_exclusions_group_and_sponsors(graph_http: httpx.Client, graph_sim: GraphSimulator):

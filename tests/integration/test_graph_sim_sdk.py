@@ -27,12 +27,15 @@ GUEST_SKU = "078d2b04-f1bd-4111-bbd4-b4b1b354cef4"
 
 
 class FakeCredential:
-    """Stands in for azure-identity: any token will do for the simulator."""
+    """Stands in for azure-identity: hands out a token the simulator minted (it refuses any other)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
 
     async def get_token(
         self, *scopes: str, claims: str | None = None, enable_cae: bool = False, **kw: Any
     ) -> AccessToken:
-        return AccessToken("simulator-token", int(time.time()) + 3600)
+        return AccessToken(self.token, int(time.time()) + 3600)
 
     async def close(self) -> None:
         return None
@@ -40,7 +43,7 @@ class FakeCredential:
 
 def build_client(sim: GraphSimulator) -> tuple[GraphServiceClient, GraphRequestAdapter]:
     auth = AzureIdentityAuthenticationProvider(
-        FakeCredential(),  # type: ignore[arg-type]
+        FakeCredential(sim.token()),  # type: ignore[arg-type]
         scopes=["https://graph.microsoft.com/.default"],
         allowed_hosts=["localhost", "127.0.0.1"],
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from local.graph_sim import GraphSimulator
-from local.graph_sim.identity import GRAPH_APP_ID, GRAPH_APP_ROLES, GRAPH_SP_ID
+from local.graph_sim.identity import GRAPH_APP_ID, GRAPH_APP_ROLES, GRAPH_SP_ID, OPERATOR_APP_ID
 from local.graph_sim.notifications import SIM_CREATOR_ID
 
 ASSIGNMENT_KEYS = {
@@ -31,7 +31,10 @@ def test_graph_service_principal_by_app_id_carries_the_well_known_role_ids(graph
     assert graph_http.get("/servicePrincipals", params={"$filter": "appId eq 'nope'"}).json()["value"] == []
 
 
-def test_grant_through_app_role_assigned_to_and_remove(graph_http: httpx.Client) -> None:
+def test_grant_through_app_role_assigned_to_and_remove(graph_sim: GraphSimulator) -> None:
+    # granting is the operator's job (AppRoleAssignment.ReadWrite.All + Application.Read.All), not the app's
+    operator = {"Authorization": f"Bearer {graph_sim.token(client_id=OPERATOR_APP_ID)}"}
+    graph_http = httpx.Client(base_url=graph_sim.base_url, headers=operator)
     group_write = GRAPH_APP_ROLES["GroupMember.ReadWrite.All"][0]
     body = {"principalId": SIM_CREATOR_ID, "resourceId": GRAPH_SP_ID, "appRoleId": group_write}
     created = graph_http.post(f"/servicePrincipals/{GRAPH_SP_ID}/appRoleAssignedTo", json=body)

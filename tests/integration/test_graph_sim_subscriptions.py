@@ -12,7 +12,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -357,7 +357,10 @@ def test_invite_guest_creates_pending_guest_and_notifies(
 
 
 def test_api_changes_fire_but_licenses_and_groups_do_not(
-    graph_http: httpx.Client, graph_sim: GraphSimulator, receiver: Receiver
+    graph_http: httpx.Client,
+    graph_sim: GraphSimulator,
+    receiver: Receiver,
+    graph_http_as: Callable[..., httpx.Client],
 ):
     create(graph_http, graph_sim, receiver)
     deleted_only = create(graph_http, graph_sim, receiver, changeType="deleted")
@@ -367,7 +370,8 @@ def test_api_changes_fire_but_licenses_and_groups_do_not(
     assert graph_http.post(f"/users/{unlicensed}/assignLicense", json=license_body).status_code == 200
     group = graph_sim.named("group-exclusions")
     ref = {"@odata.id": f"{graph_sim.base_url}/directoryObjects/{unlicensed}"}
-    assert graph_http.post(f"/groups/{group}/members/$ref", json=ref).status_code == 204
+    members_writer = graph_http_as("GroupMember.ReadWrite.All")
+    assert members_writer.post(f"/groups/{group}/members/$ref", json=ref).status_code == 204
     graph_sim.wait_for_idle()
     assert graph_sim.deliveries == []
     stale = graph_sim.named("stale-all")

@@ -34,7 +34,9 @@ def sim() -> Iterator[GraphSimulator]:
 
 @pytest.fixture
 async def gateway(sim: GraphSimulator) -> AsyncIterator[GraphGateway]:
-    async with GraphGateway(LocalTokenCredential(), GraphConfig(base_url=sim.base_url, max_retries=1)) as gw:
+    async with GraphGateway(
+        LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=1)
+    ) as gw:
         yield gw
 
 

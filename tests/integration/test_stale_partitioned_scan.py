@@ -50,7 +50,7 @@ def summary(plan: Any) -> dict[str, Any]:
 async def guests_read(sim: GraphSimulator, concurrency: int, retries: int = 0) -> Counter[str]:
     seen: Counter[str] = Counter()
     config = GraphConfig(base_url=sim.base_url, max_retries=retries)
-    async with GraphGateway(LocalTokenCredential(), config) as graph:
+    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as graph:
         pages = stale_scan.iter_guest_pages(graph, concurrency=concurrency, now=sim.clock.now())
         async for page in pages:
             seen.update(user.id for user in page)
@@ -61,7 +61,9 @@ async def test_partitioned_plan_equals_the_sequential_plan(
     graph_sim: GraphSimulator, tmp_path: Path, small_ranges: None
 ) -> None:
     sim = graph_sim
-    async with GraphGateway(LocalTokenCredential(), GraphConfig(base_url=sim.base_url, max_retries=0)) as graph:
+    async with GraphGateway(
+        LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
+    ) as graph:
         sequential = await build_plan(deps(sim, graph, tmp_path, 1))
         lists_before = sim.requests["GET /users"]
         partitioned = await build_plan(deps(sim, graph, tmp_path, 4))
@@ -73,7 +75,9 @@ async def test_partitioned_plan_equals_the_sequential_plan(
 
 
 async def ranges(sim: GraphSimulator, concurrency: int) -> list[stale_scan.Partition]:
-    async with GraphGateway(LocalTokenCredential(), GraphConfig(base_url=sim.base_url, max_retries=0)) as graph:
+    async with GraphGateway(
+        LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
+    ) as graph:
         span = await graph.guest_span()
     return stale_scan.plan_partitions(span.dated, span.earliest, sim.clock.now(), concurrency=concurrency)
 

@@ -32,10 +32,10 @@ def test_sku_mode_and_group_mode_need_different_licensing_roles() -> None:
     licensing = features_for(["licensing"])
     sku = required_permissions(licensing, settings(LICENSE_MODE="sku"))
     group = required_permissions(licensing, settings(LICENSE_MODE="group"))
-    assert {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All"} <= sku
+    assert {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Organization.Read.All"} <= sku
     assert "GroupMember.ReadWrite.All" not in sku
     assert "GroupMember.ReadWrite.All" in group
-    assert not {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All"} & group
+    assert not {"LicenseAssignment.ReadWrite.All", "User.ReadWrite.All", "Organization.Read.All"} & group
     assert {"User.Read.All", "Mail.Send"} <= sku & group
 
 
@@ -44,6 +44,7 @@ def test_stale_sweep_roles_and_mail_only_for_a_real_sweep() -> None:
     dry = required_permissions(stale, settings())
     assert dry == {
         "User.Read.All",
+        "GroupMember.Read.All",
         "AuditLog.Read.All",
         "User.EnableDisableAccount.All",
         "User.RevokeSessions.All",
@@ -56,6 +57,16 @@ def test_risk_needs_both_sign_in_log_roles_and_never_directory_write() -> None:
     every = required_permissions(ALL)  # without settings: the union over every configuration
     assert {"AuditLog.Read.All", "Directory.Read.All", "CrossTenantInformation.ReadBasic.All"} <= every
     assert "Directory.ReadWrite.All" not in every
+
+
+def test_the_inventory_needs_sku_and_sign_in_activity_reads_and_no_flow_carries_them_for_it() -> None:
+    assert required_permissions(features_for(["inventory"])) == {
+        "User.Read.All",
+        "Organization.Read.All",
+        "AuditLog.Read.All",
+    }
+    risk = required_permissions(features_for(["risk"]))
+    assert "Organization.Read.All" not in risk  # the inventory's rows follow its own feature, not Feature.GRAPH
 
 
 def test_unknown_flow_is_named() -> None:

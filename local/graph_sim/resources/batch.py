@@ -42,6 +42,7 @@ def inner_request(outer: SimRequest, item: dict[str, Any]) -> SimRequest:
         body=item.get("body"),
         base_url=outer.base_url,
         in_batch=True,
+        roles=outer.roles,  # authorized with the envelope's token, each request on its own (server.dispatch)
     )
 
 
