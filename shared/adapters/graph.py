@@ -465,6 +465,10 @@ def _page_request(query: Any, advanced: bool) -> RequestConfiguration[Any]:
     return config
 
 
+TRANSIENT = (429, 503, 504)
+"""Answers worth repeating a safe call for: throttled, or the service briefly unavailable."""
+
+
 def _no_sdk_retry() -> list[RequestOption]:
     """Request option that switches the SDK's RetryHandler off for one call."""
     return [RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
@@ -515,7 +519,10 @@ class GraphGateway:
     def _build_client(self) -> GraphServiceClient:
         cfg = self.config
         auth = AzureIdentityAuthenticationProvider(self._credential, scopes=[cfg.scope])
-        retry = RetryHandlerOption(delay=0, max_retries=cfg.max_retries)
+        # The SDK's RetryHandler is off for every request: it would retry a 429 inside the transport, where no
+        # httpx hook sees it, so the hold that stops every caller (`throttle`) would miss it. The gateway owns
+        # every retry instead (`_retrying`), and each 429 passes `_notice` on its way.
+        retry = RetryHandlerOption(delay=0, max_retries=0, should_retry=False)
         http = httpx.AsyncClient(
             timeout=httpx.Timeout(cfg.timeout_seconds),
             follow_redirects=False,
@@ -550,11 +557,15 @@ class GraphGateway:
             if wait is not None:
                 self.throttle(wait)
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _once(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
             return await call()
         except (APIError, httpx.HTTPError) as exc:
             raise _to_graph_error(exc, operation) from None
+
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+        """A call that is safe to repeat: retried on 429 (holding every caller for Retry-After), 503 and 504."""
+        return await self._retrying(operation, call, lambda e: e.status in TRANSIENT)
 
     async def _call_not_idempotent(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Retry only on 429 (Graph did not process it), waiting Retry-After; never on a 5xx or a timeout."""
@@ -584,7 +595,7 @@ class GraphGateway:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._call(operation, call)
+                return await self._once(operation, call)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     # --- users -----------------------------------------------------------------------------------------
@@ -660,11 +671,9 @@ class GraphGateway:
         return send
 
     async def _get_page(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """A read that is safe to repeat: retried on 429 (holding every caller for Retry-After), 503 and 504.
-
-        The SDK's own retry is off for it: it would wait per request, while concurrent partition scans must all
-        stop when any of them is throttled."""
-        return await self._retrying(operation, call, lambda e: e.status in (429, 503, 504))
+        """A page of a list: a call safe to repeat (`_call`); concurrent partition scans all stop when any of
+        them is throttled, since every 429 holds the whole gateway."""
+        return await self._call(operation, call)
 
     async def guest_span(self) -> GuestSpan:
         """How many guests have a createdDateTime, and the earliest one: one advanced query (`$orderby` on

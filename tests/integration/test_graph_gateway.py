@@ -6,10 +6,12 @@ Graph's JSON shapes: what passes here is what the flows will see from graph.micr
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import io
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +22,7 @@ from local.fixtures.generate import DEFAULT_NOW, write_tenant
 from local.graph_sim import GraphSimulator
 from local.graph_sim.clock import parse_dt
 from local.graph_sim.notifications import SIM_CREATOR_ID
+from local.world import eventually
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import BatchOps, BatchRequest, GraphConfig, GraphError, GraphGateway
 from shared.domain.directory import OutgoingMail
@@ -343,3 +346,28 @@ async def test_unauthenticated_requests_are_refused_by_the_simulator(sim: GraphS
         response = await client.get(f"{sim.base_url}/users")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "InvalidAuthenticationToken"
+
+
+async def test_a_429_on_any_call_holds_every_caller_and_no_request_leaves_early(
+    contoso_tenant: dict[str, object],
+) -> None:
+    """GRAPH-FACTS.md: msgraph-sdk's RetryHandler retries a 429 where no httpx hook sees it. The gateway switches
+    it off and owns every retry, so a 429 on a plain `get_user` holds the concurrent page reads too."""
+    from bench.sim_process import TimedSimulator
+
+    sim = TimedSimulator(copy.deepcopy(contoso_tenant)).start()
+    try:
+        sim.faults.fail_next(1, status=429, retry_after_s=2, route="GET /users/{id}")
+        config = GraphConfig(base_url=sim.base_url, max_retries=3)
+        async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gateway:
+            throttled = asyncio.create_task(gateway.get_user(NAMED["stale-all"]))
+            assert await eventually(lambda: bool(sim.throttles), timeout_s=10)  # its 429 went out ...
+            # ... and is well under way (the simulator counts arrivals from 0.2 s after a 429 as early)
+            assert await eventually(lambda: time.monotonic() - sim.throttles[0][0] > 0.3, timeout_s=10)
+            guests = sum([len(p) async for p in gateway.iter_guest_pages(with_sign_in_activity=False)])
+            user = await throttled
+        assert user is not None and guests == len(GUESTS)
+        assert sim.requests["GET /users/{id}"] == 2  # the 429, then the retry: the gateway's, seen by its hook
+        assert sim.throttles and sim.early_requests() == []  # nothing went out while the Retry-After ran
+    finally:
+        sim.stop()
