@@ -77,6 +77,9 @@ def graph_config(settings: Settings) -> GraphConfig:
         page_size=settings.graph_page_size,
         timeout_seconds=settings.graph_timeout_seconds,
         batch_max_rounds=settings.graph_batch_max_rounds,
+        sign_in_activity_per_minute=settings.graph_sign_in_activity_per_minute,
+        reports_per_10_seconds=settings.graph_reports_per_10_seconds,
+        mailbox_concurrency=settings.graph_mailbox_concurrency,
     )
 
 

@@ -122,8 +122,24 @@ class Settings(BaseModel):
     graph_page_size: Annotated[int, Field(ge=1, le=999)] = Field(
         999,
         alias="GRAPH_PAGE_SIZE",
-        description="`$top` asked for when listing users, 1-999. Graph may return fewer per page "
-        "(120 when signInActivity is selected); the gateway reads what the server returns.",
+        description="`$top` asked for when listing users, 1-999 (at most 500 with signInActivity, Graph's "
+        "documented maximum; less if Graph refuses it). The gateway reads the pages as Graph cuts them.",
+    )
+    graph_sign_in_activity_per_minute: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        10,
+        alias="GRAPH_SIGN_IN_ACTIVITY_PER_MINUTE",
+        description="At most this many requests reading signInActivity a minute, per app and tenant (Graph's "
+        "documented quota: 10); 0 = no pacing. Keeps the stale sweep under the quota instead of provoking 429s.",
+    )
+    graph_reports_per_10_seconds: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        5,
+        alias="GRAPH_REPORTS_PER_10_SECONDS",
+        description="At most this many sign-in log requests per 10 s (Graph's reports quota: 5); 0 = no pacing.",
+    )
+    graph_mailbox_concurrency: Annotated[int, Field(ge=1, le=100)] = Field(
+        4,
+        alias="GRAPH_MAILBOX_CONCURRENCY",
+        description="sendMail requests in flight per mailbox at once (Outlook allows 4).",
     )
     graph_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
         30.0,

@@ -41,7 +41,8 @@ from local.graph_sim.messages import JSON_CONTENT_TYPE, SimRequest, SimResponse
 from local.graph_sim.notifications import SIM_APPLICATION_ID, SIM_CREATOR_ID, NotificationHub
 from local.graph_sim.resources import build_router
 from local.graph_sim.resources.delta import DELTA_EXPIRY_VARIANTS
-from local.graph_sim.router import Router
+from local.graph_sim.router import RouteMatch, Router
+from local.graph_sim.throttle import Throttled, Throttling
 
 log = logging.getLogger(__name__)
 API_PREFIX = "/v1.0"
@@ -63,6 +64,8 @@ class GraphSimulator:
 
         self.store = TenantStore(tenant, self.clock)
         self.faults = FaultInjector()
+        self.throttling = Throttling(len(self.store.users))
+        """Graph's quotas (local/graph_sim/contract_throttling.py), on by default: `sim.throttling.configure(...)`."""
         self.requests: collections.Counter[str] = collections.Counter()
         self.denied: collections.Counter[str] = collections.Counter()
         """403s for missing permissions, by contract row ("GET /groups/{id}/members")."""
@@ -372,6 +375,16 @@ class GraphSimulator:
             return self._error(
                 req, 403, "Authorization_RequestDenied", "Insufficient privileges to complete the operation."
             )
+        ticket = self.throttling.admit(req.method, match.route.template, match.params, req.query)
+        if isinstance(ticket, Throttled):
+            return self._throttled(req, ticket)
+        try:
+            return await self._run(req, match, key)
+        finally:
+            self.throttling.release(ticket)
+
+    async def _run(self, req: SimRequest, match: RouteMatch, key: str) -> SimResponse:
+        assert match.route is not None
         decision = self.faults.decide(key, req.in_batch)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
@@ -404,6 +417,11 @@ class GraphSimulator:
     ) -> SimResponse:
         body = error_body(code, message, self.clock.now(), req.header("client-request-id"))
         return self._stamp(req, SimResponse(status, body, dict(headers or {})))
+
+    def _throttled(self, req: SimRequest, refusal: Throttled) -> SimResponse:
+        """Graph's 429 (concepts/throttling.md, "Sample response"), with the Retry-After that lets it in."""
+        headers = {"Retry-After": f"{refusal.retry_after_s:g}", "x-ms-throttle-information": refusal.quota}
+        return self._error(req, 429, "TooManyRequests", "Please retry again later.", headers)
 
     def _fault(self, req: SimRequest, decision: FaultDecision) -> SimResponse:
         headers = {"Retry-After": str(decision.retry_after_s)} if decision.retry_after_s is not None else {}

@@ -64,6 +64,7 @@ from msgraph.graph_service_client import GraphServiceClient
 from msgraph_core import GraphClientFactory
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from shared.adapters.graph_pacing import Pacer, pacer
 from shared.domain.directory import (
     AppliedPolicy,
     DeltaPage,
@@ -456,6 +457,14 @@ class GraphConfig:
     page_size: int = 999
     timeout_seconds: float = 30.0
     batch_max_rounds: int = 6
+    sign_in_activity_per_minute: int = 10
+    """Graph's signInActivity quota (throttling-limits.md); 0 = no pacing."""
+    reports_per_10_seconds: int = 5
+    """Graph's reports quota, sign-in logs (throttling-limits.md); 0 = no pacing."""
+    mailbox_concurrency: int = 4
+    """Outlook: sendMail requests in flight per mailbox."""
+    quota_time_scale: float = 1.0
+    """Quota windows divided by this (benchmarks and tests against a simulator whose quotas run faster alike)."""
 
 
 def _page_request(query: Any, advanced: bool) -> RequestConfiguration[Any]:
@@ -488,6 +497,11 @@ class GraphGateway:
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        scale = self.config.quota_time_scale
+        self._activity = pacer(self.config.sign_in_activity_per_minute, 60.0 / scale)
+        """Requests that read signInActivity: at most Graph's quota a minute (graph_pacing.py)."""
+        self._reports = pacer(self.config.reports_per_10_seconds, 10.0 / scale)
+        self._mailboxes: dict[tuple[int, str], asyncio.Semaphore] = {}
         self._sign_in_page = SIGN_IN_ACTIVITY_MAX_PAGE
         """The page size asked for with signInActivity: lowered for good if Graph refuses a larger one."""
         self._throttled_until = 0.0
@@ -563,16 +577,21 @@ class GraphGateway:
         except (APIError, httpx.HTTPError) as exc:
             raise _to_graph_error(exc, operation) from None
 
-    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """A call that is safe to repeat: retried on 429 (holding every caller for Retry-After), 503 and 504."""
-        return await self._retrying(operation, call, lambda e: e.status in TRANSIENT)
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]], pace: Pacer | None = None) -> T:
+        """A call that is safe to repeat: retried on 429 (holding every caller for Retry-After), 503 and 504;
+        `pace` spaces every attempt to a quota."""
+        return await self._retrying(operation, call, lambda e: e.status in TRANSIENT, pace)
 
     async def _call_not_idempotent(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         """Retry only on 429 (Graph did not process it), waiting Retry-After; never on a 5xx or a timeout."""
         return await self._retrying(operation, call, lambda e: e.throttled)
 
     async def _retrying(
-        self, operation: str, call: Callable[[], Awaitable[T]], retry_on: Callable[[GraphError], bool]
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        retry_on: Callable[[GraphError], bool],
+        pace: Pacer | None = None,
     ) -> T:
         """`call` retried by tenacity while `retry_on` says so, waiting Retry-After (else backoff). A 429 also
         holds every other caller of this gateway for that long (`throttle`): throttling is per app and tenant."""
@@ -595,6 +614,8 @@ class GraphGateway:
         )
         async for attempt in retrying:
             with attempt:
+                if pace is not None:
+                    await pace.acquire()
                 return await self._once(operation, call)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
@@ -605,7 +626,8 @@ class GraphGateway:
         query = builder.UserItemRequestBuilderGetQueryParameters(select=list(select))
         info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
         try:
-            user = await self._call(f"get user {user_id}", self._raw_get(info))  # raw JSON: see user_from_json
+            pace = self._activity if "signInActivity" in select else None
+            user = await self._call(f"get user {user_id}", self._raw_get(info), pace)  # raw JSON: user_from_json
         except GraphError as exc:
             if exc.not_found:
                 return None
@@ -636,12 +658,13 @@ class GraphGateway:
         the size the refusal names (else 120, the older documented size), and the gateway keeps that size."""
         users = self.client.users
         with_activity = "signInActivity" in fields
+        pace = self._activity if with_activity else None
         while True:
             top = min(self.config.page_size, self._sign_in_page) if with_activity else self.config.page_size
             query = users.UsersRequestBuilderGetQueryParameters(filter=odata_filter, select=fields, top=top)
             info = users.to_get_request_information(_page_request(query, False))
             try:
-                body = await self._get_page("list users", self._raw_get(info))
+                body = await self._get_page("list users", self._raw_get(info), pace)
                 break
             except GraphError as exc:
                 smaller = _refused_page_size(exc, top) if with_activity else None
@@ -657,7 +680,7 @@ class GraphGateway:
             if not next_link:
                 return
             info = users.with_url(str(next_link)).to_get_request_information(_page_request(None, False))
-            body = await self._get_page("list users", self._raw_get(info))
+            body = await self._get_page("list users", self._raw_get(info), pace)
 
     def _raw_get(self, info: RequestInformation) -> Callable[[], Awaitable[dict[str, Any]]]:
         """A GET answered as plain JSON (no SDK models: see user_from_json)."""
@@ -670,10 +693,10 @@ class GraphGateway:
 
         return send
 
-    async def _get_page(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _get_page(self, operation: str, call: Callable[[], Awaitable[T]], pace: Pacer | None = None) -> T:
         """A page of a list: a call safe to repeat (`_call`); concurrent partition scans all stop when any of
         them is throttled, since every 429 holds the whole gateway."""
-        return await self._call(operation, call)
+        return await self._call(operation, call, pace)
 
     async def guest_span(self) -> GuestSpan:
         """How many guests have a createdDateTime, and the earliest one: one advanced query (`$orderby` on
@@ -703,7 +726,14 @@ class GraphGateway:
     async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]:
         """Users by id in `$batch`es (missing ones left out): `GET /users/{id}?$select=...`."""
         select = [*USER_FIELDS, "signInActivity"] if with_sign_in_activity else list(USER_FIELDS)
-        results = await self.batch([BatchOps.get_user(uid, select) for uid in user_ids])
+        pace = self._activity if with_sign_in_activity else None
+        size = min(BATCH_LIMIT, pace.limit) if pace is not None else BATCH_LIMIT
+        results: list[BatchResult] = []
+        for start in range(0, len(user_ids), size):  # each read of signInActivity counts against its quota
+            chunk = user_ids[start : start + size]
+            if pace is not None:
+                await pace.acquire(len(chunk))
+            results += await self.batch([BatchOps.get_user(uid, select) for uid in chunk])
         users: list[DirectoryUser] = []
         for result in results:
             if result.ok and isinstance(result.body, dict):
@@ -879,10 +909,17 @@ class GraphGateway:
         )
         body = SendMailPostRequestBody(message=message, save_to_sent_items=False)
         send = self.client.users.by_user_id(mail.sender).send_mail
-        await self._call_not_idempotent(
-            f"send mail as {mail.sender}",
-            lambda: send.post(body, RequestConfiguration(options=_no_sdk_retry())),
-        )
+        async with self._mailbox(mail.sender):  # Outlook: 4 requests in flight per mailbox
+            await self._call_not_idempotent(
+                f"send mail as {mail.sender}",
+                lambda: send.post(body, RequestConfiguration(options=_no_sdk_retry())),
+            )
+
+    def _mailbox(self, sender: str) -> asyncio.Semaphore:
+        key = (id(asyncio.get_running_loop()), sender.lower())
+        if key not in self._mailboxes:
+            self._mailboxes[key] = asyncio.Semaphore(self.config.mailbox_concurrency)
+        return self._mailboxes[key]
 
     # --- sign-ins and delta ---------------------------------------------------------------------------
     async def iter_sign_in_pages(
@@ -895,13 +932,15 @@ class GraphGateway:
             odata_filter += f" and {extra_filter}"
         sign_ins = self.client.audit_logs.sign_ins
         query = sign_ins.SignInsRequestBuilderGetQueryParameters(filter=odata_filter, top=1000)
-        response = await self._call("list sign-ins", lambda: sign_ins.get(RequestConfiguration(query_parameters=query)))
+        config = RequestConfiguration(query_parameters=query)
+        # the reports quota (5 per 10 s) is paced, not provoked: every page is a request against it
+        response = await self._call("list sign-ins", lambda: sign_ins.get(config), self._reports)
         while response is not None:
             yield [sign_in_from_sdk(s) for s in (response.value or ())]
             next_link = response.odata_next_link
             if not next_link:
                 return
-            response = await self._call("list sign-ins (next page)", sign_ins.with_url(next_link).get)
+            response = await self._call("list sign-ins (next page)", sign_ins.with_url(next_link).get, self._reports)
 
     async def users_delta(
         self, link: str | None = None, *, select: Sequence[str] = USER_FIELDS, start_from_now: bool = False

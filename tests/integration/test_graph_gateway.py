@@ -85,8 +85,10 @@ async def test_every_guest_is_read_once_whatever_page_size_graph_plays(
     is read once: the gateway asks for 500 (user-list.md), takes what comes, and asks smaller if refused."""
     with GraphSimulator(copy.deepcopy(large_tenant)).start() as sim:
         sim.sign_in_activity_paging = mode
+        # a page-size test, not a quota test (13 pages with signInActivity): the quota is off on both sides
+        sim.throttling.configure(sign_in_activity_per_minute=None)
         guests = sorted(uid for uid, u in sim.store.users.items() if u.get("userType") == "Guest")
-        config = GraphConfig(base_url=sim.base_url, max_retries=0)
+        config = GraphConfig(base_url=sim.base_url, max_retries=0, sign_in_activity_per_minute=0)
         async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gateway:
             page_sizes: list[int] = []
             for _ in range(2):  # the second scan keeps the size the first one learnt: no second refusal
@@ -371,3 +373,22 @@ async def test_a_429_on_any_call_holds_every_caller_and_no_request_leaves_early(
         assert sim.throttles and sim.early_requests() == []  # nothing went out while the Retry-After ran
     finally:
         sim.stop()
+
+
+async def test_the_gateway_keeps_to_the_sign_in_activity_quota_instead_of_provoking_429s(
+    large_tenant: dict[str, object],
+) -> None:
+    """Graph allows 10 requests reading signInActivity a minute (throttling-limits.md): 12 pages take two windows,
+    without a single 429. Both sides run the quota 30 times faster (a minute is 2 s)."""
+    with GraphSimulator(copy.deepcopy(large_tenant)).start() as sim:
+        sim.sign_in_activity_paging = "cap-120"
+        sim.throttling.configure(time_scale=30.0)
+        config = GraphConfig(base_url=sim.base_url, max_retries=0, quota_time_scale=30.0)
+        async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gateway:
+            started = time.monotonic()
+            pages = 0
+            for _ in range(2):
+                pages += len([p async for p in gateway.iter_guest_pages(with_sign_in_activity=True)])
+            elapsed = time.monotonic() - started
+        assert pages == 12 and sim.throttling.throttled == {}
+        assert elapsed >= 60.0 / 30.0  # the 11th page waited for the first to leave the window
