@@ -24,7 +24,7 @@ from rich.table import Table
 from bench.common import Row
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BENCHES = ("sweep", "webhook", "acceptance", "coldstart")
+BENCHES = ("sweep", "poller", "webhook", "acceptance", "coldstart")
 
 
 def cpu_model() -> str:
@@ -73,12 +73,13 @@ def markdown(rows: list[Row], command: str, elapsed: float) -> str:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[], list[Row]]]]:
-    from bench import acceptance, coldstart, sweep, webhook
+    from bench import acceptance, coldstart, poller, sweep, webhook
 
     sizes = args.sizes or ([2000] if args.quick else [10_000, 100_000])
     latency = 0 if args.quick else args.latency_ms
     steps: dict[str, Callable[[], list[Row]]] = {
         "sweep": lambda: sweep.run(sizes, latency_ms=latency, concurrency=args.concurrency),
+        "poller": lambda: poller.run(sign_ins=5_000 if args.quick else 20_000),
         "webhook": lambda: webhook.run(count=400 if args.quick else 3000, throughput_s=3 if args.quick else 10),
         "acceptance": lambda: acceptance.run(single=10 if args.quick else 50, crowd=100 if args.quick else 1000),
         "coldstart": coldstart.run,

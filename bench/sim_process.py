@@ -1,8 +1,9 @@
 """`python -m bench.sim_process --tenant FILE`: the Graph simulator for the benches, in its own process.
 
 Prints `ready <base url>`, then answers one JSON line per command read from stdin:
-`faults` (FaultInjector.configure arguments), `reset` (forget counters and timeline), `stats` (requests per
-route, and the 429s with the requests that arrived while a Retry-After was running). Exits when stdin closes.
+`faults` (FaultInjector.configure arguments), `throttling` (Throttling.configure arguments: the quotas),
+`reset` (forget counters, quota windows and timeline), `stats` (requests per route, the 429s with the requests
+that arrived while a Retry-After was running, and the quotas' 429s). Exits when stdin closes.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import argparse
 import json
 import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 from local.graph_sim import GraphSimulator
+from local.graph_sim.clock import iso_z
 from local.graph_sim.messages import SimRequest, SimResponse
 
 LATE_ARRIVAL_S = 0.2
@@ -69,12 +72,50 @@ def main() -> int:
     return 0
 
 
+RISK_REASON = "User blocked due to risk on home tenant."
+
+
+def add_signins(sim: TimedSimulator, count: int, minutes: float) -> None:
+    """`count` sign-ins spread over the last `minutes` (a busy tenant's window), 1 in 100 blocked by home risk."""
+    now = sim.clock.now()
+    guests = [u for u in sim.store.users.values() if u.get("userType") == "Guest"]
+    for i in range(count):
+        user = guests[i % len(guests)]
+        code = 53011 if i % 100 == 0 else 0
+        sim.add_signin(
+            {
+                "id": f"bench-{i:07d}",
+                "createdDateTime": iso_z(now - timedelta(minutes=minutes * (i + 0.5) / count)),
+                "userId": user["id"],
+                "userPrincipalName": user["userPrincipalName"],
+                "appDisplayName": "Microsoft Teams",
+                "status": {
+                    "errorCode": code,
+                    "failureReason": "User blocked due to risk on home tenant." if code else None,
+                },
+                "homeTenantId": "b7ccb739-6107-5f1c-9c79-0d0e7279ddfc",
+                "resourceTenantId": sim.store.tenant.get("id"),
+                "riskState": "none",
+                "riskLevelDuringSignIn": "none",
+                "conditionalAccessStatus": "notApplied",
+                "appliedConditionalAccessPolicies": [],
+            }
+        )
+
+
 def run(sim: TimedSimulator, command: dict[str, Any]) -> Any:
     name = command.pop("cmd")
     if name == "faults":
         sim.faults.configure(**command)
         return None
+    if name == "throttling":
+        sim.throttling.configure(**command)
+        return None
+    if name == "signins":
+        add_signins(sim, int(command["count"]), float(command["minutes"]))
+        return None
     if name == "reset":
+        sim.throttling.reset()
         with sim._count_lock:
             sim.requests.clear()
         sim.arrivals.clear()
@@ -84,6 +125,7 @@ def run(sim: TimedSimulator, command: dict[str, Any]) -> Any:
         return {
             "requests": dict(sim.requests),
             "throttled": len(sim.throttles),
+            "quota_throttled": sum(sim.throttling.throttled.values()),
             "early": sim.early_requests(),
         }
     raise ValueError(f"unknown command {name!r}")

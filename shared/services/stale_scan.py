@@ -95,7 +95,7 @@ class Partition:
     def owns(self, user: DirectoryUser) -> bool:
         created = user.created
         if created is None:
-            return False  # read by id (read_undated)
+            return False  # read by id (undated_ids, read_by_id)
         return (self.low is None or created >= self.low) and (self.high is None or created < self.high)
 
 
@@ -158,18 +158,23 @@ async def iter_guest_pages(
         await queue.put(None)
 
     runner = asyncio.create_task(run())
+    # The undated guests are found while the ranges are read: their chain reads no signInActivity, so it costs
+    # none of that quota, and the quota is what the ranges wait for.
+    finding = asyncio.create_task(undated_ids(graph)) if undated > 0 else None
     try:
         while (item := await queue.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
+        if finding is not None:
+            async for page in read_by_id(graph, await finding, with_sign_in_activity=with_sign_in_activity):
+                yield page
     finally:
-        runner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-    if undated > 0:
-        async for page in read_undated(graph, with_sign_in_activity=with_sign_in_activity):
-            yield page
+        for task in (runner, finding):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def _undated(graph: ScanGraph, dated: int) -> int:
@@ -183,13 +188,20 @@ async def _undated(graph: ScanGraph, dated: int) -> int:
         return 1
 
 
-async def read_undated(graph: ScanGraph, *, with_sign_in_activity: bool) -> AsyncIterator[list[DirectoryUser]]:
-    """The guests without a createdDateTime: found in a chain of ids (no signInActivity, so Graph's largest
-    pages), then read whole by id. Only their ids are kept meanwhile."""
+async def undated_ids(graph: ScanGraph) -> list[str]:
+    """The ids of the guests without a createdDateTime, from one chain of ids (no signInActivity, so Graph's
+    largest pages and none of that quota). Only their ids are kept."""
     ids: list[str] = []
     async for page in graph.iter_guest_pages(with_sign_in_activity=False, select=UNDATED_FIELDS):
         ids.extend(user.id for user in page if user.created is None)
-    log.info("reading %d guest(s) without a createdDateTime by id", len(ids))
+    log.info("found %d guest(s) without a createdDateTime: reading them by id", len(ids))
+    return ids
+
+
+async def read_by_id(
+    graph: ScanGraph, ids: list[str], *, with_sign_in_activity: bool
+) -> AsyncIterator[list[DirectoryUser]]:
+    """The undated guests, read whole by id in `$batch`es."""
     for start in range(0, len(ids), UNDATED_BATCH):
         users = await graph.get_users(ids[start : start + UNDATED_BATCH], with_sign_in_activity=with_sign_in_activity)
         yield [user for user in users if user.created is None and user.user_type == "Guest"]

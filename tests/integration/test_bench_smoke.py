@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import acceptance, coldstart, sweep, webhook
+from bench import acceptance, coldstart, poller, sweep, webhook
 from bench.common import Row
 
 pytestmark = pytest.mark.timeout(600)
@@ -24,6 +24,14 @@ def test_sweep_reads_every_guest_within_the_request_floor_and_honours_retry_afte
     storm = row(rows, "429 storm")
     assert storm.ok, storm  # throttled, nothing sent during a Retry-After, every guest still read
     assert "200 guests" in row(rows, "peak RSS").note
+    assert row(rows, "429s answered").ok, rows  # the plan kept to the quotas: no 429 from the simulator
+
+
+def test_poller_reads_every_sign_in_without_provoking_the_reports_quota() -> None:
+    rows = poller.run(sign_ins=6_000)  # 6 pages: two quota windows
+
+    assert row(rows, "429s answered").ok, rows
+    assert "6,000 sign-ins" in row(rows, "quota floor").note
 
 
 def test_webhook_loses_no_notification() -> None:
