@@ -132,3 +132,17 @@ def test_the_queries_guestwarden_sends_are_served_as_documented(graph_http: http
     assert counted.status_code == 200 and int(counted.text) == 300
     window = "createdDateTime ge 2024-01-01T00:00:00Z and createdDateTime le 2030-01-01T00:00:00Z"
     assert graph_http.get("/auditLogs/signIns", params={"$filter": window, "$top": "1000"}).status_code == 200
+
+
+def test_inside_a_batch_only_the_request_s_own_headers_count(graph_http: httpx.Client) -> None:
+    """json-batching.md: headers belong to each inner request; ConsistencyLevel on the envelope does not reach
+    them (aad-advanced-queries.md: put it in the inner request)."""
+    url = "/users?$filter=userType ne 'Member'&$count=true&$top=1"
+    envelope_only = graph_http.post(
+        "/$batch", json={"requests": [{"id": "1", "method": "GET", "url": url}]}, headers=AQP
+    ).json()["responses"][0]
+    assert envelope_only["status"] == 400 and envelope_only["body"]["error"]["code"] == "Request_UnsupportedQuery"
+    own = graph_http.post(
+        "/$batch", json={"requests": [{"id": "1", "method": "GET", "url": url, "headers": AQP}]}
+    ).json()["responses"][0]
+    assert own["status"] == 200 and own["body"]["@odata.count"] > 0

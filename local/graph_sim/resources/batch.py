@@ -31,9 +31,9 @@ def inner_request(outer: SimRequest, item: dict[str, Any]) -> SimRequest:
             path = path[len(prefix) :]
     if not path.startswith("/"):
         path = "/" + path
-    headers = dict(outer.headers)
-    for name, value in (item.get("headers") or {}).items():
-        headers[str(name).lower()] = str(value)
+    # Each request carries its own headers; the envelope's (ConsistencyLevel included) do not apply to it
+    # (json-batching.md, "Request format"; aad-advanced-queries.md: put ConsistencyLevel in the inner request).
+    headers = {str(name).lower(): str(value) for name, value in (item.get("headers") or {}).items()}
     return SimRequest(
         method=method.upper(),
         path=path,
