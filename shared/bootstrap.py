@@ -211,6 +211,7 @@ def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock
             max_percent=s.stale_max_percent,
             abort_missing_activity_percent=s.stale_abort_missing_activity_percent,
             scan_concurrency=s.stale_scan_concurrency,
+            sign_in_activity_per_minute=s.graph_sign_in_activity_per_minute,
             notify_guest=s.stale_notify_guest,
             mail_sender=s.mail_sender,
         ),

@@ -437,7 +437,8 @@ class Settings(BaseModel):
         8,
         alias="STALE_SCAN_CONCURRENCY",
         description="How many createdDateTime ranges of the guest list the sweep pages at once (1-16; 1 pages "
-        "one nextLink chain). 8 pages 100,000 guests in about 1/8 of the time, far below Graph's read budget.",
+        "one nextLink chain). Used only when latency, not the signInActivity quota, is the limit: with "
+        "GRAPH_SIGN_IN_ACTIVITY_PER_MINUTE at 60 or less (Graph's quota is 10) one chain is read.",
     )
     stale_exclude_group_ids: tuple[str, ...] = Field(
         (),

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
+@functools.lru_cache(maxsize=262_144)
 def parse_dt(value: str) -> datetime:
-    """Parse Graph's ISO 8601 timestamps ("...Z", up to 7 fractional digits) into aware UTC datetimes."""
+    """Parse Graph's ISO 8601 timestamps ("...Z", up to 7 fractional digits) into aware UTC datetimes.
+
+    Cached: filters compare every stored timestamp on every page (tens of thousands of sign-ins per page walk)."""
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

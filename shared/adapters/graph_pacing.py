@@ -55,9 +55,12 @@ class Pacer:
 
 
 EDGE_MARGIN = 0.02
-"""The margin past a window's edge, as a share of the window (1.2 s on a minute)."""
+"""The margin past a window's edge, as a share of the window (1.2 s on a minute) ..."""
+MIN_EDGE_MARGIN_S = 0.05
+"""... and at least this: the time a request can take to arrive and be counted (benchmarks shrink windows)."""
 
 
 def pacer(limit: int, window_s: float) -> Pacer | None:
     """A pacer for a configured limit (0: no pacing)."""
-    return Pacer(limit, window_s, margin_s=window_s * EDGE_MARGIN) if limit > 0 else None
+    margin = max(window_s * EDGE_MARGIN, MIN_EDGE_MARGIN_S)
+    return Pacer(limit, window_s, margin_s=margin) if limit > 0 else None

@@ -70,6 +70,9 @@ class StaleConfig:
     abort_missing_activity_percent: float = 50.0
     scan_concurrency: int = 1
     """createdDateTime ranges read at once (shared/services/stale_scan.py); 1 reads one nextLink chain."""
+    sign_in_activity_per_minute: int = 0
+    """The signInActivity quota the gateway paces to (0: none). When it, not latency, is the limit, ranges read
+    at once gain nothing and cost partial pages: the scan reads one chain (stale_scan.effective_concurrency)."""
     notify_guest: bool = False
     mail_sender: str | None = None
 
@@ -217,7 +220,10 @@ async def build_plan(deps: StaleDeps, run_id: str | None = None, *, dry_run: boo
         excluded |= await group_member_ids(deps.graph, group_id)
     memories = await load_memories(deps.state)
     try:
-        pages = stale_scan.iter_guest_pages(deps.graph, concurrency=deps.config.scan_concurrency, now=now)
+        concurrency = stale_scan.effective_concurrency(
+            deps.config.scan_concurrency, deps.config.sign_in_activity_per_minute
+        )
+        pages = stale_scan.iter_guest_pages(deps.graph, concurrency=concurrency, now=now)
         async for page in pages:
             for user in page:
                 _plan_one(plan, user, memories.get(user.id), now, deps.policy, user.id in excluded)

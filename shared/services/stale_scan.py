@@ -99,6 +99,19 @@ class Partition:
         return (self.low is None or created >= self.low) and (self.high is None or created < self.high)
 
 
+QUOTA_BOUND_PER_MINUTE = 60
+"""A signInActivity quota of at most this many requests a minute is slower than one chain of pages at any
+sane latency (a page a second or more): the scan is bound by the quota, not by round trips."""
+
+
+def effective_concurrency(concurrency: int, sign_in_activity_per_minute: int) -> int:
+    """STALE_SCAN_CONCURRENCY, unless the signInActivity quota is the limit: then ranges read at once gain
+    nothing (they all wait for the same quota) and cost a partial page each, so one chain is read."""
+    if 0 < sign_in_activity_per_minute <= QUOTA_BOUND_PER_MINUTE:
+        return 1
+    return concurrency
+
+
 def plan_partitions(
     guests: int, earliest: datetime | None, now: datetime, *, concurrency: int, page_size: int | None = None
 ) -> list[Partition]:

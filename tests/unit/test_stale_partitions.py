@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.directory import DirectoryUser
-from shared.services.stale_scan import Partition, plan_partitions
+from shared.services.stale_scan import Partition, effective_concurrency, plan_partitions
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 EARLIEST = datetime(2019, 3, 1, 12, 30, 15, tzinfo=UTC)
@@ -60,3 +60,13 @@ def test_ranges_stay_few_enough_that_their_partial_pages_cost_under_five_percent
         parts = plan_partitions(guests, EARLIEST, NOW, concurrency=16, page_size=120)
         extra = len(parts) + 1  # a partial page per range, and the span query
         assert extra <= 0.05 * pages, (guests, len(parts))
+
+
+def test_when_the_sign_in_activity_quota_is_the_limit_one_chain_is_read() -> None:
+    """At 10 requests a minute (Graph's quota) ranges read at once all wait for the same quota and each costs a
+    partial page: one chain reaches the floor. Without pacing (0) or with a quota above a page a second, the
+    configured concurrency stands."""
+    assert effective_concurrency(8, 10) == 1
+    assert effective_concurrency(8, 60) == 1
+    assert effective_concurrency(8, 0) == 8
+    assert effective_concurrency(8, 600) == 8
