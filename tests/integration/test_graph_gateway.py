@@ -379,11 +379,11 @@ async def test_the_gateway_keeps_to_the_sign_in_activity_quota_instead_of_provok
     large_tenant: dict[str, object],
 ) -> None:
     """Graph allows 10 requests reading signInActivity a minute (throttling-limits.md): 12 pages take two windows,
-    without a single 429. Both sides run the quota 30 times faster (a minute is 2 s)."""
+    without a single 429. Both sides run the quota 10 times faster (a minute is 6 s)."""
     with GraphSimulator(copy.deepcopy(large_tenant)).start() as sim:
         sim.sign_in_activity_paging = "cap-120"
-        sim.throttling.configure(time_scale=30.0)
-        config = GraphConfig(base_url=sim.base_url, max_retries=0, quota_time_scale=30.0)
+        sim.throttling.configure(time_scale=10.0)
+        config = GraphConfig(base_url=sim.base_url, max_retries=0, quota_time_scale=10.0)
         async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gateway:
             started = time.monotonic()
             pages = 0
@@ -391,4 +391,4 @@ async def test_the_gateway_keeps_to_the_sign_in_activity_quota_instead_of_provok
                 pages += len([p async for p in gateway.iter_guest_pages(with_sign_in_activity=True)])
             elapsed = time.monotonic() - started
         assert pages == 12 and sim.throttling.throttled == {}
-        assert elapsed >= 60.0 / 30.0  # the 11th page waited for the first to leave the window
+        assert elapsed >= 60.0 / 10.0  # the 11th page waited for the first to leave the window
