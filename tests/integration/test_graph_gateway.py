@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -392,3 +393,15 @@ async def test_the_gateway_keeps_to_the_sign_in_activity_quota_instead_of_provok
             elapsed = time.monotonic() - started
         assert pages == 12 and sim.throttling.throttled == {}
         assert elapsed >= 60.0 / 10.0  # the 11th page waited for the first to leave the window
+
+
+def test_a_sponsor_group_is_limited_information_without_a_group_read_role(
+    graph_sim: GraphSimulator, graph_http_as: Any
+) -> None:
+    """includes/limited-info.md: with only User.Read.All a group sponsor is its @odata.type and id; its members
+    are what guestwarden tells, so nothing depends on the group's own properties."""
+    sponsored = graph_sim.named("sponsored-by-group")
+    plain = graph_http_as("User.Read.All").get(f"/users/{sponsored}/sponsors").json()["value"]
+    assert plain == [{**{key: None for key in plain[0]}, "@odata.type": "#microsoft.graph.group", "id": plain[0]["id"]}]
+    full = graph_http_as("User.Read.All", "GroupMember.Read.All").get(f"/users/{sponsored}/sponsors").json()
+    assert full["value"][0]["displayName"] == "Partner Managers"

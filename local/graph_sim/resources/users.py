@@ -182,7 +182,7 @@ def get_user(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimRes
         raise non_premium_tenant()
     body = {"@odata.context": metadata(req, "users/$entity", select), **user_view(user, select)}
     if req.query.get("$expand", "").lower() == "sponsors":
-        body["sponsors"] = _sponsors(ctx, user)
+        body["sponsors"] = _sponsors(ctx, user, roles=req.roles)
     return json_response(body)
 
 
@@ -220,20 +220,40 @@ def revoke_sessions(ctx: SimContext, req: SimRequest, params: dict[str, str]) ->
     return json_response({"@odata.context": metadata(req, "Edm.Boolean"), "value": True})
 
 
-def _sponsors(ctx: SimContext, user: dict[str, Any], select: list[str] | None = None) -> list[dict[str, Any]]:
+GROUP_READERS = frozenset(
+    {
+        "Group.Read.All",
+        "Group.ReadWrite.All",
+        "GroupMember.Read.All",
+        "GroupMember.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
+)
+"""Roles that can read a group's properties; without one, a group in a user's relationships comes back with its
+@odata.type and id only, every other property null (api-reference/includes/limited-info.md)."""
+
+
+def _sponsors(
+    ctx: SimContext, user: dict[str, Any], select: list[str] | None = None, roles: frozenset[str] | None = None
+) -> list[dict[str, Any]]:
     """A user's sponsors: users and groups (user-list-sponsors.md), each typed with its @odata.type."""
     sponsors: list[dict[str, Any]] = []
+    can_read_groups = bool(GROUP_READERS & (roles or frozenset()))
     for sponsor_id in user.get("sponsors") or []:
         if (person := ctx.store.users.get(sponsor_id)) is not None:
             sponsors.append(typed_user(person, select))
         elif (group := ctx.store.groups.get(sponsor_id)) is not None:
-            sponsors.append(typed_group(group, select))
+            view = typed_group(group, select)
+            if not can_read_groups:  # limited information: the type and the id, nothing else
+                view = {key: (value if key in ("@odata.type", "id") else None) for key, value in view.items()}
+            sponsors.append(view)
     return sponsors
 
 
 def list_sponsors(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
     user = require_user(ctx, params["id"])
-    value = _sponsors(ctx, user, parse_select(req.query.get("$select")))
+    value = _sponsors(ctx, user, parse_select(req.query.get("$select")), req.roles)
     return json_response({"@odata.context": metadata(req, "directoryObjects"), "value": value})
 
 
