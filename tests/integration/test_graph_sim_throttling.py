@@ -1,8 +1,8 @@
 """Every row of the throttling contract (local/graph_sim/contract_throttling.py), both ways, on the wire: what the
 quota allows passes, the next request gets Graph's 429 with a Retry-After that really lets it in.
 
-Windows are shrunk with `time_scale` so a minute's quota passes in a fraction of a second; nothing here sleeps a
-fixed time: a retry waits for the Retry-After the simulator announced, measured, not assumed."""
+Windows are shrunk with `time_scale` so a minute's quota passes in seconds; nothing here sleeps a fixed time: a
+retry waits for the Retry-After the simulator announced, measured, not assumed."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from local.graph_sim import GraphSimulator
 from local.graph_sim.contract_throttling import IDENTITY_RU_PER_10S, IDENTITY_WRITES, REPORTS, SIGN_IN_ACTIVITY
 from local.graph_sim.throttle import ru_cost, tenant_size
 
-SCALE = 40.0  # every window 40 times shorter: 10 s -> 0.25 s, a minute -> 1.5 s
+# Each test shrinks the windows to about 2-3 s: long enough for its requests to land in one window even on a
+# loaded machine, short enough that waiting out a Retry-After costs little.
+REPORTS_SCALE = 5.0  # 10 s -> 2 s
+ACTIVITY_SCALE = 20.0  # a minute -> 3 s
+WRITES_SCALE = 50.0  # 150 s -> 3 s
 
 
 def throttled(response: httpx.Response, quota: str) -> float:
@@ -51,21 +55,21 @@ def test_the_documented_limits_are_the_defaults(graph_sim: GraphSimulator) -> No
 
 
 def test_reports_five_requests_per_ten_seconds(graph_sim: GraphSimulator, graph_http: httpx.Client) -> None:
-    graph_sim.throttling.configure(time_scale=SCALE)
+    graph_sim.throttling.configure(time_scale=REPORTS_SCALE)
 
     def signins() -> httpx.Response:
         return graph_http.get("/auditLogs/signIns", params={"$top": "1"})
 
     assert [signins().status_code for _ in range(5)] == [200] * 5
     wait = throttled(signins(), "reports")
-    assert wait <= REPORTS.window_s / SCALE
+    assert wait <= REPORTS.window_s / REPORTS_SCALE
     assert after(wait, signins).status_code == 200
 
 
 def test_sign_in_activity_ten_requests_a_minute_nextlinks_and_single_reads_included(
     graph_sim: GraphSimulator, graph_http: httpx.Client
 ) -> None:
-    graph_sim.throttling.configure(time_scale=SCALE)
+    graph_sim.throttling.configure(time_scale=ACTIVITY_SCALE)
     graph_sim.sign_in_activity_paging = "cap-120"
     first = graph_http.get("/users", params={"$select": "id,signInActivity", "$top": "120"})
     assert first.status_code == 200
@@ -75,7 +79,7 @@ def test_sign_in_activity_ten_requests_a_minute_nextlinks_and_single_reads_inclu
     singles = [graph_http.get(f"/users/{uid}", params={"$select": "signInActivity"}) for _ in range(8)]
     assert [r.status_code for r in singles] == [200] * 8
     wait = throttled(graph_http.get("/users", params={"$select": "id,signInActivity"}), "signInActivity")
-    assert wait <= SIGN_IN_ACTIVITY.window_s / SCALE
+    assert wait <= SIGN_IN_ACTIVITY.window_s / ACTIVITY_SCALE
     assert graph_http.get("/users", params={"$select": "id"}).status_code == 200  # other reads are not held
     assert after(wait, lambda: graph_http.get(f"/users/{uid}", params={"$select": "signInActivity"})).status_code == 200
 
@@ -112,7 +116,7 @@ def test_resource_unit_costs(method: str, template: str, query: dict[str, str], 
 
 
 def test_identity_bucket_spends_resource_units(graph_sim: GraphSimulator, graph_http: httpx.Client) -> None:
-    graph_sim.throttling.configure(identity_ru_per_10s=5, time_scale=SCALE)
+    graph_sim.throttling.configure(identity_ru_per_10s=5, time_scale=REPORTS_SCALE)
     assert graph_http.get("/subscribedSkus").status_code == 200  # 3 RU
     assert graph_http.get("/users", params={"$top": "1", "$select": "id"}).status_code == 200  # 1 RU (select, top)
     assert graph_http.get("/users", params={"$top": "1", "$select": "id"}).status_code == 200  # 1 RU: 5 spent
@@ -122,7 +126,7 @@ def test_identity_bucket_spends_resource_units(graph_sim: GraphSimulator, graph_
 
 
 def test_identity_writes_have_their_own_quota(graph_sim: GraphSimulator, graph_http: httpx.Client) -> None:
-    graph_sim.throttling.configure(writes_per_150s=3, time_scale=SCALE)
+    graph_sim.throttling.configure(writes_per_150s=3, time_scale=WRITES_SCALE)
     uid = graph_sim.named("stale-all")
 
     def patch() -> httpx.Response:
@@ -153,7 +157,7 @@ def test_outlook_four_concurrent_requests_per_mailbox(graph_sim: GraphSimulator,
 def test_inside_a_batch_each_request_is_throttled_on_its_own(
     graph_sim: GraphSimulator, graph_http: httpx.Client
 ) -> None:
-    graph_sim.throttling.configure(time_scale=SCALE)
+    graph_sim.throttling.configure(time_scale=REPORTS_SCALE)
     requests = [{"id": str(i), "method": "GET", "url": "/auditLogs/signIns?$top=1"} for i in range(7)]
     answer = graph_http.post("/$batch", json={"requests": requests})
     assert answer.status_code == 200
