@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,10 +45,12 @@ class SimClock:
     with the wall clock, so the clock agrees with every process of a run under `faketime`.
     """
 
-    def __init__(self, start: datetime, *, frozen: bool = False) -> None:
+    def __init__(self, start: datetime, *, frozen: bool = False, ticks: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._ticks = ticks
+        """Elapsed seconds come from here (time.monotonic; a test can hand in its own)."""
         self._start = self._checked(start)
-        self._ticks_from = time.monotonic()
+        self._ticks_from = ticks()
         self._offset = timedelta(0)
         self._frozen_at: datetime | None = self._start if frozen else None
 
@@ -60,7 +63,7 @@ class SimClock:
     def _read(self) -> datetime:
         if self._frozen_at is not None:
             return self._frozen_at
-        return self._start + timedelta(seconds=time.monotonic() - self._ticks_from) + self._offset
+        return self._start + timedelta(seconds=self._ticks() - self._ticks_from) + self._offset
 
     @property
     def start(self) -> datetime:

@@ -39,7 +39,6 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.base_request_configuration import RequestConfiguration
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
-from kiota_abstractions.request_option import RequestOption
 from kiota_authentication_azure.azure_identity_authentication_provider import (
     AzureIdentityAuthenticationProvider,
 )
@@ -470,7 +469,7 @@ class GraphConfig:
 
 
 def _page_request(query: Any, advanced: bool) -> RequestConfiguration[Any]:
-    config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query, options=_no_sdk_retry())
+    config: RequestConfiguration[Any] = RequestConfiguration(query_parameters=query)
     if advanced:
         config.headers.add("ConsistencyLevel", "eventual")
     return config
@@ -478,11 +477,6 @@ def _page_request(query: Any, advanced: bool) -> RequestConfiguration[Any]:
 
 TRANSIENT = (429, 503, 504)
 """Answers worth repeating a safe call for: throttled, or the service briefly unavailable."""
-
-
-def _no_sdk_retry() -> list[RequestOption]:
-    """Request option that switches the SDK's RetryHandler off for one call."""
-    return [RetryHandlerOption(delay=0, max_retries=0, should_retry=False)]
 
 
 class GraphGateway:
@@ -768,9 +762,7 @@ class GraphGateway:
 
     async def restore_user(self, user_id: str) -> DirectoryUser:
         item = self.client.directory.deleted_items.by_directory_object_id(user_id).restore
-        restored = await self._call_not_idempotent(
-            f"restore {user_id}", lambda: item.post(RequestConfiguration(options=_no_sdk_retry()))
-        )
+        restored = await self._call_not_idempotent(f"restore {user_id}", lambda: item.post())
         if isinstance(restored, SdkUser):
             return user_from_sdk(restored)
         return DirectoryUser(id=str(restored.id) if restored and restored.id else user_id)
@@ -914,7 +906,7 @@ class GraphGateway:
         async with self._mailbox(mail.sender):  # Outlook: 4 requests in flight per mailbox
             await self._call_not_idempotent(
                 f"send mail as {mail.sender}",
-                lambda: send.post(body, RequestConfiguration(options=_no_sdk_retry())),
+                lambda: send.post(body),
             )
 
     def _mailbox(self, sender: str) -> asyncio.Semaphore:
@@ -1010,7 +1002,7 @@ class GraphGateway:
         )
         created = await self._call_not_idempotent(
             f"create subscription on {resource}",
-            lambda: self.client.subscriptions.post(body, RequestConfiguration(options=_no_sdk_retry())),
+            lambda: self.client.subscriptions.post(body),
         )
         if created is None:
             raise GraphError(None, "emptyResponse", "Graph returned no subscription", operation="create subscription")
@@ -1104,8 +1096,6 @@ class GraphGateway:
         info.headers.try_add("Accept", "application/json")
         info.headers.try_add("Content-Type", "application/json")
         info.content = json.dumps({"requests": [r.to_json() for r in chunk]}).encode()
-        if not all(r.idempotent for r in chunk):
-            info.add_request_options(_no_sdk_retry())
 
         async def send() -> bytes | None:
             raw: bytes | None = await adapter.send_primitive_async(info, "bytes", {"XXX": ODataError})

@@ -17,7 +17,7 @@ from msgraph.generated.models.service_principal import ServicePrincipal as SdkSe
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-from shared.adapters.graph import GraphError, GraphGateway, _no_sdk_retry
+from shared.adapters.graph import GraphError, GraphGateway
 from shared.permissions import GRAPH_APP_ID, RoleAssignment, ServicePrincipal
 
 SP_FIELDS = ["id", "appId", "displayName", "appRoles"]
@@ -98,7 +98,7 @@ class GraphAdminGateway(GraphGateway):
         )
         created = await self._call_not_idempotent(
             f"grant app role {app_role_id} to {principal_id}",
-            lambda: builder.post(body, RequestConfiguration(options=_no_sdk_retry())),
+            lambda: builder.post(body),
         )
         if created is None:
             raise GraphError(None, "emptyResponse", "Graph returned no assignment", operation="grant app role")

@@ -36,9 +36,7 @@ def throttled(response: httpx.Response, quota: str) -> float:
 
 def after(wait: float, send: Any) -> httpx.Response:
     """Send again once the announced Retry-After has passed (time measured, not a guessed sleep)."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        time.sleep(min(0.01, max(deadline - time.monotonic(), 0)))
+    time.sleep(wait)  # exactly the Retry-After Graph announced, no more
     response: httpx.Response = send()
     return response
 
