@@ -52,9 +52,9 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
     from shared.adapters.credentials import LocalTokenCredential, local_token_url
     from shared.adapters.graph import GraphConfig, GraphGateway
     from shared.adapters.reports import LocalFolderReportStore
-    from shared.adapters.state import utc_now
-    from shared.adapters.state.memory import MemoryStateStore
+    from shared.adapters.state.sqlite import SqliteStateStore
     from shared.domain.stale import StalePolicy
+    from shared.ports.clock import utc_now
     from shared.services.stale import StaleConfig, StaleDeps, sweep_stale_guests
     from shared.services.stale_report import template_environment
 
@@ -67,7 +67,7 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
             # its clock too (docs/local-development.md, "Dates").
             deps = StaleDeps(
                 graph=graph,
-                state=MemoryStateStore(clock=utc_now),
+                state=SqliteStateStore(Path(reports) / "state.db", clock=utc_now),
                 reports=LocalFolderReportStore(Path(reports)),
                 templates=template_environment(),
                 policy=StalePolicy(),

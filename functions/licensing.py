@@ -8,8 +8,8 @@ import logging
 
 import azure.functions as func
 
-from shared.adapters.queue import MalformedMessage, decode_message
 from shared.bootstrap import AppServices
+from shared.domain.messages import MalformedMessage, decode_message
 from shared.observability import observed_message
 from shared.services.licensing import USER_CHANGED, license_guest
 from shared.services.subscriptions import handle_lifecycle_event

@@ -13,8 +13,8 @@ import logging
 
 import azure.functions as func
 
-from shared.adapters.queue import MalformedMessage, decode_message
 from shared.bootstrap import AppServices
+from shared.domain.messages import MalformedMessage, decode_message
 from shared.observability import observed_message
 from shared.services.risk_detection import RISK_INCIDENT, detect_risk_incidents
 from shared.services.risk_digest import send_risk_digest

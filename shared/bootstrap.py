@@ -24,12 +24,14 @@ from shared.adapters.credentials import (
     managed_identity_credential,
 )
 from shared.adapters.graph import GraphConfig, GraphGateway
-from shared.adapters.queue import MessagePublisher, ServiceBusPublisher
-from shared.adapters.reports import ReportStore
+from shared.adapters.queue import ServiceBusPublisher
 from shared.adapters.risk_wiring import RiskWiring
-from shared.adapters.state import Clock, StateStore, utc_now
 from shared.domain.licensing import LicensingPolicy
 from shared.observability import CountingStateStore, configure_telemetry
+from shared.ports.clock import Clock, utc_now
+from shared.ports.publisher import MessagePublisher
+from shared.ports.reports import ReportStore
+from shared.ports.state import StateStore
 from shared.services.delta import DeltaDeps
 from shared.services.licensing import Alerting, LicensingDeps
 from shared.services.risk_detection import DetectionDeps

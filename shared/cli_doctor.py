@@ -23,9 +23,7 @@ from rich.text import Text
 from shared.adapters.credentials import LocalTokenCredential, local_token_url
 from shared.adapters.graph import GraphError
 from shared.adapters.graph_admin import GraphAdminGateway
-from shared.adapters.queue import QueueError
 from shared.adapters.queue_admin import OperatorQueues
-from shared.adapters.state import StateError
 from shared.bootstrap import (
     build_operator_queues,
     build_state_store,
@@ -36,6 +34,8 @@ from shared.bootstrap import (
 )
 from shared.cli_common import EXIT_DOCTOR, JsonFlag, TenantSim, command_env, table_console
 from shared.cli_setup import ALL_FLOWS, FlowsOption, parse_flows
+from shared.ports.publisher import QueueError
+from shared.ports.state import StateError
 from shared.services.doctor import Check, DoctorPorts, Failure, all_ok, judge_settings, run_doctor
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature, Settings, SettingsError
 

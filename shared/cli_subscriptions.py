@@ -17,9 +17,9 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.adapters.graph import GraphError
-from shared.adapters.state import utc_now
 from shared.bootstrap import build_graph_gateway, build_state_store, subscription_config
 from shared.cli_common import EXIT_GRAPH, EXIT_UNHEALTHY, JsonFlag, TenantSim, command_settings, err, table_console
+from shared.ports.clock import utc_now
 from shared.services.subscriptions import (
     RECORD_KEY,
     RECORD_KIND,

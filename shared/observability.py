@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from opentelemetry import metrics
 
-from shared.adapters.state import AuditEntry, Claim, JSONInput, Record, StateStore
+from shared.ports.state import AuditEntry, Claim, JSONInput, Record, StateStore
 from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Settings
 
 APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"

@@ -19,7 +19,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, Servi
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import ServiceBusError
 
-from shared.adapters.queue import QueueError
+from shared.ports.publisher import QueueError
 
 BODY_PREVIEW = 300
 """Characters of the body shown in a listing (bodies carry ids, never secrets)."""

@@ -16,12 +16,13 @@ the target and the setting that chose it, so an operator knows what to fix.
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
+
+from shared.ports.reports import ReportStore, ReportStoreError
 
 if TYPE_CHECKING:
     from azure.core.credentials import AzureNamedKeyCredential
@@ -35,17 +36,6 @@ _REPORT_NAME = re.compile(r"^(?P<report>[A-Za-z0-9]+)-(?P<run>[A-Za-z0-9][A-Za-z
 CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$")
 """Azure's container naming rules: 3-63 characters, lower-case letters, digits and single hyphens between them."""
 DEFAULT_CONTAINER = "guestwarden-reports"
-
-
-class ReportStoreError(OSError):
-    """A report could not be stored; the message names the target and the setting that chose it."""
-
-
-class ReportStore(abc.ABC):
-    """Stores a named report; returns where it went (a path or URL an operator can open)."""
-
-    @abc.abstractmethod
-    async def write(self, name: str, content: bytes, content_type: str) -> str: ...
 
 
 def check_report_name(name: str) -> str:

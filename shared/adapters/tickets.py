@@ -21,39 +21,25 @@ import hashlib
 import hmac
 import json
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import Ticket, is_tenant_id
+from shared.ports.tickets import SinkKind, TicketSink, TicketSinkError
 from shared.settings import is_loopback_url
 
 SIGNATURE_HEADER = "X-Guestwarden-Signature"
 TIMESTAMP_HEADER = "X-Guestwarden-Timestamp"
-SinkKind = Literal["webhook", "servicenow", "email"]
 
 
 class PartnerDirectoryError(ValueError):
     """The partner directory file is missing, unreadable or invalid; names every problem."""
-
-
-class TicketSinkError(Exception):
-    """A sink refused or failed to take a ticket (retried, then the message fails)."""
-
-
-class TicketSink(ABC):
-    """The port: open one ticket, return the sink's reference for it (a ticket number, an id)."""
-
-    kind: SinkKind
-
-    @abstractmethod
-    async def open(self, ticket: Ticket) -> str: ...
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:

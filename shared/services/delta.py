@@ -17,9 +17,9 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from shared.adapters.graph import GraphError
-from shared.adapters.queue import MessagePublisher, OutgoingMessage
-from shared.adapters.state import Record, StateStore, exclusively
 from shared.domain.directory import DeltaPage, DirectoryUser
+from shared.ports.publisher import MessagePublisher, OutgoingMessage
+from shared.ports.state import Record, StateStore, exclusively
 from shared.services.licensing import user_changed_message
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,6 @@ from typing import Any, Protocol
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
 
 from shared.adapters.graph import GraphError
-from shared.adapters.queue import MessagePublisher, OutgoingMessage
-from shared.adapters.state import AuditEntry, Claim, StateStore, claim_or_wait
 from shared.domain.directory import DirectoryUser, OutgoingMail, SubscribedSku
 from shared.domain.licensing import (
     AddToGroup,
@@ -38,6 +36,8 @@ from shared.domain.licensing import (
     decide_licensing,
     find_sku,
 )
+from shared.ports.publisher import MessagePublisher, OutgoingMessage
+from shared.ports.state import AuditEntry, Claim, StateStore, claim_or_wait
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from shared.adapters.queue import MessagePublisher, OutgoingMessage
-from shared.adapters.state import AuditEntry, ConflictError, Record, StateStore
 from shared.domain.directory import DirectoryUser, SignIn
 from shared.domain.risk import (
     Cause,
@@ -37,6 +35,8 @@ from shared.domain.risk import (
     judge_user,
     prune_incidents,
 )
+from shared.ports.publisher import MessagePublisher, OutgoingMessage
+from shared.ports.state import AuditEntry, ConflictError, Record, StateStore
 
 log = logging.getLogger(__name__)
 

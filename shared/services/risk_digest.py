@@ -27,9 +27,9 @@ from typing import Literal, Protocol
 
 from shared.adapters.graph import GraphError
 from shared.adapters.risk_templates import RiskTemplates
-from shared.adapters.state import AuditEntry, Claim, StateStore
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import safe_subject
+from shared.ports.state import AuditEntry, Claim, StateStore
 from shared.services.risk_report import BlockedIncident, blocked_incidents
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from shared.adapters.state import AuditEntry, AuditLog
+from shared.ports.state import AuditEntry, AuditLog
 from shared.services.risk_detection import RISK_INCIDENT
 from shared.services.risk_response import NOTIFY, TICKET
 

@@ -30,12 +30,12 @@ from typing import Any, Literal, Protocol
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from shared.adapters.graph import GraphError
-from shared.adapters.queue import MalformedMessage
 from shared.adapters.risk_templates import RiskTemplates
-from shared.adapters.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
-from shared.adapters.tickets import Partner, TicketSink, TicketSinkError
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
+from shared.domain.messages import MalformedMessage
 from shared.domain.risk import Ticket, is_tenant_id, notice_recipients
+from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
+from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,6 @@ class ResponseGraph(Protocol):
     async def find_tenant_information(self, tenant_id: str) -> TenantInformation | None: ...
 
     async def send_mail(self, mail: OutgoingMail) -> None: ...
-
-
-class PartnerSinks(Protocol):
-    def resolve(self, tenant_id: str | None, domain: str | None) -> tuple[Partner, TicketSink]: ...
 
 
 class RetryLater(Exception):

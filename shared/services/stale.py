@@ -33,10 +33,10 @@ from typing import Any, Protocol
 from jinja2 import Environment
 
 from shared.adapters.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
-from shared.adapters.reports import ReportStore
-from shared.adapters.state import ANY_ETAG, AuditEntry, Claim, StateStore
 from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMail
 from shared.domain.stale import ACTING, Action, Stage, StageMemory, StalePolicy, decide
+from shared.ports.reports import ReportStore
+from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore
 from shared.services import stale_scan
 from shared.services.stale_report import render_csv, render_html, render_mail
 from shared.services.stale_scan import ScanGraph

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from shared.adapters.graph import GraphError
-from shared.adapters.state import AuditEntry, Record, StateStore, exclusively
 from shared.domain.directory import GraphSubscription
+from shared.ports.state import AuditEntry, Record, StateStore, exclusively
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from shared.adapters.queue import MessagePublisher, OutgoingMessage, QueueError
 from shared.domain.notifications import (
     MAX_BODY_BYTES,
     ChangeNotification,
@@ -25,6 +24,7 @@ from shared.domain.notifications import (
     valid_validation_token,
     verify,
 )
+from shared.ports.publisher import MessagePublisher, OutgoingMessage, QueueError
 from shared.services.licensing import user_changed_message
 
 log = logging.getLogger(__name__)

@@ -15,11 +15,11 @@ from local.graph_sim.clock import iso_z
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import BatchRequest, BatchResult, GraphConfig, GraphError, GraphGateway
 from shared.adapters.reports import LocalFolderReportStore
-from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.stale import StalePolicy
 from shared.permissions import features_for, required_permissions
 from shared.services.stale import StaleConfig, StaleDeps, StalePlan, restore_run, sweep_stale_guests
 from shared.services.stale_report import template_environment
+from tests.fakes.state import MemoryStateStore
 
 UNTOUCHABLE = (
     "excluded-by-group",

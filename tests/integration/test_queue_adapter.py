@@ -9,12 +9,9 @@ import pytest
 from azure.servicebus import ServiceBusClient
 
 from local.servicebus_broker import LocalServiceBusBroker
-from shared.adapters.queue import (
-    OutgoingMessage,
-    QueueError,
-    ServiceBusPublisher,
-    decode_message,
-)
+from shared.adapters.queue import ServiceBusPublisher
+from shared.domain.messages import decode_message
+from shared.ports.publisher import OutgoingMessage, QueueError
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -21,18 +21,13 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
-from shared.adapters.reports import (
-    BlobReportStore,
-    LocalFolderReportStore,
-    ReportStore,
-    ReportStoreError,
-    blob_name,
-)
-from shared.adapters.state.memory import MemoryStateStore
+from shared.adapters.reports import BlobReportStore, LocalFolderReportStore, blob_name
 from shared.domain.directory import DirectoryContact, DirectoryUser, SignInActivity
 from shared.domain.stale import StalePolicy
+from shared.ports.reports import ReportStore, ReportStoreError
 from shared.services.stale import StaleConfig, StaleDeps, sweep_stale_guests
 from shared.services.stale_report import template_environment
+from tests.fakes.state import MemoryStateStore
 from tests.fixtures.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 from tests.fixtures.azurite_blob import AzuriteBlob
 from tests.unit.fakes_stale import FakeStaleGraph

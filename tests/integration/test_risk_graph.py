@@ -14,9 +14,9 @@ from local.graph_sim import GraphSimulator
 from local.graph_sim.resources.signins import set_arrival_lag
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import GraphConfig, GraphGateway
-from shared.adapters.queue import InMemoryPublisher
-from shared.adapters.state.memory import MemoryStateStore
 from shared.services.risk_detection import DetectionDeps, detect_risk_incidents
+from tests.fakes.publisher import InMemoryPublisher
+from tests.fakes.state import MemoryStateStore
 
 FIXTURE = Path(__file__).resolve().parents[2] / "local" / "fixtures" / "contoso.json"
 TENANT = json.loads(FIXTURE.read_text())

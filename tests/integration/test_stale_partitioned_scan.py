@@ -15,11 +15,11 @@ from local.graph_sim.clock import iso_z
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.reports import LocalFolderReportStore
-from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.stale import StalePolicy
 from shared.services import stale_scan
 from shared.services.stale import StaleConfig, StaleDeps, build_plan
 from shared.services.stale_report import template_environment
+from tests.fakes.state import MemoryStateStore
 
 
 @pytest.fixture

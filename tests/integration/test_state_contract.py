@@ -16,7 +16,9 @@ from typing import TypeVar
 
 import pytest
 
-from shared.adapters.state import (
+from shared.adapters.state.sqlite import SqliteStateStore
+from shared.adapters.state.table import TableStateStore
+from shared.ports.state import (
     ANY_ETAG,
     MAX_JSON_BYTES,
     AuditEntry,
@@ -30,9 +32,7 @@ from shared.adapters.state import (
     StateStore,
     ValueTooLargeError,
 )
-from shared.adapters.state.memory import MemoryStateStore
-from shared.adapters.state.sqlite import SqliteStateStore
-from shared.adapters.state.table import TableStateStore
+from tests.fakes.state import MemoryStateStore
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.state import AuditEntry
-from shared.adapters.state.memory import MemoryStateStore
+from shared.ports.state import AuditEntry
 from shared.services.licensing import license_guest
+from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes import FakeGraph
 from tests.unit.test_licensing_service import NOW, accepted, make_deps, sku
 

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 from shared.adapters.graph import BatchRequest, BatchResult, GraphError
-from shared.adapters.reports import ReportStore
 from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMail
+from shared.ports.reports import ReportStore
 
 
 def _error(status: int, code: str) -> dict[str, object]:

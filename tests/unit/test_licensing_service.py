@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.graph import GraphError
-from shared.adapters.queue import InMemoryPublisher
-from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.directory import DirectoryUser, SubscribedSku
 from shared.domain.licensing import LicensingPolicy, NoSuchSku
 from shared.services.licensing import Alerting, LicensingDeps, RetryLater, license_guest
+from tests.fakes.publisher import InMemoryPublisher
+from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes import FakeGraph
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

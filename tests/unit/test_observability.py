@@ -31,13 +31,14 @@ import functions.licensing
 import functions.notifications
 import shared.observability
 from local.world import free_port
-from shared.adapters.queue import InMemoryPublisher, MalformedMessage
-from shared.adapters.state import AuditEntry, InvalidKeyError
-from shared.adapters.state.memory import MemoryStateStore
+from shared.domain.messages import MalformedMessage
 from shared.observability import AUDIT_LOGGER, MAX_DELIVERY_COUNT, CountingStateStore, install_log_correlation
+from shared.ports.state import AuditEntry, InvalidKeyError
 from shared.services.licensing import LicensingDeps
 from shared.services.webhook import WebhookDeps
 from shared.settings import GUEST_CHANGES_QUEUE
+from tests.fakes.publisher import InMemoryPublisher
+from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes import FakeGraph
 from tests.unit.test_licensing_service import accepted, make_deps, sku
 from tests.unit.test_webhook import JSON_HEADERS, SECRET, SUB, body, change
@@ -240,8 +241,8 @@ EXPORT_SCRIPT = """
 import asyncio
 from datetime import UTC, datetime
 from opentelemetry import _logs, metrics
-from shared.adapters.state import AuditEntry, InvalidKeyError
-from shared.adapters.state.memory import MemoryStateStore
+from shared.ports.state import AuditEntry, InvalidKeyError
+from tests.fakes.state import MemoryStateStore
 from shared.observability import CountingStateStore, configure_telemetry
 from shared.settings import load_settings
 

@@ -7,15 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.adapters.queue import (
-    SCHEMA_VERSION,
-    InMemoryPublisher,
-    MalformedMessage,
-    OutgoingMessage,
-    QueueError,
-    decode_message,
-    to_servicebus_message,
-)
+from shared.adapters.queue import to_servicebus_message
+from shared.domain.messages import SCHEMA_VERSION, MalformedMessage, decode_message
+from shared.ports.publisher import OutgoingMessage, QueueError
+from tests.fakes.publisher import InMemoryPublisher
 
 
 def msg(message_id: str = "m-1", **body: object) -> OutgoingMessage:

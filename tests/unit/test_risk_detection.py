@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.adapters.queue import InMemoryPublisher
-from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.risk import incident_id
 from shared.services.risk_detection import RISK_INCIDENT, DetectionDeps, detect_risk_incidents
+from tests.fakes.publisher import InMemoryPublisher
+from tests.fakes.state import MemoryStateStore
 from tests.unit.risk_fakes import NOW, RESOURCE, FakeRiskGraph, MovingClock, blocked, guest, member
 
 QUEUE = "risk-incidents"

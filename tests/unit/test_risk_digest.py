@@ -10,12 +10,12 @@ import pytest
 
 from shared.adapters.graph import GraphError
 from shared.adapters.risk_templates import RiskTemplates
-from shared.adapters.state import AuditEntry
-from shared.adapters.state.memory import MemoryStateStore
+from shared.ports.state import AuditEntry
 from shared.services.risk_detection import RISK_INCIDENT
 from shared.services.risk_digest import DIGEST, DigestDeps, build_digest, send_risk_digest
 from shared.services.risk_response import NOTIFY, TICKET
 from shared.settings import Feature, SettingsError, load_settings
+from tests.fakes.state import MemoryStateStore
 from tests.unit.risk_fakes import FABRIKAM, NOW, FakeRiskGraph, MovingClock
 
 ADMINS = ("megan@contoso.com", "secops@contoso.com")

@@ -12,9 +12,7 @@ import httpx
 import pytest
 
 from shared.adapters.graph import GraphError
-from shared.adapters.queue import MalformedMessage
 from shared.adapters.risk_templates import RiskTemplates
-from shared.adapters.state.memory import MemoryStateStore
 from shared.adapters.tickets import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -28,6 +26,7 @@ from shared.adapters.tickets import (
     verify,
 )
 from shared.domain.directory import OutgoingMail, TenantInformation
+from shared.domain.messages import MalformedMessage
 from shared.domain.risk import Ticket
 from shared.services.risk_detection import incident_message
 from shared.services.risk_response import (
@@ -38,6 +37,7 @@ from shared.services.risk_response import (
     TicketNotDelivered,
     respond_to_incident,
 )
+from tests.fakes.state import MemoryStateStore
 from tests.unit.risk_fakes import FABRIKAM, NOW, FakeRiskGraph, MovingClock, blocked, guest, member
 
 FABRIKAM_INFO = TenantInformation(FABRIKAM, "Fabrikam, Inc.", "fabrikam.com", "Fabrikam")

@@ -15,11 +15,14 @@ from local.graph_sim import GraphSimulator
 from local.servicebus_broker import LocalServiceBusBroker
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import GraphConfig, GraphError, GraphGateway
-from shared.adapters.queue import InMemoryPublisher, OutgoingMessage, QueueError, ServiceBusPublisher
-from shared.adapters.tickets import ServiceNowSink, TicketSinkError, WebhookSink
+from shared.adapters.queue import ServiceBusPublisher
+from shared.adapters.tickets import ServiceNowSink, WebhookSink
+from shared.ports.publisher import OutgoingMessage, QueueError
+from shared.ports.tickets import TicketSinkError
 from shared.services.risk_response import respond_to_incident
 from shared.services.webhook import WebhookDeps, WebhookRequest, handle_graph_webhook
 from shared.settings import SettingsError, load_settings
+from tests.fakes.publisher import InMemoryPublisher
 from tests.fixtures.secret_logs import SecretLogs
 from tests.unit.test_risk_response import RecordingSink, make, payload, world
 from tests.unit.test_webhook import SUB, body, change

@@ -16,9 +16,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.adapters.queue import InMemoryPublisher
 from shared.domain.notifications import MAX_VALIDATION_TOKEN
 from shared.services.webhook import WebhookDeps, WebhookReply, WebhookRequest, handle_graph_webhook
+from tests.fakes.publisher import InMemoryPublisher
 from tests.fixtures.hypothesis_profile import count_case
 from tests.unit.test_webhook import QUEUE, SECRET, SUB
 

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.graph import GraphError
-from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.directory import DirectoryContact, DirectoryUser, SignInActivity
 from shared.domain.stale import StalePolicy
 from shared.services.stale import (
@@ -21,6 +20,7 @@ from shared.services.stale import (
     sweep_stale_guests,
 )
 from shared.services.stale_report import csv_cell, template_environment
+from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes_stale import FakeStaleGraph, MemoryReportStore
 
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

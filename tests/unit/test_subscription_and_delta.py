@@ -9,8 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.adapters.graph import GraphError
-from shared.adapters.queue import InMemoryPublisher
-from shared.adapters.state.memory import MemoryStateStore
 from shared.domain.directory import DirectoryUser
 from shared.services.delta import DeltaDeps, run_delta_backstop
 from shared.services.subscriptions import (
@@ -21,6 +19,8 @@ from shared.services.subscriptions import (
     handle_lifecycle_event,
     known_subscription_ids,
 )
+from tests.fakes.publisher import InMemoryPublisher
+from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes import FakeDelta, FakeSubscriptions
 
 URL = "https://guestwarden.example.net/api/graph/notifications?code=key"

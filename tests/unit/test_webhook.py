@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.queue import InMemoryPublisher
 from shared.domain.notifications import client_state_matches, message_id, parse_notifications
 from shared.services.webhook import WebhookDeps, WebhookReply, WebhookRequest, handle_graph_webhook
+from tests.fakes.publisher import InMemoryPublisher
 
 SECRET = "client-state-secret-0123456789"
 SUB = "7f105c7d-2dc5-4530-97cd-4e7ae6534c07"

@@ -23,20 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.adapters.state import (
-    ANY_ETAG,
     LEDGER_DONE,
     LEDGER_HELD,
     LEDGER_RELEASED,
-    AuditEntry,
-    Claim,
-    ClaimStatus,
-    Clock,
-    ConflictError,
-    JSONInput,
-    LeaseLostError,
-    Record,
-    StateStore,
-    StateUnavailableError,
     as_utc,
     check_audit_entry,
     check_etag,
@@ -46,7 +35,19 @@ from shared.adapters.state import (
     decode_json,
     encode_json,
     ledger_verdict,
-    utc_now,
+)
+from shared.ports.clock import Clock, utc_now
+from shared.ports.state import (
+    ANY_ETAG,
+    AuditEntry,
+    Claim,
+    ClaimStatus,
+    ConflictError,
+    JSONInput,
+    LeaseLostError,
+    Record,
+    StateStore,
+    StateUnavailableError,
 )
 
 _T = TypeVar("_T")

@@ -38,21 +38,9 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient, TableServiceClient
 
 from shared.adapters.state import (
-    ANY_ETAG,
     LEDGER_DONE,
     LEDGER_HELD,
     LEDGER_RELEASED,
-    AuditEntry,
-    Claim,
-    ClaimStatus,
-    Clock,
-    ConflictError,
-    InvalidKeyError,
-    JSONInput,
-    LeaseLostError,
-    Record,
-    StateStore,
-    StateUnavailableError,
     as_utc,
     check_audit_entry,
     check_etag,
@@ -62,7 +50,20 @@ from shared.adapters.state import (
     decode_json,
     encode_json,
     ledger_verdict,
-    utc_now,
+)
+from shared.ports.clock import Clock, utc_now
+from shared.ports.state import (
+    ANY_ETAG,
+    AuditEntry,
+    Claim,
+    ClaimStatus,
+    ConflictError,
+    InvalidKeyError,
+    JSONInput,
+    LeaseLostError,
+    Record,
+    StateStore,
+    StateUnavailableError,
 )
 
 TABLE_PREFIX_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,55}$")

@@ -16,19 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from shared.adapters.state import (
-    ANY_ETAG,
     LEDGER_DONE,
     LEDGER_HELD,
     LEDGER_RELEASED,
-    AuditEntry,
-    Claim,
-    ClaimStatus,
-    Clock,
-    ConflictError,
-    JSONInput,
-    LeaseLostError,
-    Record,
-    StateStore,
     as_utc,
     check_audit_entry,
     check_etag,
@@ -38,7 +28,18 @@ from shared.adapters.state import (
     decode_json,
     encode_json,
     ledger_verdict,
-    utc_now,
+)
+from shared.ports.clock import Clock, utc_now
+from shared.ports.state import (
+    ANY_ETAG,
+    AuditEntry,
+    Claim,
+    ClaimStatus,
+    ConflictError,
+    JSONInput,
+    LeaseLostError,
+    Record,
+    StateStore,
 )
 
 
