@@ -135,7 +135,7 @@ def _guest_sku(world: RunningWorld) -> str:
 
 async def settle(world: RunningWorld) -> None:
     """Until no notification is in flight and the guest-change queue is empty."""
-    from shared.settings import GUEST_CHANGES_QUEUE
+    from shared.domain.messages import GUEST_CHANGES_QUEUE
 
     def quiet() -> bool:
         counts = world.broker.queue_counts(GUEST_CHANGES_QUEUE)

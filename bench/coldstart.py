@@ -62,7 +62,7 @@ def probe(tmp: Path) -> dict[str, object]:
 def handshake(tmp: Path) -> float:
     """Seconds from spawning a cold host to its first 200 on a validation handshake."""
     from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
-    from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+    from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 
     port, key = free_port(), "bench-key"
     queues = {GUEST_CHANGES_QUEUE: QueueOptions(), RISK_INCIDENTS_QUEUE: QueueOptions()}

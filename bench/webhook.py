@@ -118,7 +118,7 @@ async def throughput(world: RunningWorld, notifier: Notifier, seconds: float, co
 
 
 async def measure(rate: float, count: int, throughput_s: float, concurrency: int) -> list[Row]:
-    from shared.settings import GUEST_CHANGES_QUEUE
+    from shared.domain.messages import GUEST_CHANGES_QUEUE
 
     with tempfile.TemporaryDirectory() as tmp:
         async with running_world(FIXTURE, Path(tmp), functions=["graph_notifications", "subscription_keeper"]) as world:

@@ -13,13 +13,11 @@ import logging
 
 import azure.functions as func
 
+from functions.queue_messages import handle_queue_message
 from shared.bootstrap import AppServices
-from shared.domain.messages import MalformedMessage, decode_message
-from shared.observability import observed_message
-from shared.services.risk_detection import RISK_INCIDENT, detect_risk_incidents
+from shared.domain.messages import RISK_INCIDENTS_QUEUE
+from shared.services.risk_detection import detect_risk_incidents
 from shared.services.risk_digest import send_risk_digest
-from shared.services.risk_response import respond_to_incident
-from shared.settings import RISK_INCIDENTS_QUEUE
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -48,17 +46,4 @@ async def risk_digest(timer: func.TimerRequest) -> None:
 
 @bp.service_bus_queue_trigger(arg_name="msg", queue_name=RISK_INCIDENTS_QUEUE, connection="SERVICEBUS_CONNECTION")
 async def process_risk_incident(msg: func.ServiceBusMessage) -> None:
-    with observed_message(RISK_INCIDENTS_QUEUE, msg) as correlation_id:
-        await _process_risk_incident(msg, correlation_id)
-
-
-async def _process_risk_incident(msg: func.ServiceBusMessage, correlation_id: str) -> None:
-    try:
-        payload = decode_message(msg.get_body())
-        if payload["type"] != RISK_INCIDENT:
-            raise MalformedMessage(f"unknown message type {payload['type']!r} on {RISK_INCIDENTS_QUEUE}")
-    except MalformedMessage as exc:
-        log.error("message %s is malformed and will be dead-lettered: %s", msg.message_id, exc.reason)
-        raise
-    outcome = await respond_to_incident(payload, AppServices.current().risk_response(), correlation_id)
-    log.info("risk incident %s: notice %s, ticket %s", payload.get("incidentId"), outcome.notice, outcome.ticket)
+    await handle_queue_message(RISK_INCIDENTS_QUEUE, msg)

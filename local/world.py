@@ -132,7 +132,7 @@ async def running_world(
     from local.host import LocalFunctionsHost
     from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
     from shared.bootstrap import AppServices
-    from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+    from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 
     sim = GraphSimulator(tenant) if isinstance(tenant, dict) else GraphSimulator.from_fixture(tenant)
     options = QueueOptions(max_delivery_count=5, lock_duration_s=30)

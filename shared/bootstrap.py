@@ -27,6 +27,7 @@ from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.queue import ServiceBusPublisher
 from shared.adapters.risk_wiring import RiskWiring
 from shared.domain.licensing import LicensingPolicy
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.observability import CountingStateStore, configure_telemetry
 from shared.ports.clock import Clock, utc_now
 from shared.ports.publisher import MessagePublisher
@@ -40,7 +41,7 @@ from shared.services.risk_response import ResponseDeps
 from shared.services.stale import StaleDeps
 from shared.services.subscriptions import SubscriptionConfig, SubscriptionDeps, known_subscription_ids
 from shared.services.webhook import WebhookDeps
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature, Settings, SettingsError, load_settings
+from shared.settings import Feature, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from shared.adapters.queue_admin import OperatorQueues

@@ -34,10 +34,11 @@ from shared.bootstrap import (
 )
 from shared.cli_common import EXIT_DOCTOR, JsonFlag, TenantSim, command_env, table_console
 from shared.cli_setup import ALL_FLOWS, FlowsOption, parse_flows
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.ports.publisher import QueueError
 from shared.ports.state import StateError
 from shared.services.doctor import Check, DoctorPorts, Failure, all_ok, judge_settings, run_doctor
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature, Settings, SettingsError
+from shared.settings import Feature, Settings, SettingsError
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 

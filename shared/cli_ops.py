@@ -17,7 +17,8 @@ from rich.text import Text
 
 from shared.bootstrap import build_operator_queues, build_state_store
 from shared.cli_common import EXIT_USAGE, JsonFlag, command_settings, err, table_console
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+from shared.settings import Feature
 
 QUEUES = (GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE)
 deadletters_app = typer.Typer(help="Dead-lettered Service Bus messages: list, resubmit.", no_args_is_help=True)

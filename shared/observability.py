@@ -30,8 +30,9 @@ from typing import Any, Protocol
 
 from opentelemetry import metrics
 
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.ports.state import AuditEntry, Claim, JSONInput, Record, StateStore
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Settings
+from shared.settings import Settings
 
 APPINSIGHTS_SETTING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 AUDIT_LOGGER = "guestwarden.audit"

@@ -26,12 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
 
-GUEST_CHANGES_QUEUE = "guest-changes"
-"""Service Bus queue of user changes (notifications, delta, reschedules) and subscription lifecycle events.
-A constant, not a setting: the trigger binding, the publisher and infra must agree on it."""
-RISK_INCIDENTS_QUEUE = "risk-incidents"
-"""Service Bus queue of risk-blocked guest incidents (flows 2/3: guest notice + home-tenant ticket). A constant
-for the same reason as GUEST_CHANGES_QUEUE."""
 GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
 
 _COUNTRY = re.compile(r"^[A-Z]{2}$")

@@ -20,6 +20,8 @@ from typing import Any, ClassVar, TypeAlias
 from shared.domain.risk import is_tenant_id
 
 __all__ = [
+    "GUEST_CHANGES_QUEUE",
+    "RISK_INCIDENTS_QUEUE",
     "SCHEMA_VERSION",
     "LifecycleEvent",
     "MalformedMessage",
@@ -31,6 +33,13 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+
+GUEST_CHANGES_QUEUE = "guest-changes"
+"""Service Bus queue of user changes (notifications, delta, reschedules) and subscription lifecycle events.
+A constant, not a setting: the trigger binding, the publisher and infra must agree on it."""
+RISK_INCIDENTS_QUEUE = "risk-incidents"
+"""Service Bus queue of risk-blocked guest incidents (flows 2/3: guest notice + home-tenant ticket). A constant
+for the same reason as GUEST_CHANGES_QUEUE."""
 
 RESYNC_EVENTS = frozenset({"missed", "subscriptionRemoved"})
 """Lifecycle events after which notifications were (or will be) lost: only a delta query catches up."""
@@ -56,6 +65,7 @@ class UserChanged:
     """A user may need licensing: from a change notification, the delta backstop or a no-seat retry."""
 
     TYPE: ClassVar[str] = "user-changed"
+    QUEUE: ClassVar[str] = GUEST_CHANGES_QUEUE
 
     user_id: str
     source: str
@@ -83,6 +93,7 @@ class LifecycleEvent:
     """A Graph lifecycle notification for one of our subscriptions (reauthorizationRequired, missed, ...)."""
 
     TYPE: ClassVar[str] = "subscription-lifecycle"
+    QUEUE: ClassVar[str] = GUEST_CHANGES_QUEUE
 
     subscription_id: str
     lifecycle_event: str
@@ -105,6 +116,7 @@ class RiskIncident:
     """A guest's sign-in was blocked by risk at its home tenant: notify the guest, open a ticket at home."""
 
     TYPE: ClassVar[str] = "risk-incident"
+    QUEUE: ClassVar[str] = RISK_INCIDENTS_QUEUE
 
     incident_id: str
     user_id: str

@@ -18,9 +18,9 @@ from typing import Literal, Protocol
 
 from shared.adapters.graph import GraphError
 from shared.domain.directory import DeltaPage, DirectoryUser
+from shared.domain.messages import UserChanged
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
 from shared.ports.state import Record, StateStore, exclusively
-from shared.services.licensing import user_changed_message
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ async def _walk(deps: DeltaDeps, record: Record | None, link: str | None, status
         pages += 1
         changed += len(page.changed)
         messages: list[OutgoingMessage] = [
-            user_changed_message(user.id, source="delta", message_id=f"d:{run}:{user.id}")
+            OutgoingMessage.of(UserChanged(user.id, "delta"), message_id=f"d:{run}:{user.id}")
             for user in page.changed
             if worth_enqueuing(user)
         ]

@@ -36,13 +36,13 @@ from shared.domain.licensing import (
     decide_licensing,
     find_sku,
 )
+from shared.domain.messages import UserChanged
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
 from shared.ports.state import AuditEntry, Claim, StateStore, claim_or_wait
 
 log = logging.getLogger(__name__)
 
 ACTOR = "license-processor"
-USER_CHANGED = "user-changed"
 LEASE_SECONDS = 300
 
 
@@ -98,25 +98,6 @@ class _NoSeats(Exception):
     def __init__(self, sku: SubscribedSku, detail: str) -> None:
         self.sku = sku
         super().__init__(detail)
-
-
-def user_changed_message(
-    user_id: str,
-    *,
-    source: str,
-    message_id: str,
-    correlation_id: str | None = None,
-    scheduled_enqueue_time: datetime | None = None,
-    **extra: Any,
-) -> OutgoingMessage:
-    """The queue message for "this user changed" (from a notification, delta, or a reschedule)."""
-    return OutgoingMessage(
-        message_id=message_id,
-        type=USER_CHANGED,
-        body={"userId": user_id, "source": source, **extra},
-        correlation_id=correlation_id,
-        scheduled_enqueue_time=scheduled_enqueue_time,
-    )
 
 
 async def license_guest(user_id: str, deps: LicensingDeps, correlation_id: str = "") -> LicenseOutcome:
@@ -261,9 +242,8 @@ async def _no_seats(user_id: str, exc: _NoSeats, deps: LicensingDeps, correlatio
     slot = retry_at.strftime("%Y%m%dT%H%M")
     await deps.publisher.publish(
         deps.queue,
-        user_changed_message(
-            user_id,
-            source="no-seat-retry",
+        OutgoingMessage.of(
+            UserChanged(user_id, "no-seat-retry"),
             message_id=f"{user_id}:no-seat:{slot}",
             correlation_id=correlation_id or None,
             scheduled_enqueue_time=retry_at,

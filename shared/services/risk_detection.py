@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared.domain.directory import DirectoryUser, SignIn
+from shared.domain.messages import RiskIncident
 from shared.domain.risk import (
     Cause,
     Ignored,
@@ -41,7 +42,8 @@ from shared.ports.state import AuditEntry, ConflictError, Record, StateStore
 log = logging.getLogger(__name__)
 
 ACTOR = "risk-detector"
-RISK_INCIDENT = "risk-incident"
+RISK_INCIDENT = RiskIncident.TYPE
+"""The audit action of a detected incident (the same name as its queue message)."""
 """Message type on RISK_INCIDENTS_QUEUE, and the audit action of a detected incident."""
 WATERMARK_KIND = "risk-detection"
 WATERMARK_KEY = "signins-watermark"
@@ -161,19 +163,16 @@ def incident_message(incident: Incident) -> OutgoingMessage:
     """The work item of one incident; its message id is the incident id, so re-detection collapses."""
     assert incident.first is not None, "only a freshly opened incident is published"
     first = incident.first.sign_in
-    body: dict[str, Any] = {
-        "incidentId": incident.id,
-        "userId": incident.user_id,
-        "homeTenantId": first.home_tenant_id,
-        "cause": str(incident.first.cause),
-        "started": incident.started.isoformat(),
-        "signIn": sign_in_summary(first),
-    }
-    return OutgoingMessage(
-        message_id=f"risk-{incident.id}",
-        type=RISK_INCIDENT,
-        body=body,
-        correlation_id=first.correlation_id or first.id,
+    message = RiskIncident(
+        incident_id=incident.id,
+        user_id=incident.user_id,
+        home_tenant_id=first.home_tenant_id or "",  # none: the responder dead-letters it, as it can do nothing
+        started=incident.started.isoformat(),
+        sign_in=sign_in_summary(first),
+        cause=str(incident.first.cause),
+    )
+    return OutgoingMessage.of(
+        message, message_id=f"risk-{incident.id}", correlation_id=first.correlation_id or first.id
     )
 
 

@@ -32,8 +32,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from shared.adapters.graph import GraphError
 from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
-from shared.domain.messages import MalformedMessage
-from shared.domain.risk import Ticket, is_tenant_id, notice_recipients
+from shared.domain.messages import RiskIncident
+from shared.domain.risk import Ticket, notice_recipients
 from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
 from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
 
@@ -80,36 +80,12 @@ class ResponseDeps:
 
 
 @dataclass(frozen=True, slots=True)
-class IncidentMessage:
-    incident_id: str
-    user_id: str
-    home_tenant_id: str
-    started: str
-    sign_in: Mapping[str, Any]
-
-    @classmethod
-    def parse(cls, payload: Mapping[str, Any]) -> IncidentMessage:
-        fields = {name: payload.get(name) for name in ("incidentId", "userId", "homeTenantId", "started")}
-        bad = sorted(name for name, value in fields.items() if not isinstance(value, str) or not value)
-        if bad or not isinstance(payload.get("signIn"), dict):
-            raise MalformedMessage(f"risk incident without {', '.join(bad) or 'signIn'}")
-        if not is_tenant_id(payload["homeTenantId"]):
-            raise MalformedMessage("risk incident: homeTenantId is not a tenant id")
-        return cls(
-            payload["incidentId"], payload["userId"], payload["homeTenantId"], payload["started"], payload["signIn"]
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class ResponseOutcome:
     notice: str
     ticket: str
 
 
-async def respond_to_incident(
-    payload: Mapping[str, Any], deps: ResponseDeps, correlation_id: str = ""
-) -> ResponseOutcome:
-    incident = IncidentMessage.parse(payload)
+async def respond_to_incident(incident: RiskIncident, deps: ResponseDeps, correlation_id: str = "") -> ResponseOutcome:
     results: list[str] = []
     failures: list[BaseException] = []
     for step in (notify_guest, open_ticket):
@@ -123,7 +99,7 @@ async def respond_to_incident(
     return ResponseOutcome(*results)
 
 
-async def _claim(action: str, incident: IncidentMessage, deps: ResponseDeps) -> Claim | None:
+async def _claim(action: str, incident: RiskIncident, deps: ResponseDeps) -> Claim | None:
     claim = await claim_or_wait(
         deps.state,
         action,
@@ -139,7 +115,7 @@ async def _claim(action: str, incident: IncidentMessage, deps: ResponseDeps) -> 
 
 
 async def _finish(
-    claim: Claim, deps: ResponseDeps, incident: IncidentMessage, outcome: str, reason: str, **evidence: Any
+    claim: Claim, deps: ResponseDeps, incident: RiskIncident, outcome: str, reason: str, **evidence: Any
 ) -> str:
     async def record() -> None:
         await deps.state.complete(claim, {"status": outcome, "reason": reason, **evidence})
@@ -152,7 +128,7 @@ async def _finish(
 
 
 async def _audit(
-    deps: ResponseDeps, action: str, incident: IncidentMessage, outcome: str, reason: str, evidence: Mapping[str, Any]
+    deps: ResponseDeps, action: str, incident: RiskIncident, outcome: str, reason: str, evidence: Mapping[str, Any]
 ) -> None:
     await deps.state.append(
         AuditEntry(
@@ -172,7 +148,7 @@ async def _audit(
 # --- the guest notice -----------------------------------------------------------------------------------------
 
 
-async def notify_guest(incident: IncidentMessage, deps: ResponseDeps, correlation_id: str = "") -> str:
+async def notify_guest(incident: RiskIncident, deps: ResponseDeps, correlation_id: str = "") -> str:
     claim = await _claim(NOTIFY, incident, deps)
     if claim is None:
         return "already-done"
@@ -213,7 +189,7 @@ async def notify_guest(incident: IncidentMessage, deps: ResponseDeps, correlatio
 
 
 def _notice_mail(
-    incident: IncidentMessage,
+    incident: RiskIncident,
     user: DirectoryUser,
     recipients: tuple[str, ...],
     tenant: TenantInformation | None,
@@ -258,7 +234,7 @@ async def _tenant(tenant_id: str, deps: ResponseDeps) -> TenantInformation | Non
 # --- the home-tenant ticket -----------------------------------------------------------------------------------
 
 
-async def open_ticket(incident: IncidentMessage, deps: ResponseDeps, correlation_id: str = "") -> str:
+async def open_ticket(incident: RiskIncident, deps: ResponseDeps, correlation_id: str = "") -> str:
     claim = await _claim(TICKET, incident, deps)
     if claim is None:
         return "already-done"
@@ -269,7 +245,7 @@ async def open_ticket(incident: IncidentMessage, deps: ResponseDeps, correlation
         raise
 
 
-async def _open_ticket(claim: Claim, incident: IncidentMessage, deps: ResponseDeps) -> str:
+async def _open_ticket(claim: Claim, incident: RiskIncident, deps: ResponseDeps) -> str:
     if deps.sinks is None:
         log.warning("incident %s: no partner directory configured; no home-tenant ticket", incident.incident_id)
         return await _finish(claim, deps, incident, "skipped", "RISK_PARTNER_DIRECTORY is not configured")
@@ -312,7 +288,7 @@ async def _deliver(sink: TicketSink, ticket: Ticket, deps: ResponseDeps) -> str:
 
 
 def build_ticket(
-    incident: IncidentMessage, user: DirectoryUser, tenant: TenantInformation | None, deps: ResponseDeps
+    incident: RiskIncident, user: DirectoryUser, tenant: TenantInformation | None, deps: ResponseDeps
 ) -> Ticket:
     sign_in = incident.sign_in
     events = sign_in.get("riskEventTypes")

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from shared.adapters.graph import GraphError
 from shared.domain.directory import GraphSubscription
+from shared.domain.messages import LifecycleEvent
 from shared.ports.state import AuditEntry, Record, StateStore, exclusively
 
 log = logging.getLogger(__name__)
@@ -217,11 +218,12 @@ async def _audit(deps: SubscriptionDeps, action: str, sub: GraphSubscription, re
     )
 
 
-async def handle_lifecycle_event(subscription_id: str, event: str, deps: SubscriptionDeps) -> str:
+async def handle_lifecycle_event(message: LifecycleEvent, deps: SubscriptionDeps) -> str:
     """reauthorizationRequired -> reauthorize (renew if that fails): the one event Graph sends for /users.
 
     subscriptionRemoved and missed are documented for Outlook and Teams resources only; should one ever come,
     ensure (recreate) answers it, and the keeper and delta timers cover the same ground anyway."""
+    subscription_id, event = message.subscription_id, message.lifecycle_event
     if event == "reauthorizationRequired":
         try:
             await deps.graph.reauthorize_subscription(subscription_id)
@@ -233,7 +235,7 @@ async def handle_lifecycle_event(subscription_id: str, event: str, deps: Subscri
             log.warning("reauthorize failed (%s); renewing instead", exc)
             await deps.graph.renew_subscription(subscription_id, deps.clock() + deps.config.lifetime)
             return "renewed"
-    if event in ("subscriptionRemoved", "missed"):
+    if message.needs_resync:
         outcome = await ensure_subscription(deps)
         return f"ensured:{outcome.action}"
     log.warning("unknown lifecycle event %r for subscription %s ignored", event, subscription_id)

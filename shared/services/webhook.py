@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from shared.domain.messages import LifecycleEvent, UserChanged
 from shared.domain.notifications import (
     MAX_BODY_BYTES,
     ChangeNotification,
@@ -25,11 +26,8 @@ from shared.domain.notifications import (
     verify,
 )
 from shared.ports.publisher import MessagePublisher, OutgoingMessage, QueueError
-from shared.services.licensing import user_changed_message
 
 log = logging.getLogger(__name__)
-
-LIFECYCLE_EVENT = "subscription-lifecycle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +63,9 @@ def _header(headers: Mapping[str, str], name: str) -> str:
 
 
 def lifecycle_message(item: LifecycleNotification, correlation_id: str) -> OutgoingMessage:
-    return OutgoingMessage(
+    return OutgoingMessage.of(
+        LifecycleEvent(item.subscription_id, item.lifecycle_event),
         message_id=message_id(item, correlation_id),
-        type=LIFECYCLE_EVENT,
-        body={"subscriptionId": item.subscription_id, "lifecycleEvent": item.lifecycle_event},
         correlation_id=correlation_id,
     )
 
@@ -107,13 +104,14 @@ async def handle_graph_webhook(request: WebhookRequest, deps: WebhookDeps) -> We
     for item in verified.accepted:
         if isinstance(item, ChangeNotification):
             messages.append(
-                user_changed_message(
-                    item.user_id,
-                    source="notification",
+                OutgoingMessage.of(
+                    UserChanged(
+                        item.user_id,
+                        "notification",
+                        {"changeType": item.change_type, "subscriptionId": item.subscription_id},
+                    ),
                     message_id=message_id(item, f"{correlation_id}:{len(messages)}"),
                     correlation_id=correlation_id,
-                    changeType=item.change_type,
-                    subscriptionId=item.subscription_id,
                 )
             )
         else:

@@ -22,8 +22,9 @@ from local.servicebus_broker import LocalServiceBusBroker
 from local.world import app_settings, free_port
 from shared.bootstrap import build_state_store, settings_from_env
 from shared.cli import app
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.services.subscriptions import RECORD_KEY, RECORD_KIND
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, Feature
+from shared.settings import Feature
 from tests.fixtures.servicebus import BrokerFactory
 
 pytestmark = pytest.mark.timeout(180)

@@ -15,8 +15,8 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 
 from local.servicebus_broker import LocalServiceBusBroker
 from shared.adapters.state.sqlite import SqliteStateStore
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.ports.state import AuditEntry
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from tests.e2e.cli import guestwarden
 from tests.fixtures.servicebus import BrokerFactory
 

@@ -28,7 +28,7 @@ from local.world import app_settings, flow_roles, free_port, with_roles
 from local.world import eventually as wait_until
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.bootstrap import AppServices
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"

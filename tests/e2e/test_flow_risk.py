@@ -30,8 +30,8 @@ from local.world import app_settings, free_port, with_roles
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.adapters.tickets import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from shared.bootstrap import AppServices
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.permissions import features_for, required_permissions
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"

@@ -31,7 +31,7 @@ from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
 from local.world import app_settings, free_port
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.bootstrap import AppServices
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from tests.e2e.test_flow_risk import (
     HOME_RISK,
     NAMED,

@@ -18,7 +18,7 @@ import pytest
 
 from local.host import FunctionStats
 from local.world import eventually
-from shared.settings import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from tests.e2e.test_flow_risk import NAMED
 from tests.reliability.fault_world import QUEUES, FaultWorld, dump, pending_guests, risk_sign_ins
 

@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from shared.settings import GUEST_CHANGES_QUEUE
+from shared.domain.messages import GUEST_CHANGES_QUEUE
 from tests.reliability.fault_world import CLIENT_STATE, KEY, FaultWorld
 
 pytestmark = pytest.mark.timeout(180)

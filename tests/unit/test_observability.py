@@ -29,14 +29,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import functions.licensing
 import functions.notifications
+import functions.queue_messages
 import shared.observability
 from local.world import free_port
-from shared.domain.messages import MalformedMessage
+from shared.domain.messages import GUEST_CHANGES_QUEUE, MalformedMessage
 from shared.observability import AUDIT_LOGGER, MAX_DELIVERY_COUNT, CountingStateStore, install_log_correlation
 from shared.ports.state import AuditEntry, InvalidKeyError
 from shared.services.licensing import LicensingDeps
 from shared.services.webhook import WebhookDeps
-from shared.settings import GUEST_CHANGES_QUEUE
 from tests.fakes.publisher import InMemoryPublisher
 from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes import FakeGraph
@@ -95,7 +95,7 @@ class FakeServices:
 def services(monkeypatch: pytest.MonkeyPatch) -> FakeServices:
     fake = FakeServices()
     monkeypatch.setattr(functions.notifications, "AppServices", fake)
-    monkeypatch.setattr(functions.licensing, "AppServices", fake)
+    monkeypatch.setattr(functions.queue_messages, "AppServices", fake)
     install_log_correlation()
     return fake
 

@@ -26,7 +26,7 @@ from shared.adapters.tickets import (
     verify,
 )
 from shared.domain.directory import OutgoingMail, TenantInformation
-from shared.domain.messages import MalformedMessage
+from shared.domain.messages import MalformedMessage, RiskIncident, parse_message
 from shared.domain.risk import Ticket
 from shared.services.risk_detection import incident_message
 from shared.services.risk_response import (
@@ -74,12 +74,20 @@ async def no_sleep(_: float) -> None:
     return None
 
 
-def payload(user_id: str = "g1") -> dict[str, Any]:
+def wire_body(user_id: str = "g1") -> dict[str, Any]:
+    """The incident message as the detector puts it on the queue (decoded JSON, envelope included)."""
     from shared.domain.risk import Cause, Incident, RiskBlock
 
     first = RiskBlock(blocked("s1", NOW - timedelta(minutes=3), user_id=user_id), Cause.HOME_TENANT_RISK)
     incident = Incident("inc1", user_id, first.sign_in.created, first.sign_in.created, 1, first)
     return json.loads(incident_message(incident).encoded_body())  # type: ignore[no-any-return]
+
+
+def payload(user_id: str = "g1") -> RiskIncident:
+    """The typed message the dispatcher hands the responder, parsed from the wire body."""
+    message = parse_message(wire_body(user_id))
+    assert isinstance(message, RiskIncident)
+    return message
 
 
 def make(graph: FakeRiskGraph, sink: TicketSink | None = None, **kw: Any) -> tuple[ResponseDeps, OneSink | None]:
@@ -265,10 +273,11 @@ async def test_no_partner_directory_is_audited_not_silent() -> None:
 @pytest.mark.parametrize("missing", ["incidentId", "userId", "homeTenantId", "signIn"])
 async def test_a_malformed_message_is_refused(missing: str) -> None:
     deps, _ = make(world())
-    body = payload()
+    body = wire_body()
     body.pop(missing)
     with pytest.raises(MalformedMessage):
-        await respond_to_incident(body, deps)
+        await respond_to_incident(parse_message(body), deps)  # type: ignore[arg-type]
+    assert await audit(deps) == []
 
 
 async def test_webhook_sink_signs_the_exact_body() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from shared.adapters.graph import GraphError
 from shared.domain.directory import DirectoryUser
+from shared.domain.messages import LifecycleEvent
 from shared.services.delta import DeltaDeps, run_delta_backstop
 from shared.services.subscriptions import (
     SubscriptionConfig,
@@ -124,11 +125,15 @@ async def test_lifecycle_reauthorize_and_fallbacks() -> None:
     deps = keeper(clock)
     sub = await ensure_subscription(deps)
     assert sub.subscription_id
-    assert await handle_lifecycle_event(sub.subscription_id, "reauthorizationRequired", deps) == "reauthorized"
+
+    def event(name: str) -> LifecycleEvent:
+        return LifecycleEvent(sub.subscription_id, name)
+
+    assert await handle_lifecycle_event(event("reauthorizationRequired"), deps) == "reauthorized"
     deps.graph.reauthorize_fails = GraphError(500, "x", "boom")  # type: ignore[attr-defined]
-    assert await handle_lifecycle_event(sub.subscription_id, "reauthorizationRequired", deps) == "renewed"
+    assert await handle_lifecycle_event(event("reauthorizationRequired"), deps) == "renewed"
     deps.graph.subs.clear()  # type: ignore[attr-defined]
-    assert await handle_lifecycle_event(sub.subscription_id, "subscriptionRemoved", deps) == "ensured:recreated"
+    assert await handle_lifecycle_event(event("subscriptionRemoved"), deps) == "ensured:recreated"
 
 
 def guest(user_id: str, state: str = "Accepted") -> DirectoryUser:
