@@ -38,7 +38,8 @@ from shared.domain.licensing import (
 )
 from shared.domain.messages import UserChanged
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
-from shared.ports.state import AuditEntry, Claim, StateStore, claim_or_wait
+from shared.ports.state import Claim, StateStore, claim_or_wait
+from shared.services.audit import Auditor
 
 log = logging.getLogger(__name__)
 
@@ -302,16 +303,7 @@ async def _audit(
     *,
     outcome: str = "done",
 ) -> None:
-    await deps.state.append(
-        AuditEntry(
-            at=deps.clock(),
-            actor=ACTOR,
-            action=action,
-            subject=subject,
-            reason=reason,
-            dry_run=False,
-            outcome=outcome,
-            evidence=evidence,
-            correlation_id=correlation_id,
-        )
+    auditor = Auditor(deps.state, ACTOR, deps.clock)
+    await auditor.record(
+        action, subject, outcome=outcome, reason=reason, evidence=evidence, correlation_id=correlation_id
     )

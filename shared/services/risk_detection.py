@@ -37,7 +37,8 @@ from shared.domain.risk import (
     prune_incidents,
 )
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
-from shared.ports.state import AuditEntry, ConflictError, Record, StateStore
+from shared.ports.state import ConflictError, Record, StateStore
+from shared.services.audit import Auditor
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ async def _record_incidents(
         seen_again += grouping.already_seen
         for incident in grouping.new:
             await deps.publisher.publish(deps.queue, incident_message(incident))
-            await deps.state.append(_audit(incident, deps.clock()))
+            await _audit(incident, deps)
         await _save_guest(deps, user_id, record, grouping.incidents.get(user_id, ()), user_blocks, since)
         new.extend(grouping.new)
     return new, seen_again
@@ -191,16 +192,13 @@ def sign_in_summary(sign_in: SignIn) -> dict[str, Any]:
     }
 
 
-def _audit(incident: Incident, at: datetime) -> AuditEntry:
+async def _audit(incident: Incident, deps: DetectionDeps) -> None:
     assert incident.first is not None
     first = incident.first.sign_in
-    return AuditEntry(
-        at=at,
-        actor=ACTOR,
-        action=RISK_INCIDENT,
-        subject=incident.user_id,
+    await Auditor(deps.state, ACTOR, deps.clock).record(
+        RISK_INCIDENT,
+        incident.user_id,
         reason=_reason(incident.first.cause, first.error_code),
-        dry_run=False,
         outcome="detected",
         evidence={
             "incidentId": incident.id,

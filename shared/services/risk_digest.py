@@ -29,7 +29,8 @@ from shared.adapters.graph import GraphError
 from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import safe_subject
-from shared.ports.state import AuditEntry, Claim, StateStore
+from shared.ports.state import Claim, StateStore
+from shared.services.audit import Auditor
 from shared.services.risk_report import BlockedIncident, blocked_incidents
 
 log = logging.getLogger(__name__)
@@ -204,15 +205,4 @@ def _mail(digest: Digest, sender: str, recipients: Sequence[str], deps: DigestDe
 
 
 async def _audit(deps: DigestDeps, day: str, outcome: str, reason: str, evidence: dict[str, object]) -> None:
-    await deps.state.append(
-        AuditEntry(
-            at=deps.clock(),
-            actor=ACTOR,
-            action=DIGEST,
-            subject=day,
-            reason=reason,
-            dry_run=False,
-            outcome=outcome,
-            evidence=evidence,
-        )
-    )
+    await Auditor(deps.state, ACTOR, deps.clock).record(DIGEST, day, outcome=outcome, reason=reason, evidence=evidence)

@@ -34,8 +34,9 @@ from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
 from shared.domain.messages import RiskIncident
 from shared.domain.risk import Ticket, notice_recipients
-from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
+from shared.ports.state import ANY_ETAG, Claim, StateStore, claim_or_wait
 from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
+from shared.services.audit import Auditor
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +131,13 @@ async def _finish(
 async def _audit(
     deps: ResponseDeps, action: str, incident: RiskIncident, outcome: str, reason: str, evidence: Mapping[str, Any]
 ) -> None:
-    await deps.state.append(
-        AuditEntry(
-            at=deps.clock(),
-            actor=ACTOR,
-            action=action,
-            subject=incident.user_id,
-            reason=reason,
-            dry_run=False,
-            outcome=outcome,
-            evidence={"incidentId": incident.incident_id, **evidence},
-            correlation_id=str(incident.sign_in.get("correlationId") or ""),
-        )
+    await Auditor(deps.state, ACTOR, deps.clock).record(
+        action,
+        incident.user_id,
+        outcome=outcome,
+        reason=reason,
+        evidence={"incidentId": incident.incident_id, **evidence},
+        correlation_id=str(incident.sign_in.get("correlationId") or ""),
     )
 
 

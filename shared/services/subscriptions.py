@@ -20,7 +20,8 @@ from typing import Protocol
 from shared.adapters.graph import GraphError
 from shared.domain.directory import GraphSubscription
 from shared.domain.messages import LifecycleEvent
-from shared.ports.state import AuditEntry, Record, StateStore, exclusively
+from shared.ports.state import Record, StateStore, exclusively
+from shared.services.audit import Auditor
 
 log = logging.getLogger(__name__)
 
@@ -204,18 +205,8 @@ async def _save(deps: SubscriptionDeps, record: Record | None, sub: GraphSubscri
 
 
 async def _audit(deps: SubscriptionDeps, action: str, sub: GraphSubscription, reason: str) -> None:
-    await deps.state.append(
-        AuditEntry(
-            at=deps.clock(),
-            actor=ACTOR,
-            action=action,
-            subject=sub.id,
-            reason=reason,
-            dry_run=False,
-            outcome="done",
-            evidence={"expiresAt": sub.expiration.isoformat(), "resource": sub.resource},
-        )
-    )
+    evidence = {"expiresAt": sub.expiration.isoformat(), "resource": sub.resource}
+    await Auditor(deps.state, ACTOR, deps.clock).record(action, sub.id, reason=reason, evidence=evidence)
 
 
 async def handle_lifecycle_event(message: LifecycleEvent, deps: SubscriptionDeps) -> str:
