@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared functions function_app.py local tools bench
+	$(BIN)/mypy cli shared functions function_app.py local tools bench
 
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/pytest -n $(WORKERS) $(ARGS)

@@ -44,6 +44,7 @@ from shared.services.webhook import WebhookDeps
 from shared.settings import Feature, Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from shared.adapters.graph_admin import GraphAdminGateway
     from shared.adapters.queue_admin import OperatorQueues
 
 
@@ -89,6 +90,15 @@ def graph_config(settings: Settings) -> GraphConfig:
 def build_graph_gateway(settings: Settings) -> GraphGateway:
     """A gateway for the running event loop (msgraph clients cannot outlive their loop)."""
     return GraphGateway(graph_credential(settings), graph_config(settings))
+
+
+def build_graph_admin(settings: Settings, credential: AsyncTokenCredential) -> GraphAdminGateway:
+    """Service principals and app role assignments, for the operator CLI (`setup grant-permissions`, `doctor`):
+    with `operator_credential` to grant roles or read another principal's, with `graph_credential` to see what
+    the app itself is granted. The caller owns `credential` (the gateway does not close it)."""
+    from shared.adapters.graph_admin import GraphAdminGateway
+
+    return GraphAdminGateway(credential, graph_config(settings))
 
 
 def build_state_store(settings: Settings, clock: Clock = utc_now) -> StateStore:

@@ -16,7 +16,7 @@ def guestwarden(
 ) -> subprocess.CompletedProcess[str]:
     """`guestwarden ARGS` with `env` (default: this process's environment); never raises on a non-zero exit."""
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli.main import app
 from local.graph_sim import GraphSimulator
 from local.graph_sim.identity import GRAPH_APP_ROLES
 from local.graph_sim.notifications import SIM_CREATOR_ID, Subscription
 from local.servicebus_broker import LocalServiceBusBroker
 from local.world import app_settings, free_port
 from shared.bootstrap import build_state_store, settings_from_env
-from shared.cli import app
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.services.subscriptions import RECORD_KEY, RECORD_KIND
 from shared.settings import Feature

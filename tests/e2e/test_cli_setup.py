@@ -14,10 +14,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
+from cli.main import app
 from local.graph_sim import GraphSimulator
 from local.graph_sim.identity import GRAPH_APP_ROLES
 from local.graph_sim.notifications import SIM_APPLICATION_ID, SIM_CREATOR_ID
-from shared.cli import app
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -270,7 +270,7 @@ async def test_guest_blocked_twice_gets_one_notice_and_one_ticket_members_and_ty
     # the admin's view: `guestwarden blocked --json` reads the same audit log
     from typer.testing import CliRunner
 
-    from shared.cli import app as cli
+    from cli.main import app as cli
 
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["blocked", "--json"])
     assert result.exit_code == 0, result.output

@@ -1,6 +1,6 @@
 """Day-2 commands: `guestwarden audit` (what guestwarden did, and why) and `guestwarden deadletters list|resubmit`.
 
-Registered on the main CLI by shared.cli. docs/operations.md shows them at work.
+Composed into the main CLI by cli/main.py. docs/operations.md shows them at work.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import EXIT_USAGE, JsonFlag, command_settings, err, table_console
 from shared.bootstrap import build_operator_queues, build_state_store
-from shared.cli_common import EXIT_USAGE, JsonFlag, command_settings, err, table_console
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.settings import Feature
 
@@ -159,8 +159,3 @@ def resubmit_command(
     if seq and len(rows) < len(set(seq)):
         missing = sorted(set(seq) - {row["sequenceNumber"] for row in rows})
         err.print(f"[yellow]not in the dead-letter queue: {', '.join(map(str, missing))}[/yellow]")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("audit")(audit_command)
-    app.add_typer(deadletters_app, name="deadletters")

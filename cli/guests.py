@@ -1,21 +1,11 @@
-"""`guestwarden`: the operator CLI.
-
-Every command works against a real tenant (app settings from the environment, as the Function App reads them;
-on a workstation DefaultAzureCredential uses your az login) or against the local Graph simulator with
-`--tenant-sim FILE` (a tenant fixture, the simulator is started for the command and stopped after) or
-`--tenant-sim URL` (a simulator that is already running, e.g. from `make demo ARGS=--keep-running`).
-
-Exit codes (shared/cli_common.py): 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local
-simulator did not start; 5 `stale apply` did not apply; 6 `subscriptions status` unhealthy; 7 `doctor` found a
-failing check.
-"""
+"""`guestwarden guests` (the guest inventory) and `guestwarden blocked` (guests blocked by home-tenant risk)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -23,23 +13,13 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import EXIT_GRAPH, JsonFlag, TenantSim, command_settings, err, table_console
 from shared.adapters.graph import GraphError
-from shared.bootstrap import build_graph_gateway
-from shared.cli_common import EXIT_GRAPH, JsonFlag, TenantSim, command_settings, err, table_console
+from shared.bootstrap import build_graph_gateway, build_state_store
 from shared.domain.inventory import GuestRow
 from shared.services.inventory import guest_inventory
+from shared.services.risk_report import BlockedIncident, blocked_incidents
 from shared.settings import Feature, Settings
-
-app = typer.Typer(
-    help="guestwarden: Entra B2B guest automation, operator commands.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-
-@app.callback()
-def _root() -> None:
-    """guestwarden: Entra B2B guest automation, operator commands."""
 
 
 def _when(moment: datetime | None, now: datetime) -> str:
@@ -71,7 +51,6 @@ async def _collect_guests(settings: Settings, with_sponsors: bool, quiet: bool) 
     return rows
 
 
-@app.command()
 def guests(
     tenant_sim: TenantSim = None,
     as_json: JsonFlag = False,
@@ -112,17 +91,11 @@ def guests(
     out.print(f"{len(rows)} guests: {pending} invitations pending, {never} never signed in.")
 
 
-@app.command()
 def blocked(
     as_json: JsonFlag = False,
     days: Annotated[int, typer.Option(min=1, max=365, help="How far back to look, in days.")] = 14,
 ) -> None:
     """Guests blocked by home-tenant risk: incidents, notice and ticket state (from the audit log)."""
-    from datetime import timedelta
-
-    from shared.bootstrap import build_state_store
-    from shared.services.risk_report import BlockedIncident, blocked_incidents
-
     with command_settings(None, (Feature.STATE,)) as settings:
 
         async def collect() -> list[BlockedIncident]:
@@ -149,31 +122,3 @@ def blocked(
             Text(row.state, style="red" if row.state == "open" else ""),
         )
     table_console().print(table)
-
-
-# Flow 4: `stale plan|apply` and `restore` live in their own module.
-from shared.cli_stale import register as _register_stale  # noqa: E402 - kept next to its registration
-
-_register_stale(app)
-
-from shared.cli_subscriptions import register as _register_subscriptions  # noqa: E402
-
-_register_subscriptions(app)
-
-from shared.cli_ops import register as _register_ops  # noqa: E402 - day 2: audit, dead letters
-
-_register_ops(app)
-
-from shared.cli_doctor import register as _register_doctor  # noqa: E402
-from shared.cli_setup import register as _register_setup  # noqa: E402
-
-_register_doctor(app)
-_register_setup(app)
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

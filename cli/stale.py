@@ -1,6 +1,6 @@
 """`guestwarden stale plan|apply` and `guestwarden restore`: the stale sweep from the operator's chair.
 
-Registered on the main CLI by shared.cli (same `--tenant-sim`, settings and exit codes). Progress goes to
+Composed into the main CLI by cli/main.py (same `--tenant-sim`, settings and exit codes). Progress goes to
 stderr; `--json` prints only JSON on stdout.
 """
 
@@ -18,9 +18,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from shared.adapters.graph import GraphError
-from shared.bootstrap import build_graph_gateway, build_state_store, stale_deps
-from shared.cli_common import (
+from cli.common import (
     EXIT_GRAPH,
     EXIT_NOT_APPLIED,
     EXIT_USAGE,
@@ -30,6 +28,8 @@ from shared.cli_common import (
     err,
     table_console,
 )
+from shared.adapters.graph import GraphError
+from shared.bootstrap import build_graph_gateway, build_state_store, stale_deps
 from shared.services.stale import RestoreOutcome, StaleDeps, StalePlan, restore_guest, restore_run, sweep_stale_guests
 from shared.settings import Feature, Settings
 
@@ -147,8 +147,3 @@ def restore_command(
             err.print(Text(f"{o.user_id}: {o.status} {o.detail}".rstrip()))
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(EXIT_GRAPH)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(stale_app, name="stale")
-    app.command("restore")(restore_command)

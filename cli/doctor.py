@@ -15,25 +15,22 @@ from typing import Annotated
 
 import httpx
 import typer
-from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 from rich.table import Table
 from rich.text import Text
 
-from shared.adapters.credentials import LocalTokenCredential, local_token_url
+from cli.common import ALL_FLOWS, EXIT_DOCTOR, FlowsOption, JsonFlag, TenantSim, command_env, parse_flows, table_console
+from cli.subscriptions import current_status
 from shared.adapters.graph import GraphError
-from shared.adapters.graph_admin import GraphAdminGateway
 from shared.adapters.queue_admin import OperatorQueues
 from shared.bootstrap import (
+    build_graph_admin,
     build_operator_queues,
     build_state_store,
-    graph_config,
     graph_credential,
     operator_credential,
     settings_from_env,
 )
-from shared.cli_common import EXIT_DOCTOR, JsonFlag, TenantSim, command_env, table_console
-from shared.cli_setup import ALL_FLOWS, FlowsOption, parse_flows
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.ports.publisher import QueueError
 from shared.ports.state import StateError
@@ -41,15 +38,6 @@ from shared.services.doctor import Check, DoctorPorts, Failure, all_ok, judge_se
 from shared.settings import Feature, Settings, SettingsError
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
-
-
-def doctor_credential(settings: Settings) -> AsyncTokenCredential:
-    """The app's credential; on the simulator, one that asks its token endpoint (tokens carry granted roles)."""
-    if settings.graph_auth == "local-token":
-        return LocalTokenCredential(
-            token_url=local_token_url(settings.graph_base_url), client_id=settings.azure_client_id
-        )
-    return graph_credential(settings)
 
 
 def describe(exc: BaseException) -> Failure | None:
@@ -69,19 +57,19 @@ def queues_for(features: Sequence[Feature]) -> list[str]:
 
 
 async def diagnose(settings: Settings, features: Sequence[Feature], identity: str | None) -> list[Check]:
-    from shared.cli_subscriptions import subscription_status  # the logic `subscriptions status` uses
-
-    credential = doctor_credential(settings)
+    # The app's own credential: its token's `roles` claim is what the app is granted (on the simulator too, whose
+    # token endpoint issues tokens carrying the fixture's grants).
+    credential = graph_credential(settings)
     queues = queues_for(features)
     clients: list[OperatorQueues] = []  # built on first use: a malformed connection string is a failed check
     try:
-        async with GraphAdminGateway(credential, graph_config(settings)) as admin:
+        async with build_graph_admin(settings, credential) as admin:
 
             async def token() -> str:
                 return (await credential.get_token(settings.graph_scope)).token
 
             async def subscription() -> tuple[bool, str]:
-                status = await subscription_status(settings)
+                status = await current_status(settings)
                 return status.healthy, status.advice
 
             async def queue(name: str) -> None:
@@ -96,7 +84,7 @@ async def diagnose(settings: Settings, features: Sequence[Feature], identity: st
             async def assignments() -> set[str]:
                 # Reading another principal's assignments needs Application.Read.All: the operator's, not the app's.
                 assert identity is not None
-                async with GraphAdminGateway(operator_credential(settings), graph_config(settings)) as operator:
+                async with build_graph_admin(settings, operator_credential(settings)) as operator:
                     return await operator.granted_graph_roles(identity)
 
             ports = DoctorPorts(
@@ -162,7 +150,3 @@ def doctor(
     _report(checks, as_json)
     if not all_ok(checks):
         raise typer.Exit(EXIT_DOCTOR)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("doctor")(doctor)

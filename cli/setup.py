@@ -19,42 +19,31 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import (
+    ALL_FLOWS,
+    EXIT_GRAPH,
+    EXIT_USAGE,
+    FlowsOption,
+    JsonFlag,
+    TenantSim,
+    command_settings,
+    err,
+    parse_flows,
+    table_console,
+)
 from shared.adapters.graph import GraphError
-from shared.adapters.graph_admin import GraphAdminGateway
-from shared.bootstrap import graph_config, operator_credential
-from shared.cli_common import EXIT_GRAPH, EXIT_USAGE, JsonFlag, TenantSim, command_settings, err, table_console
+from shared.bootstrap import build_graph_admin, operator_credential
 from shared.permissions import (
-    FLOWS,
     GRAPH_APP_ID,
     PlannedChange,
     ServicePrincipal,
     UnknownPermission,
-    features_for,
     plan_grants,
     required_permissions,
 )
 from shared.settings import Feature, Settings
 
 setup_app = typer.Typer(help="Set up guestwarden in a tenant: grant the managed identity its Graph permissions.")
-
-FlowsOption = Annotated[
-    str,
-    typer.Option(
-        "--flows",
-        help=f"Comma-separated flows the deployment runs ({', '.join(FLOWS)}); the permissions follow from them "
-        "and from LICENSE_MODE / STALE_DRY_RUN.",
-    ),
-]
-ALL_FLOWS = ",".join(FLOWS)
-
-
-def parse_flows(text: str) -> tuple[Feature, ...]:
-    """The settings features of `--flows`; exits 2 naming an unknown flow."""
-    try:
-        return features_for(name.strip() for name in text.split(",") if name.strip())
-    except ValueError as exc:
-        err.print(Text(f"--flows: {exc}", style="red"))
-        raise typer.Exit(EXIT_USAGE) from None
 
 
 class IdentityNotFound(LookupError):
@@ -87,7 +76,7 @@ class GrantOutcome:
 async def grant_permissions(
     settings: Settings, identity: str, required: set[str], *, dry_run: bool, prune: bool
 ) -> GrantOutcome:
-    async with GraphAdminGateway(operator_credential(settings), graph_config(settings)) as admin:
+    async with build_graph_admin(settings, operator_credential(settings)) as admin:
         graph = await admin.service_principal_by_app_id(GRAPH_APP_ID)
         if graph is None:
             raise GraphError(404, "Request_ResourceNotFound", "no Microsoft Graph service principal in the tenant")
@@ -163,7 +152,3 @@ def grant_permissions_command(
         sys.stdout.write(json.dumps(outcome.as_json(), indent=2) + "\n")
     else:
         _print(outcome)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(setup_app, name="setup")

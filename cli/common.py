@@ -1,5 +1,8 @@
 """What every `guestwarden` command shares: options, exit codes, and settings (real tenant or simulator).
 
+`command_env` is the one place the CLI reads the environment; it hands it to shared.bootstrap, which builds the
+settings and every adapter a command uses.
+
 Exit codes: 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local simulator did not start;
 5 `stale apply` did not apply (capped, aborted or incomplete: the plan and report say why); 6 `subscriptions
 status` found no healthy subscription; 7 `doctor` found a failing check.
@@ -17,8 +20,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from shared.bootstrap import settings_from_env
+from shared.permissions import FLOWS, features_for
 from shared.settings import Feature, Settings, SettingsError
 
 EXIT_USAGE = 2
@@ -40,6 +45,15 @@ TenantSim = Annotated[
     ),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout, nothing else.")]
+FlowsOption = Annotated[
+    str,
+    typer.Option(
+        "--flows",
+        help=f"Comma-separated flows the deployment runs ({', '.join(FLOWS)}); the permissions follow from them "
+        "and from LICENSE_MODE / STALE_DRY_RUN.",
+    ),
+]
+ALL_FLOWS = ",".join(FLOWS)
 
 
 def table_console() -> Console:
@@ -47,11 +61,21 @@ def table_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=200)
 
 
+def parse_flows(text: str) -> tuple[Feature, ...]:
+    """The settings features of `--flows`; exits 2 naming an unknown flow."""
+    try:
+        return features_for(name.strip() for name in text.split(",") if name.strip())
+    except ValueError as exc:
+        err.print(Text(f"--flows: {exc}", style="red"))
+        raise typer.Exit(EXIT_USAGE) from None
+
+
 @contextlib.contextmanager
 def simulator(fixture: Path) -> Iterator[str]:
     """Start `python -m local.graph_sim` for one command; yields its base URL, stops it after.
 
-    A separate process (not an import): shared/ never imports local/, only settings differ.
+    A separate process (not an import): to a command the simulator is a tenant like any other, only settings
+    differ.
     """
     if not fixture.is_file():
         err.print(f"[red]--tenant-sim: no tenant fixture at {fixture}[/red]")
@@ -76,7 +100,9 @@ def simulator(fixture: Path) -> Iterator[str]:
 
 @contextlib.contextmanager
 def command_env(tenant_sim: str | None) -> Iterator[Mapping[str, str]]:
-    """The app settings a command reads: the environment, with Graph pointed at the simulator for --tenant-sim."""
+    """The app settings a command reads: the environment, with Graph pointed at the simulator for --tenant-sim.
+
+    The only place cli/ reads os.environ: commands hand what it yields to shared.bootstrap."""
     if tenant_sim is None:
         yield os.environ
     elif tenant_sim.startswith(("http://", "https://")):
@@ -88,6 +114,7 @@ def command_env(tenant_sim: str | None) -> Iterator[Mapping[str, str]]:
 
 @contextlib.contextmanager
 def command_settings(tenant_sim: str | None, features: tuple[Feature, ...]) -> Iterator[Settings]:
+    """Validated settings for `features` (bootstrap reads them from `command_env`); exits 2 naming the problems."""
     try:
         with command_env(tenant_sim) as env:
             yield settings_from_env(features, env)

@@ -1,7 +1,8 @@
 """`guestwarden subscriptions status|ensure`: the /users change-notification subscription, for operators.
 
-`status` reads what guestwarden remembers (state) and what Graph says, and tells how long until it expires;
-`ensure` runs the same keeper the timer runs (create, renew, recreate), e.g. right after a deployment.
+`status` reads what guestwarden remembers (state) and what Graph says, and tells how long until it expires
+(shared/services/subscription_status.py); `ensure` runs the same keeper the timer runs (create, renew,
+recreate), e.g. right after a deployment.
 """
 
 from __future__ import annotations
@@ -9,20 +10,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from cli.common import EXIT_GRAPH, EXIT_UNHEALTHY, JsonFlag, TenantSim, command_settings, err, table_console
 from shared.adapters.graph import GraphError
 from shared.bootstrap import build_graph_gateway, build_state_store, subscription_config
-from shared.cli_common import EXIT_GRAPH, EXIT_UNHEALTHY, JsonFlag, TenantSim, command_settings, err, table_console
 from shared.ports.clock import utc_now
+from shared.services.subscription_status import SubscriptionStatus, subscription_status
 from shared.services.subscriptions import (
-    RECORD_KEY,
-    RECORD_KIND,
     SubscriptionDeps,
     SubscriptionQuotaExceeded,
     ensure_subscription,
@@ -32,38 +31,10 @@ from shared.settings import Feature, Settings
 subscriptions_app = typer.Typer(help="The /users change-notification subscription: status or ensure.")
 
 
-@dataclass(frozen=True)
-class SubscriptionStatus:
-    remembered_id: str | None
-    live: bool
-    expires: str | None
-    hours_left: float | None
-    notification_url_matches: bool | None
-    healthy: bool
-    advice: str
-
-
-async def subscription_status(settings: Settings) -> SubscriptionStatus:
+async def current_status(settings: Settings) -> SubscriptionStatus:
+    """The subscription's status through the app's own Graph gateway and state store (`status`, `doctor`)."""
     async with build_graph_gateway(settings) as graph, build_state_store(settings) as state:
-        record = await state.get(RECORD_KIND, RECORD_KEY)
-        remembered = record.value.get("id") if record else None
-        sub = await graph.get_subscription(str(remembered)) if isinstance(remembered, str) else None
-    if sub is None:
-        advice = "no live subscription: run `guestwarden subscriptions ensure` (or wait for the keeper timer)"
-        return SubscriptionStatus(
-            remembered if isinstance(remembered, str) else None, False, None, None, None, False, advice
-        )
-    hours = (sub.expiration - datetime.now(UTC)).total_seconds() / 3600
-    config = subscription_config(settings)
-    matches = sub.notification_url == config.notification_url if config.notification_url else None
-    healthy = hours > settings.subscription_renew_before_hours and matches is not False
-    if matches is False:
-        advice = "the subscription points at another URL: `ensure` recreates it for GRAPH_NOTIFICATION_URL"
-    elif not healthy:
-        advice = "expires within the renewal window: check that the keeper timer runs, or run `ensure`"
-    else:
-        advice = "healthy"
-    return SubscriptionStatus(sub.id, True, sub.expiration.isoformat(), round(hours, 1), matches, healthy, advice)
+        return await subscription_status(graph, state, subscription_config(settings), utc_now)
 
 
 @subscriptions_app.command("status")
@@ -71,7 +42,7 @@ def status_command(tenant_sim: TenantSim = None, as_json: JsonFlag = False) -> N
     """Is the /users subscription alive, pointing at us, and far from expiry? Exit 6 when not healthy."""
     with command_settings(tenant_sim, (Feature.GRAPH, Feature.STATE)) as settings:
         try:
-            status = asyncio.run(subscription_status(settings))
+            status = asyncio.run(current_status(settings))
         except GraphError as exc:
             err.print(Text(str(exc), style="red"))
             raise typer.Exit(EXIT_GRAPH) from None
@@ -110,7 +81,3 @@ def ensure_command(tenant_sim: TenantSim = None, as_json: JsonFlag = False) -> N
         sys.stdout.write(json.dumps(result, indent=2) + "\n")
     else:
         table_console().print(Text(f"{result['action']}: {result['subscriptionId']} (expires {result['expires']})"))
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(subscriptions_app, name="subscriptions")
