@@ -45,9 +45,9 @@ STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
 
 def doctor_credential(settings: Settings) -> AsyncTokenCredential:
     """The app's credential; on the simulator, one that asks its token endpoint (tokens carry granted roles)."""
-    if settings.graph_auth == "local-token":
+    if settings.graph.auth == "local-token":
         return LocalTokenCredential(
-            token_url=local_token_url(settings.graph_base_url), client_id=settings.azure_client_id
+            token_url=local_token_url(settings.graph.base_url), client_id=settings.azure_client_id
         )
     return graph_credential(settings)
 
@@ -78,7 +78,7 @@ async def diagnose(settings: Settings, features: Sequence[Feature], identity: st
         async with GraphAdminGateway(credential, graph_config(settings)) as admin:
 
             async def token() -> str:
-                return (await credential.get_token(settings.graph_scope)).token
+                return (await credential.get_token(settings.graph.scope)).token
 
             async def subscription() -> tuple[bool, str]:
                 status = await subscription_status(settings)

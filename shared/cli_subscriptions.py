@@ -56,7 +56,7 @@ async def subscription_status(settings: Settings) -> SubscriptionStatus:
     hours = (sub.expiration - datetime.now(UTC)).total_seconds() / 3600
     config = subscription_config(settings)
     matches = sub.notification_url == config.notification_url if config.notification_url else None
-    healthy = hours > settings.subscription_renew_before_hours and matches is not False
+    healthy = hours > settings.subscriptions.renew_before_hours and matches is not False
     if matches is False:
         advice = "the subscription points at another URL: `ensure` recreates it for GRAPH_NOTIFICATION_URL"
     elif not healthy:

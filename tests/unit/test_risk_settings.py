@@ -18,9 +18,9 @@ def test_risk_defaults_and_values() -> None:
         {"MAIL_SENDER": "guestwarden@contoso.com", "RISK_QUIET_MINUTES": "90", "RISK_NOTICE_FORMAT": "text"},
         [Feature.RISK],
     )
-    assert (settings.risk_poll_schedule, settings.risk_lookback_minutes) == ("0 */5 * * * *", 120)
-    assert (settings.risk_quiet_minutes, settings.risk_notice_format) == (90, "text")
-    assert settings.risk_partner_directory is None
+    assert (settings.risk.poll_schedule, settings.risk.lookback_minutes) == ("0 */5 * * * *", 120)
+    assert (settings.risk.quiet_minutes, settings.risk.notice_format) == (90, "text")
+    assert settings.risk.partner_directory is None
 
 
 def test_bad_risk_settings_are_named_together() -> None:
