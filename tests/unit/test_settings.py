@@ -152,3 +152,22 @@ def test_example_local_settings_are_valid_for_the_local_world() -> None:
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     settings = load_settings(values)
     assert settings.graph.auth == "local-token"
+
+
+def test_each_flow_builds_its_own_policy_from_the_flat_app_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import Settings
+
+    monkeypatch.setenv("stale_pending_days", "45")  # names are case-insensitive, as in Azure
+    monkeypatch.setenv("STALE_EXCLUDE_DOMAINS", "Fabrikam.com, ")
+    monkeypatch.setenv("GRAPH_PAGE_SIZE", "500")
+    settings = Settings()  # pydantic-settings: the process environment, flat names
+    assert settings.stale.policy().pending_days == 45
+    assert settings.stale.policy().exclude_domains == frozenset({"fabrikam.com"})
+    assert settings.graph.config().page_size == 500
+    assert settings.value("STALE_PENDING_DAYS") == 45
+
+
+def test_the_docs_table_says_which_feature_needs_a_setting() -> None:
+    rows = {row.name: row for row in settings_table()}
+    assert rows["LICENSE_GROUP_ID"].needed_by == "licensing when LICENSE_MODE=group"
+    assert rows["GRAPH_CLIENT_STATE"].secret and not rows["GRAPH_BASE_URL"].secret
