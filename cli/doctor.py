@@ -66,7 +66,7 @@ async def diagnose(settings: Settings, features: Sequence[Feature], identity: st
         async with build_graph_admin(settings, credential) as admin:
 
             async def token() -> str:
-                return (await credential.get_token(settings.graph_scope)).token
+                return (await credential.get_token(settings.graph.scope)).token
 
             async def subscription() -> tuple[bool, str]:
                 status = await current_status(settings)

@@ -109,7 +109,7 @@ def plan_command(tenant_sim: TenantSim = None, as_json: JsonFlag = False) -> Non
 def apply_command(tenant_sim: TenantSim = None, as_json: JsonFlag = False) -> None:
     """Run the sweep with the same safety as the timer. Acts only when STALE_DRY_RUN=false."""
     with command_settings(tenant_sim, (Feature.GRAPH, Feature.STATE, Feature.STALE)) as settings:
-        if settings.stale_dry_run:
+        if settings.stale.dry_run:
             err.print("STALE_DRY_RUN is true: set STALE_DRY_RUN=false to act (or use `stale plan`).")
             raise typer.Exit(EXIT_USAGE)
         plan = _run(settings, as_json or not err.is_terminal, sweep_stale_guests)

@@ -37,7 +37,7 @@ async def risk_poller(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(arg_name="timer", schedule="%RISK_DIGEST_SCHEDULE%", run_on_startup=False)
 async def risk_digest(timer: func.TimerRequest) -> None:
     services = AppServices.current()
-    if not services.settings.risk_digest_enabled:
+    if not services.settings.risk.digest_enabled:
         log.info("risk digest: RISK_DIGEST_ENABLED is false; nothing to do")
         return
     outcome = await send_risk_digest(services.risk_digest())

@@ -178,8 +178,8 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             warned.status == "applied" and len(sim.outbox) > mails_before,
             f"{len(sim.outbox) - mails_before} mail(s)",
         )
-        sim.clock.advance(timedelta(days=settings.stale_warn_grace_days + 1))
-        scenario.step(f"the clock jumps {settings.stale_warn_grace_days + 1} days")
+        sim.clock.advance(timedelta(days=settings.stale.warn_grace_days + 1))
+        scenario.step(f"the clock jumps {settings.stale.warn_grace_days + 1} days")
         disabled = await sweep_stale_guests(deps, dry_run=False)
         disabled_ids = [i.user_id for i in disabled.items if str(i.action) == "disable"]
         scenario.expect(
@@ -189,8 +189,8 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
         comeback = disabled_ids[0]
         sim.update_user(comeback, signInActivity={"lastNonInteractiveSignInDateTime": iso_z(sim.clock.now())})
         scenario.step(f"{sim.user(comeback)['displayName']} signs in again during the grace period")
-        sim.clock.advance(timedelta(days=settings.stale_delete_grace_days + 1))
-        scenario.step(f"the clock jumps {settings.stale_delete_grace_days + 1} days")
+        sim.clock.advance(timedelta(days=settings.stale.delete_grace_days + 1))
+        scenario.step(f"the clock jumps {settings.stale.delete_grace_days + 1} days")
         deleted = await sweep_stale_guests(deps, dry_run=False)
         deleted_ids = [i.user_id for i in deleted.items if str(i.action) == "delete"]
         scenario.expect(

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.settings import Settings
+from shared.settings import setting_fields
 
 SCHEDULES = {
-    field.alias: str(field.default)
-    for field in Settings.model_fields.values()
-    if field.alias and field.alias.endswith("_SCHEDULE")
+    field.alias: str(field.default) for field in setting_fields() if field.alias and field.alias.endswith("_SCHEDULE")
 }
 """Every timer binding resolves its %..._SCHEDULE% app setting before the host starts: the defaults."""
 

@@ -10,12 +10,10 @@ import asyncio
 import os
 import weakref
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.servicebus.aio import ServiceBusClient
-from pydantic import SecretStr
 
 from shared.adapters.credentials import (
     LOCAL_OPERATOR_CLIENT_ID,
@@ -26,7 +24,6 @@ from shared.adapters.credentials import (
 from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.queue import ServiceBusPublisher
 from shared.adapters.risk_wiring import RiskWiring
-from shared.domain.licensing import LicensingPolicy
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.observability import CountingStateStore, configure_telemetry
 from shared.ports.clock import Clock, utc_now
@@ -34,14 +31,14 @@ from shared.ports.publisher import MessagePublisher
 from shared.ports.reports import ReportStore
 from shared.ports.state import StateStore
 from shared.services.delta import DeltaDeps
-from shared.services.licensing import Alerting, LicensingDeps
+from shared.services.licensing import LicensingDeps
 from shared.services.risk_detection import DetectionDeps
 from shared.services.risk_digest import DigestDeps
 from shared.services.risk_response import ResponseDeps
 from shared.services.stale import StaleDeps
 from shared.services.subscriptions import SubscriptionConfig, SubscriptionDeps, known_subscription_ids
 from shared.services.webhook import WebhookDeps
-from shared.settings import Feature, Settings, SettingsError, load_settings
+from shared.settings import Feature, Settings, SettingsError, load_settings, reveal
 
 if TYPE_CHECKING:
     from shared.adapters.graph_admin import GraphAdminGateway
@@ -56,9 +53,9 @@ def settings_from_env(features: Iterable[Feature] = tuple(Feature), env: Mapping
 def graph_credential(settings: Settings) -> AsyncTokenCredential:
     """The app's identity: the managed identity in Azure; on the simulator, the token endpoint's token for
     AZURE_CLIENT_ID (default: guestwarden's identity), carrying the roles the fixture grants it."""
-    if settings.graph_auth == "local-token":
+    if settings.graph.auth == "local-token":
         return LocalTokenCredential(
-            token_url=local_token_url(settings.graph_base_url), client_id=settings.azure_client_id
+            token_url=local_token_url(settings.graph.base_url), client_id=settings.azure_client_id
         )
     return managed_identity_credential(settings.azure_client_id)
 
@@ -66,25 +63,15 @@ def graph_credential(settings: Settings) -> AsyncTokenCredential:
 def operator_credential(settings: Settings) -> AsyncTokenCredential:
     """Who runs `setup grant-permissions` / `doctor --identity`: DefaultAzureCredential (your az login) in Azure;
     on the simulator, the sample tenant's automation identity (LOCAL_OPERATOR_CLIENT_ID)."""
-    if settings.graph_auth == "local-token":
+    if settings.graph.auth == "local-token":
         return LocalTokenCredential(
-            token_url=local_token_url(settings.graph_base_url), client_id=LOCAL_OPERATOR_CLIENT_ID
+            token_url=local_token_url(settings.graph.base_url), client_id=LOCAL_OPERATOR_CLIENT_ID
         )
     return managed_identity_credential(settings.azure_client_id)
 
 
 def graph_config(settings: Settings) -> GraphConfig:
-    return GraphConfig(
-        base_url=settings.graph_base_url,
-        scope=settings.graph_scope,
-        max_retries=settings.graph_max_retries,
-        page_size=settings.graph_page_size,
-        timeout_seconds=settings.graph_timeout_seconds,
-        batch_max_rounds=settings.graph_batch_max_rounds,
-        sign_in_activity_per_minute=settings.graph_sign_in_activity_per_minute,
-        reports_per_10_seconds=settings.graph_reports_per_10_seconds,
-        mailbox_concurrency=settings.graph_mailbox_concurrency,
-    )
+    return settings.graph.config()
 
 
 def build_graph_gateway(settings: Settings) -> GraphGateway:
@@ -107,32 +94,32 @@ def build_state_store(settings: Settings, clock: Clock = utc_now) -> StateStore:
     Adapters are imported here, not at module top: a process only loads the one it uses. `clock` judges
     lease expiry (the app's clock: AppServices).
     """
-    if settings.state_backend == "sqlite":
+    if settings.state.backend == "sqlite":
         from shared.adapters.state.sqlite import SqliteStateStore
 
-        return SqliteStateStore(settings.state_sqlite_path, clock=clock)
+        return SqliteStateStore(settings.state.sqlite_path, clock=clock)
     from shared.adapters.state.table import TableStateStore
 
-    if settings.state_table_connection is not None:
+    if settings.state.table_connection is not None:
         return TableStateStore(
-            connection_string=settings.state_table_connection.get_secret_value(),
-            table_prefix=settings.state_table_prefix,
+            connection_string=settings.state.table_connection.get_secret_value(),
+            table_prefix=settings.state.table_prefix,
             clock=clock,
         )
     return TableStateStore(
-        endpoint=settings.state_table_endpoint,
+        endpoint=settings.state.table_endpoint,
         managed_identity_client_id=settings.azure_client_id,
-        table_prefix=settings.state_table_prefix,
+        table_prefix=settings.state.table_prefix,
         clock=clock,
     )
 
 
 def servicebus_client(settings: Settings) -> ServiceBusClient:
     """Service Bus by connection string (local broker, key-based) or by namespace + managed identity."""
-    if settings.servicebus_connection is not None:
-        return ServiceBusClient.from_connection_string(settings.servicebus_connection.get_secret_value())
-    assert settings.servicebus_namespace, "settings require a connection string or a namespace"
-    return ServiceBusClient(settings.servicebus_namespace, managed_identity_credential(settings.azure_client_id))
+    if settings.servicebus.connection is not None:
+        return ServiceBusClient.from_connection_string(settings.servicebus.connection.get_secret_value())
+    assert settings.servicebus.namespace, "settings require a connection string or a namespace"
+    return ServiceBusClient(settings.servicebus.namespace, managed_identity_credential(settings.azure_client_id))
 
 
 def build_publisher(settings: Settings) -> MessagePublisher:
@@ -146,31 +133,8 @@ def build_operator_queues(settings: Settings) -> OperatorQueues:
     return OperatorQueues(servicebus_client(settings))
 
 
-def licensing_policy(settings: Settings) -> LicensingPolicy:
-    return LicensingPolicy(
-        mode=settings.license_mode,
-        sku_part_number=settings.license_sku,
-        disabled_plans=settings.license_disabled_plans,
-        group_id=settings.license_group_id,
-        default_usage_location=settings.default_usage_location,
-        usage_location_by_domain=dict(settings.usage_location_by_domain),
-        excluded_domains=settings.license_excluded_domains,
-    )
-
-
-def _secret(value: SecretStr | None) -> str:
-    return value.get_secret_value() if value is not None else ""
-
-
 def subscription_config(settings: Settings) -> SubscriptionConfig:
-    lifecycle = settings.graph_lifecycle_notification_url or settings.graph_notification_url
-    return SubscriptionConfig(
-        notification_url=_secret(settings.graph_notification_url),
-        lifecycle_notification_url=_secret(lifecycle) or None,
-        client_state=_secret(settings.graph_client_state),
-        lifetime=timedelta(minutes=settings.subscription_lifetime_minutes),
-        renew_before=timedelta(hours=settings.subscription_renew_before_hours),
-    )
+    return settings.subscriptions.config()
 
 
 def build_report_store(settings: Settings) -> ReportStore:
@@ -179,27 +143,25 @@ def build_report_store(settings: Settings) -> ReportStore:
     from shared.adapters.reports import BlobReportStore, LocalFolderReportStore
 
     s = settings
-    if s.report_store == "folder":
-        return LocalFolderReportStore(s.stale_report_dir)
-    if s.report_blob_connection is not None:
+    if s.reports.store == "folder":
+        return LocalFolderReportStore(s.reports.folder)
+    if s.reports.blob_connection is not None:
         return BlobReportStore.from_connection_string(
-            s.report_blob_connection.get_secret_value(), s.report_blob_container
+            s.reports.blob_connection.get_secret_value(), s.reports.blob_container
         )
-    if not s.report_blob_account_url:
+    if not s.reports.blob_account_url:
         raise SettingsError(
             ["REPORT_BLOB_CONNECTION or REPORT_BLOB_ACCOUNT_URL: one is required when REPORT_STORE=blob"]
         )
     return BlobReportStore.from_account_url(
-        s.report_blob_account_url,
+        s.reports.blob_account_url,
         lambda: managed_identity_credential(s.azure_client_id),
-        s.report_blob_container,
+        s.reports.blob_container,
     )
 
 
 def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock: Clock = utc_now) -> StaleDeps:
     """The stale sweep's wiring (flow 4), shared by the timer and the CLI; REPORT_STORE picks where reports go."""
-    from shared.domain.stale import StalePolicy
-    from shared.services.stale import StaleConfig
     from shared.services.stale_report import template_environment
 
     s = settings
@@ -207,26 +169,10 @@ def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock
         graph=graph,
         state=state,
         reports=build_report_store(s),
-        templates=template_environment(s.stale_template_dir),
-        policy=StalePolicy(
-            inactive_days=s.stale_inactive_days,
-            pending_days=s.stale_pending_days,
-            warn_grace_days=s.stale_warn_grace_days,
-            delete_grace_days=s.stale_delete_grace_days,
-            new_guest_grace_days=s.stale_new_guest_grace_days,
-            exclude_group_ids=frozenset(s.stale_exclude_group_ids),
-            exclude_domains=s.stale_exclude_domains,
-            exclude_upn_patterns=s.stale_exclude_upn_patterns,
-        ),
-        config=StaleConfig(
-            dry_run=s.stale_dry_run,
-            max_actions=s.stale_max_actions,
-            max_percent=s.stale_max_percent,
-            abort_missing_activity_percent=s.stale_abort_missing_activity_percent,
-            scan_concurrency=s.stale_scan_concurrency,
-            sign_in_activity_per_minute=s.graph_sign_in_activity_per_minute,
-            notify_guest=s.stale_notify_guest,
-            mail_sender=s.mail_sender,
+        templates=template_environment(s.stale.template_dir),
+        policy=s.stale.policy(),
+        config=s.stale.config(
+            sign_in_activity_per_minute=s.graph.sign_in_activity_per_minute, mail_sender=s.mail.sender
         ),
         clock=clock,
     )
@@ -310,10 +256,10 @@ class AppServices:
             state=self.state,
             publisher=self.publisher,
             queue=GUEST_CHANGES_QUEUE,
-            policy=licensing_policy(s),
-            alerting=Alerting(s.mail_sender, s.admin_alert_recipients),
+            policy=s.licensing.policy(),
+            alerting=s.mail.alerting(),
             clock=self.clock,
-            no_seat_retry=timedelta(minutes=s.no_seat_retry_minutes),
+            no_seat_retry=s.licensing.no_seat_retry,
         )
 
     def webhook(self) -> WebhookDeps:
@@ -321,7 +267,7 @@ class AppServices:
         return WebhookDeps(
             publisher=self.publisher,
             queue=GUEST_CHANGES_QUEUE,
-            client_state=_secret(self.settings.graph_client_state),
+            client_state=reveal(self.settings.subscriptions.client_state),
             subscription_ids=lambda: known_subscription_ids(state),
         )
 
@@ -334,7 +280,7 @@ class AppServices:
             state=self.state,
             publisher=self.publisher,
             queue=GUEST_CHANGES_QUEUE,
-            first_run=self.settings.delta_first_run,
+            first_run=self.settings.delta.first_run,
             clock=self.clock,
         )
 
@@ -350,27 +296,27 @@ class AppServices:
             state=self.state,
             publisher=self.publisher,
             queue=RISK_INCIDENTS_QUEUE,
-            lookback=timedelta(minutes=s.risk_lookback_minutes),
-            quiet=timedelta(minutes=s.risk_quiet_minutes),
+            lookback=s.risk.lookback,
+            quiet=s.risk.quiet,
             clock=self.clock,
         )
 
     def risk_response(self) -> ResponseDeps:
         if self._risk is None:
-            self._risk = RiskWiring.build(self.settings, self.graph, os.environ)
+            self._risk = RiskWiring.build(self.settings, self.graph)
         s = self.settings
-        assert s.mail_sender, "Feature.RISK requires MAIL_SENDER"
+        assert s.mail.sender, "Feature.RISK requires MAIL_SENDER"
         return ResponseDeps(
             graph=self.graph,
             state=self.state,
             templates=self._risk.templates,
             sinks=self._risk.sinks,
-            sender=s.mail_sender,
-            organisation=s.risk_organisation_name,
-            support_contact=s.risk_support_contact,
-            notice_format=s.risk_notice_format,
+            sender=s.mail.sender,
+            organisation=s.risk.organisation_name,
+            support_contact=s.risk.support_contact,
+            notice_format=s.risk.notice_format,
             clock=self.clock,
-            ticket_attempts=s.risk_ticket_attempts,
+            ticket_attempts=s.risk.ticket_attempts,
         )
 
     def risk_digest(self) -> DigestDeps:
@@ -378,15 +324,15 @@ class AppServices:
         from shared.adapters.risk_templates import RiskTemplates
 
         s = self.settings
-        templates = self._risk.templates if self._risk is not None else RiskTemplates(s.risk_template_dir)
+        templates = self._risk.templates if self._risk is not None else RiskTemplates(s.risk.template_dir)
         return DigestDeps(
             graph=self.graph,
             state=self.state,
             templates=templates,
-            enabled=s.risk_digest_enabled,
-            sender=s.mail_sender,
-            recipients=s.admin_alert_recipients,
-            organisation=s.risk_organisation_name,
-            body_format=s.risk_notice_format,
+            enabled=s.risk.digest_enabled,
+            sender=s.mail.sender,
+            recipients=s.mail.alert_recipients,
+            organisation=s.risk.organisation_name,
+            body_format=s.risk.notice_format,
             clock=self.clock,
         )

@@ -1,8 +1,9 @@
 """Telemetry: Azure Monitor (OpenTelemetry) when configured, a correlation id on every log record, and counters.
 
 - `configure_telemetry(settings)` starts the Azure Monitor OpenTelemetry distro once per process, only when
-  APPLICATIONINSIGHTS_CONNECTION_STRING is set. The distro is imported there and nowhere else: it is heavy,
-  and a cold start (Graph's 10 s validation handshake) must not pay for it when telemetry is off.
+  APPLICATIONINSIGHTS_CONNECTION_STRING is set (settings.observability; shared.bootstrap hands the settings
+  in). The distro is imported there and nowhere else: it is heavy, and a cold start (Graph's 10 s validation
+  handshake) must not pay for it when telemetry is off.
 - The correlation id travels from the webhook (it generates one per notification POST and stamps every
   Service Bus message with it) through the queue to the action: queue-triggered functions enter
   `observed_message`, which puts the message's correlation id in a context variable, and a log record factory
@@ -23,8 +24,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -208,8 +208,9 @@ class CountingStateStore(StateStore):
 _configured = False
 
 
-def telemetry_enabled(env: Mapping[str, str] | None = None) -> bool:
-    return bool(str((os.environ if env is None else env).get(APPINSIGHTS_SETTING) or "").strip())
+def telemetry_enabled(settings: Settings) -> bool:
+    """Azure Monitor is on only when the Application Insights connection string is set."""
+    return settings.observability.connection_string is not None
 
 
 def configure_telemetry(settings: Settings) -> bool:
@@ -219,7 +220,8 @@ def configure_telemetry(settings: Settings) -> bool:
     custom dimensions; the connection string is never logged."""
     global _configured
     install_log_correlation()
-    if _configured or not telemetry_enabled():
+    connection_string = settings.observability.connection_string
+    if _configured or connection_string is None:
         return _configured
     from azure.identity import ManagedIdentityCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
@@ -227,7 +229,7 @@ def configure_telemetry(settings: Settings) -> bool:
     credential = ManagedIdentityCredential(client_id=settings.azure_client_id) if settings.azure_client_id else None
     try:
         configure_azure_monitor(
-            connection_string=os.environ[APPINSIGHTS_SETTING].strip(),
+            connection_string=connection_string.get_secret_value().strip(),
             credential=credential,
             logger_name=TELEMETRY_LOGGER,
         )

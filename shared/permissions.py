@@ -32,10 +32,10 @@ class Condition:
     value: str
 
     def holds(self, settings: Settings) -> bool:
-        for name, field in Settings.model_fields.items():
-            if field.alias == self.setting:
-                return str(getattr(settings, name)).lower() == self.value.lower()
-        raise ValueError(f"permission condition names an unknown setting: {self.setting}")
+        try:
+            return str(settings.value(self.setting)).lower() == self.value.lower()
+        except KeyError:
+            raise ValueError(f"permission condition names an unknown setting: {self.setting}") from None
 
     def __str__(self) -> str:
         return f"{self.setting}={self.value}"

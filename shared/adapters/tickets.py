@@ -21,25 +21,23 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from shared.domain.directory import OutgoingMail
-from shared.domain.risk import Ticket, is_tenant_id
+from shared.domain.risk import Ticket
 from shared.ports.tickets import SinkKind, TicketSink, TicketSinkError
-from shared.settings import is_loopback_url
+from shared.settings.partners import Partner as Partner  # the directory is validated with the settings
+from shared.settings.partners import PartnerDirectory as PartnerDirectory
+from shared.settings.partners import PartnerDirectoryError as PartnerDirectoryError
+from shared.settings.partners import SinkConfig as SinkConfig
+from shared.settings.partners import load_partner_directory as load_partner_directory
 
 SIGNATURE_HEADER = "X-Guestwarden-Signature"
 TIMESTAMP_HEADER = "X-Guestwarden-Timestamp"
-
-
-class PartnerDirectoryError(ValueError):
-    """The partner directory file is missing, unreadable or invalid; names every problem."""
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -147,126 +145,7 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-# --- the partner directory ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SinkConfig:
-    kind: SinkKind
-    url: str | None = None
-    secret: bytes = field(default=b"", repr=False)
-    username: str | None = None
-    password: str = field(default="", repr=False)
-    assignment_group: str | None = None
-    to: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Partner:
-    name: str
-    sink: SinkConfig
-
-
-@dataclass(frozen=True, slots=True)
-class PartnerDirectory:
-    by_tenant: Mapping[str, Partner]
-    by_domain: Mapping[str, Partner]
-    default: Partner
-
-    def resolve(self, tenant_id: str | None, domain: str | None) -> Partner:
-        """The tenant id decides first, then the home tenant's default domain (from Graph, never the guest's
-        own mail domain, which need not belong to the tenant); else the default sink."""
-        if tenant_id and tenant_id.lower() in self.by_tenant:
-            return self.by_tenant[tenant_id.lower()]
-        if domain and domain.lower() in self.by_domain:
-            return self.by_domain[domain.lower()]
-        return self.default
-
-
-def load_partner_directory(path: Path, env: Mapping[str, str]) -> PartnerDirectory:
-    """Read and validate the file; raise one PartnerDirectoryError naming every problem."""
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise PartnerDirectoryError(f"RISK_PARTNER_DIRECTORY {path}: cannot read it as JSON ({exc})") from exc
-    problems: list[str] = []
-    if not isinstance(document, dict):
-        raise PartnerDirectoryError(f"RISK_PARTNER_DIRECTORY {path}: expected a JSON object")
-    by_tenant: dict[str, Partner] = {}
-    by_domain: dict[str, Partner] = {}
-    for index, item in enumerate(document.get("partners") or []):
-        where = f"partners[{index}]"
-        partner = _partner(item, where, env, problems)
-        if partner is None:
-            continue
-        tenant = item.get("tenantId")
-        if tenant is not None and not is_tenant_id(tenant):
-            problems.append(f"{where}.tenantId: expected a GUID")
-        elif tenant:
-            by_tenant[str(tenant).lower()] = partner
-        for domain in item.get("domains") or []:
-            by_domain[str(domain).lower()] = partner
-        if not tenant and not item.get("domains"):
-            problems.append(f"{where}: needs a tenantId or domains")
-    default = _partner({"name": "default", "sink": document.get("default")}, "default", env, problems)
-    if problems or default is None:
-        lines = "\n".join(f"  - {p}" for p in problems or ["default: a default sink is required"])
-        raise PartnerDirectoryError(f"RISK_PARTNER_DIRECTORY {path} needs attention:\n{lines}")
-    return PartnerDirectory(by_tenant, by_domain, default)
-
-
-def _partner(item: object, where: str, env: Mapping[str, str], problems: list[str]) -> Partner | None:
-    if not isinstance(item, dict) or not isinstance(item.get("sink"), dict):
-        problems.append(f"{where}: expected an object with a 'sink' object")
-        return None
-    sink = _sink(item["sink"], f"{where}.sink", env, problems)
-    return Partner(str(item.get("name") or where), sink) if sink else None
-
-
-def _sink(raw: dict[str, Any], where: str, env: Mapping[str, str], problems: list[str]) -> SinkConfig | None:
-    kind = raw.get("type")
-    before = len(problems)
-    if kind == "webhook":
-        url = _url(raw.get("url"), f"{where}.url", problems)
-        secret = _secret(raw.get("secretSetting"), f"{where}.secretSetting", env, problems)
-        config = SinkConfig("webhook", url=url, secret=secret.encode())
-    elif kind == "servicenow":
-        url = _url(raw.get("instanceUrl"), f"{where}.instanceUrl", problems)
-        user = _secret(raw.get("usernameSetting"), f"{where}.usernameSetting", env, problems)
-        password = _secret(raw.get("passwordSetting"), f"{where}.passwordSetting", env, problems)
-        group = raw.get("assignmentGroup")
-        config = SinkConfig("servicenow", url=url, username=user, password=password, assignment_group=group)
-    elif kind == "email":
-        to = tuple(str(a) for a in raw.get("to") or [])
-        if not to or not all("@" in a and "\n" not in a and "," not in a for a in to):
-            problems.append(f"{where}.to: expected a list of e-mail addresses")
-        config = SinkConfig("email", to=to)
-    else:
-        problems.append(f"{where}.type: expected webhook, servicenow or email, got {kind!r}")
-        return None
-    return config if len(problems) == before else None
-
-
-def _url(value: object, where: str, problems: list[str]) -> str:
-    url = str(value or "")
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        problems.append(f"{where}: must not carry credentials (name a setting instead)")
-    elif (parts.scheme == "https" and parts.hostname) or (parts.scheme == "http" and is_loopback_url(url)):
-        return url
-    else:
-        problems.append(f"{where}: expected an https URL (plain http only for a loopback host)")
-    return ""
-
-
-def _secret(name: object, where: str, env: Mapping[str, str], problems: list[str]) -> str:
-    if not isinstance(name, str) or not name:
-        problems.append(f"{where}: name the app setting that holds the value")
-        return ""
-    value = env.get(name, "")
-    if not value:
-        problems.append(f"{where}: app setting {name} is not set")
-    return value
+# --- the partner directory (validated with the settings: shared/settings/partners.py) -------------------------
 
 
 def build_sink(
@@ -278,10 +157,11 @@ def build_sink(
 ) -> TicketSink:
     if config.kind == "webhook":
         assert config.url
-        return WebhookSink(config.url, config.secret, http)
+        return WebhookSink(config.url, config.signing_key(), http)
     if config.kind == "servicenow":
-        assert config.url and config.username
-        return ServiceNowSink(config.url, (config.username, config.password), http, render, config.assignment_group)
+        assert config.url and config.username and config.password
+        auth = (config.username.get_secret_value(), config.password.get_secret_value())
+        return ServiceNowSink(config.url, auth, http, render, config.assignment_group)
     return EmailSink(config.to, sender, send, render)
 
 

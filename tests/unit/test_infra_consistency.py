@@ -1,7 +1,7 @@
 """infra/ (Bicep, azd) kept honest against the code, since Bicep cannot be compiled here.
 
 The truth on the code side: the bindings function_app registers (read through local/host/metadata.py, the same
-reader the local host uses), the settings shared/settings.py requires, host.json, and shared/observability.py's
+reader the local host uses), the settings shared/settings/ requires, host.json, and shared/observability.py's
 view of the queues. The truth on the infra side: a small parser of the Bicep subset infra/ uses (declarations,
 objects, arrays, strings, expressions kept as text). Finally azure-functions-doctor runs on the package azd
 ships (.funcignore applied), next to the infra that configures it.
@@ -31,7 +31,7 @@ from local.host.metadata import ServiceBusTriggerSpec, TimerTriggerSpec, index_a
 from local.host.settings import parse_timespan
 from shared.bootstrap import APP_FEATURES
 from shared.observability import MAX_DELIVERY_COUNT
-from shared.settings import Feature, Settings, SettingsError, load_settings, settings_table
+from shared.settings import Feature, LicensingSettings, SettingsError, load_settings, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -477,7 +477,9 @@ def test_no_keys_anywhere() -> None:
 def test_queues_and_host_json_agree() -> None:
     service_bus = host_json()["extensions"]["serviceBus"]
     renewal = parse_timespan(service_bus["maxAutoLockRenewalDuration"])
-    reschedule_limit = next(m.le for m in Settings.model_fields["no_seat_retry_minutes"].metadata if isinstance(m, Le))
+    reschedule_limit = next(
+        m.le for m in LicensingSettings.model_fields["no_seat_retry_minutes"].metadata if isinstance(m, Le)
+    )
     assert isinstance(reschedule_limit, int)
     assert set(infra_queues()) == set(MAX_DELIVERY_COUNT)
     for name, queue in infra_queues().items():
@@ -735,7 +737,7 @@ def test_an_unresolved_key_vault_reference_is_refused_naming_the_setting() -> No
         load_settings({"GRAPH_CLIENT_STATE": reference}, [Feature.WEBHOOK])
     assert any(p.startswith("GRAPH_CLIENT_STATE: a Key Vault reference") for p in raised.value.problems)
     assert reference not in str(raised.value)
-    assert load_settings({"GRAPH_CLIENT_STATE": "x" * 32}, [Feature.WEBHOOK]).graph_client_state is not None
+    assert load_settings({"GRAPH_CLIENT_STATE": "x" * 32}, [Feature.WEBHOOK]).subscriptions.client_state is not None
 
 
 def test_infra_refuses_a_client_state_the_app_would_refuse() -> None:

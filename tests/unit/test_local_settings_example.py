@@ -24,5 +24,5 @@ def test_every_binding_expression_of_the_app_is_set() -> None:
 
 def test_the_settings_are_valid_for_every_feature_and_keep_the_sweep_a_dry_run() -> None:
     settings = load_settings(values(), tuple(Feature))
-    assert settings.stale_dry_run is True
-    assert settings.graph_auth == "local-token"  # never a real tenant by accident
+    assert settings.stale.dry_run is True
+    assert settings.graph.auth == "local-token"  # never a real tenant by accident

@@ -178,8 +178,9 @@ def test_without_a_connection_string_azure_monitor_is_never_imported() -> None:
     code = (
         "import sys, function_app\n"
         "from shared.observability import configure_telemetry\n"
+        "import os\n"
         "from shared.settings import load_settings\n"
-        "assert configure_telemetry(load_settings({}, ())) is False\n"
+        "assert configure_telemetry(load_settings(os.environ, ())) is False\n"
         "print(sorted(m for m in sys.modules if m.startswith('azure.monitor')))\n"
     )
     result = run_python(code, clean_env())
@@ -191,8 +192,9 @@ def test_without_a_connection_string_azure_monitor_is_never_imported() -> None:
 def test_a_broken_connection_string_leaves_the_app_running_without_telemetry() -> None:
     code = (
         "from shared.observability import configure_telemetry\n"
+        "import os\n"
         "from shared.settings import load_settings\n"
-        "print(configure_telemetry(load_settings({}, ())))\n"
+        "print(configure_telemetry(load_settings(os.environ, ())))\n"
     )
     result = run_python(code, clean_env() | {"APPLICATIONINSIGHTS_CONNECTION_STRING": "not-a-connection-string"})
     assert result.returncode == 0, result.stderr
@@ -244,9 +246,10 @@ from opentelemetry import _logs, metrics
 from shared.ports.state import AuditEntry, InvalidKeyError
 from tests.fakes.state import MemoryStateStore
 from shared.observability import CountingStateStore, configure_telemetry
+import os
 from shared.settings import load_settings
 
-assert configure_telemetry(load_settings({}, ())) is True
+assert configure_telemetry(load_settings(os.environ, ())) is True
 entry = AuditEntry(at=datetime.now(UTC), actor="license-processor", action="assign-license", subject="g1",
                    reason="invitation accepted", dry_run=False, outcome="done", correlation_id="cid-from-webhook")
 asyncio.run(CountingStateStore(MemoryStateStore()).append(entry))

@@ -20,7 +20,7 @@ STALE = [Feature.STALE]
 
 def test_reports_go_to_the_folder_by_default(tmp_path: Path) -> None:
     settings = load_settings({"STALE_REPORT_DIR": str(tmp_path)}, STALE)
-    assert settings.report_store == "folder" and settings.report_blob_container == "guestwarden-reports"
+    assert settings.reports.store == "folder" and settings.reports.blob_container == "guestwarden-reports"
     store = build_report_store(settings)
     assert isinstance(store, LocalFolderReportStore) and store.folder == tmp_path
 
@@ -84,7 +84,7 @@ def test_the_container_name_follows_azure_rules(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["abc", "guestwarden-reports", "r2-d2", "a" * 63, "0reports9"])
 def test_good_container_names_pass(name: str) -> None:
-    assert load_settings({"REPORT_BLOB_CONTAINER": name}, STALE).report_blob_container == name
+    assert load_settings({"REPORT_BLOB_CONTAINER": name}, STALE).reports.blob_container == name
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_the_account_url_is_https_except_a_loopback_emulator(url: str) -> None:
     with pytest.raises(SettingsError, match="REPORT_BLOB_ACCOUNT_URL: expected https://"):
         load_settings({"REPORT_BLOB_ACCOUNT_URL": url}, STALE)
     local = "http://127.0.0.1:10000/devstoreaccount1"
-    assert load_settings({"REPORT_BLOB_ACCOUNT_URL": local}, STALE).report_blob_account_url == local
+    assert load_settings({"REPORT_BLOB_ACCOUNT_URL": local}, STALE).reports.blob_account_url == local
 
 
 def test_a_bad_connection_string_is_named_but_never_echoed() -> None:

@@ -250,9 +250,9 @@ def test_enabling_the_digest_requires_sender_and_recipients() -> None:
     assert {"MAIL_SENDER", "ADMIN_ALERT_RECIPIENTS", "RISK_DIGEST_SCHEDULE"} <= names
 
     off = load_settings({"MAIL_SENDER": SENDER}, [Feature.RISK])
-    assert (off.risk_digest_enabled, off.risk_digest_schedule) == (False, "0 0 7 * * *")
+    assert (off.risk.digest_enabled, off.risk.digest_schedule) == (False, "0 0 7 * * *")
     on = load_settings(
         {"MAIL_SENDER": SENDER, "ADMIN_ALERT_RECIPIENTS": ",".join(ADMINS), "RISK_DIGEST_ENABLED": "true"},
         [Feature.RISK],
     )
-    assert on.risk_digest_enabled and on.admin_alert_recipients == ADMINS
+    assert on.risk.digest_enabled and on.mail.alert_recipients == ADMINS

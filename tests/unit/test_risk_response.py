@@ -67,7 +67,7 @@ class OneSink:
 
     def resolve(self, tenant_id: str | None, domain: str | None) -> tuple[Partner, TicketSink]:
         self.asked.append((tenant_id, domain))
-        return Partner("Fabrikam", SinkConfig("webhook")), self.sink
+        return Partner.model_construct(name="Fabrikam", sink=SinkConfig.model_construct(kind="webhook")), self.sink
 
 
 async def no_sleep(_: float) -> None:

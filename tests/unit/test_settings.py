@@ -14,9 +14,9 @@ SB = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=very-se
 
 def test_defaults_are_production_safe() -> None:
     settings = load_settings({}, features=[Feature.GRAPH])
-    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
-    assert settings.graph_auth == "managed-identity"
-    assert settings.state_backend == "sqlite"
+    assert settings.graph.base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.graph.auth == "managed-identity"
+    assert settings.state.backend == "sqlite"
 
 
 def test_one_error_names_every_bad_setting_and_what_it_expects() -> None:
@@ -50,7 +50,7 @@ def test_local_token_only_for_a_loopback_graph() -> None:
     ok = load_settings(
         {"GRAPH_AUTH": "local-token", "GRAPH_BASE_URL": "http://127.0.0.1:5001/v1.0/"}, features=[Feature.GRAPH]
     )
-    assert ok.graph_base_url == "http://127.0.0.1:5001/v1.0"  # trailing slash dropped: the SDK would double it
+    assert ok.graph.base_url == "http://127.0.0.1:5001/v1.0"  # trailing slash dropped: the SDK would double it
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_features_decide_what_is_required() -> None:
     settings = load_settings(
         {"SERVICEBUS_CONNECTION__FULLYQUALIFIEDNAMESPACE": "gw.servicebus.windows.net"}, features=[Feature.QUEUE]
     )
-    assert settings.servicebus_namespace == "gw.servicebus.windows.net"  # names are case-insensitive
+    assert settings.servicebus.namespace == "gw.servicebus.windows.net"  # names are case-insensitive
     with pytest.raises(SettingsError, match="host name"):
         load_settings(
             {"SERVICEBUS_CONNECTION__fullyQualifiedNamespace": "sb://gw.servicebus.windows.net/"},
@@ -103,10 +103,10 @@ def test_licensing_values_are_parsed_and_checked() -> None:
         },
         features=[Feature.LICENSING],
     )
-    assert settings.default_usage_location == "US"
-    assert settings.usage_location_by_domain == {"fabrikam.com": "DE", "tailspin.co.uk": "GB"}
-    assert settings.license_excluded_domains == frozenset({"woodgrovebank.com"})
-    assert settings.admin_alert_recipients == ("ops@contoso.com", "it@contoso.com")
+    assert settings.licensing.default_usage_location == "US"
+    assert settings.licensing.usage_location_by_domain == {"fabrikam.com": "DE", "tailspin.co.uk": "GB"}
+    assert settings.licensing.excluded_domains == frozenset({"woodgrovebank.com"})
+    assert settings.mail.alert_recipients == ("ops@contoso.com", "it@contoso.com")
     with pytest.raises(SettingsError) as caught:
         load_settings(
             {
@@ -133,7 +133,7 @@ def test_licensing_values_are_parsed_and_checked() -> None:
 
 def test_blank_values_count_as_unset() -> None:
     settings = load_settings({"GRAPH_BASE_URL": "  ", "AZURE_CLIENT_ID": ""}, features=[Feature.GRAPH])
-    assert settings.graph_base_url == "https://graph.microsoft.com/v1.0"
+    assert settings.graph.base_url == "https://graph.microsoft.com/v1.0"
     assert settings.azure_client_id is None
 
 
@@ -151,4 +151,23 @@ def test_example_local_settings_are_valid_for_the_local_world() -> None:
 
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     settings = load_settings(values)
-    assert settings.graph_auth == "local-token"
+    assert settings.graph.auth == "local-token"
+
+
+def test_each_flow_builds_its_own_policy_from_the_flat_app_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.settings import Settings
+
+    monkeypatch.setenv("stale_pending_days", "45")  # names are case-insensitive, as in Azure
+    monkeypatch.setenv("STALE_EXCLUDE_DOMAINS", "Fabrikam.com, ")
+    monkeypatch.setenv("GRAPH_PAGE_SIZE", "500")
+    settings = Settings()  # pydantic-settings: the process environment, flat names
+    assert settings.stale.policy().pending_days == 45
+    assert settings.stale.policy().exclude_domains == frozenset({"fabrikam.com"})
+    assert settings.graph.config().page_size == 500
+    assert settings.value("STALE_PENDING_DAYS") == 45
+
+
+def test_the_docs_table_says_which_feature_needs_a_setting() -> None:
+    rows = {row.name: row for row in settings_table()}
+    assert rows["LICENSE_GROUP_ID"].needed_by == "licensing when LICENSE_MODE=group"
+    assert rows["GRAPH_CLIENT_STATE"].secret and not rows["GRAPH_BASE_URL"].secret

@@ -1,0 +1,577 @@
+"""The settings of each flow: one sub-model per flow, each setting declared once, by its app-setting name.
+
+Every field's alias is the app setting's name exactly as in Azure (flat, e.g. STALE_PENDING_DAYS); the
+description is what docs/configuration.md shows. A sub-model turns itself into its flow's policy/config object
+(`settings.stale.policy()`, `settings.graph.config()` ...), so bootstrap wires without copying fields.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from shared.settings.partners import PartnerDirectory
+from shared.settings.types import (
+    BlobAccountUrl,
+    BlobConnectionString,
+    ClientState,
+    CommaList,
+    CommaSet,
+    ContainerName,
+    CountryCode,
+    DomainCountryMap,
+    DomainName,
+    GraphRoot,
+    Guid,
+    HostName,
+    HttpEndpoint,
+    Mailbox,
+    NCrontab,
+    SecretHttpsUrl,
+)
+
+if TYPE_CHECKING:
+    from shared.adapters.graph import GraphConfig
+    from shared.domain.licensing import LicensingPolicy
+    from shared.domain.stale import StalePolicy
+    from shared.services.licensing import Alerting
+    from shared.services.stale import StaleConfig
+    from shared.services.subscriptions import SubscriptionConfig
+
+GRAPH_PUBLIC_CLOUD = "https://graph.microsoft.com/v1.0"
+
+GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
+
+
+def reveal(value: SecretStr | None) -> str:
+    """A secret's value for the one adapter that needs it ("" when unset)."""
+    return value.get_secret_value() if value is not None else ""
+
+
+class Section(BaseModel):
+    """A flow's settings: frozen, filled by app-setting name (the alias), blanks stripped."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", str_strip_whitespace=True)
+
+
+class GraphSettings(Section):
+    """Microsoft Graph: where, how to authenticate, how hard to push (GRAPH_*)."""
+
+    base_url: GraphRoot = Field(
+        GRAPH_PUBLIC_CLOUD,
+        alias="GRAPH_BASE_URL",
+        description="Graph root including the version segment. https only, except a loopback simulator.",
+    )
+    auth: Literal["managed-identity", "local-token"] = Field(
+        "managed-identity",
+        alias="GRAPH_AUTH",
+        description=(
+            "How the app authenticates to Graph: `managed-identity` (DefaultAzureCredential: the Function "
+            "App's managed identity in Azure, your az login on a workstation) or `local-token` (a fixed "
+            "token, accepted only when GRAPH_BASE_URL is a loopback simulator)."
+        ),
+    )
+    scope: str = Field(
+        GRAPH_DEFAULT_SCOPE,
+        alias="GRAPH_SCOPE",
+        description="Token scope requested for Graph (national clouds use their own host).",
+    )
+    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        5,
+        alias="GRAPH_MAX_RETRIES",
+        description="Retries of throttled (429) or unavailable (503/504) idempotent Graph calls, 0-10.",
+    )
+    page_size: Annotated[int, Field(ge=1, le=999)] = Field(
+        999,
+        alias="GRAPH_PAGE_SIZE",
+        description="`$top` asked for when listing users, 1-999 (at most 500 with signInActivity, Graph's "
+        "documented maximum; less if Graph refuses it). The gateway reads the pages as Graph cuts them.",
+    )
+    sign_in_activity_per_minute: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        10,
+        alias="GRAPH_SIGN_IN_ACTIVITY_PER_MINUTE",
+        description="At most this many requests reading signInActivity a minute, per app and tenant (Graph's "
+        "documented quota: 10); 0 = no pacing. Keeps the stale sweep under the quota instead of provoking 429s.",
+    )
+    reports_per_10_seconds: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        5,
+        alias="GRAPH_REPORTS_PER_10_SECONDS",
+        description="At most this many sign-in log requests per 10 s (Graph's reports quota: 5); 0 = no pacing.",
+    )
+    mailbox_concurrency: Annotated[int, Field(ge=1, le=100)] = Field(
+        4,
+        alias="GRAPH_MAILBOX_CONCURRENCY",
+        description="sendMail requests in flight per mailbox at once (Outlook allows 4).",
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        30.0,
+        alias="GRAPH_TIMEOUT_SECONDS",
+        description="Per-request HTTP timeout towards Graph, seconds.",
+    )
+    batch_max_rounds: Annotated[int, Field(ge=1, le=20)] = Field(
+        6,
+        alias="GRAPH_BATCH_MAX_ROUNDS",
+        description="How many times a `$batch` re-submits the items Graph throttled (per-item 429) "
+        "before reporting them as throttled.",
+    )
+
+    def config(self) -> GraphConfig:
+        """The gateway's configuration (shared.adapters.graph)."""
+        from shared.adapters.graph import GraphConfig
+
+        return GraphConfig(**self.model_dump(exclude={"auth"}))
+
+
+class StateSettings(Section):
+    """The state store (STATE_*): SQLite for the demo, Table Storage in Azure."""
+
+    backend: Literal["sqlite", "table"] = Field(
+        "sqlite",
+        alias="STATE_BACKEND",
+        description="`table` (Azure Table Storage, production) or `sqlite` (embedded file, demo/local).",
+    )
+    sqlite_path: Path = Field(
+        Path(".guestwarden/state.db"),
+        alias="STATE_SQLITE_PATH",
+        description="SQLite file for STATE_BACKEND=sqlite (parent folders are created).",
+    )
+    table_connection: SecretStr | None = Field(
+        None,
+        alias="STATE_TABLE_CONNECTION",
+        description="Table Storage connection string (Azurite, or a key-based account). Secret.",
+    )
+    table_endpoint: HttpEndpoint | None = Field(
+        None,
+        alias="STATE_TABLE_ENDPOINT",
+        description="Table endpoint, e.g. https://<account>.table.core.windows.net, used with the "
+        "managed identity when STATE_TABLE_CONNECTION is empty.",
+    )
+    table_prefix: str = Field(
+        "guestwarden",
+        alias="STATE_TABLE_PREFIX",
+        description="Prefix of the tables guestwarden creates (letters and digits, 1-40).",
+        pattern=r"^[A-Za-z][A-Za-z0-9]{0,39}$",
+    )
+
+
+class ServiceBusSettings(Section):
+    """Service Bus: a connection string, or the namespace for the managed identity."""
+
+    connection: SecretStr | None = Field(
+        None,
+        alias="SERVICEBUS_CONNECTION",
+        description="Service Bus connection string (also the Functions trigger's `connection`). Secret.",
+    )
+    namespace: HostName | None = Field(
+        None,
+        alias="SERVICEBUS_CONNECTION__fullyQualifiedNamespace",
+        description="Fully qualified namespace (<name>.servicebus.windows.net) for identity-based access; "
+        "the Functions host reads the same name.",
+    )
+
+
+class SubscriptionSettings(Section):
+    """Flow 1: change notifications and the /users subscription (webhook, keeper timer)."""
+
+    notification_url: SecretHttpsUrl | None = Field(
+        None,
+        alias="GRAPH_NOTIFICATION_URL",
+        description="Public URL Graph POSTs change notifications to: https://<app>.azurewebsites.net/api/"
+        "graph/notifications?code=<function key>. Secret (it carries the function key).",
+    )
+    lifecycle_notification_url: SecretHttpsUrl | None = Field(
+        None,
+        alias="GRAPH_LIFECYCLE_NOTIFICATION_URL",
+        description="Where Graph sends lifecycle events (reauthorizationRequired ...); empty = the notification "
+        "URL (the same function tells them apart). Secret.",
+    )
+    client_state: ClientState | None = Field(
+        None,
+        alias="GRAPH_CLIENT_STATE",
+        description="Shared secret Graph echoes in every notification (16-128 characters); notifications "
+        "without it are dropped. Secret: a Key Vault reference in Azure.",
+    )
+    lifetime_minutes: Annotated[int, Field(ge=60, le=41760)] = Field(
+        41000,
+        alias="SUBSCRIPTION_LIFETIME_MINUTES",
+        description="Lifetime asked for the /users subscription, 60-41760 (Graph's maximum for users, < 29 days).",
+    )
+    renew_before_hours: Annotated[int, Field(ge=1, le=600)] = Field(
+        72,
+        alias="SUBSCRIPTION_RENEW_BEFORE_HOURS",
+        description="Renew the subscription when it expires within this many hours.",
+    )
+    schedule: NCrontab = Field(
+        "0 0 */6 * * *",
+        alias="SUBSCRIPTION_SCHEDULE",
+        description="NCRONTAB (six fields, seconds first) of the subscription keeper timer.",
+    )
+
+    def config(self) -> SubscriptionConfig:
+        """The keeper's configuration; the lifecycle URL defaults to the notification URL."""
+        from shared.services.subscriptions import SubscriptionConfig
+
+        lifecycle = self.lifecycle_notification_url or self.notification_url
+        return SubscriptionConfig(
+            notification_url=reveal(self.notification_url),
+            lifecycle_notification_url=reveal(lifecycle) or None,
+            client_state=reveal(self.client_state),
+            lifetime=timedelta(minutes=self.lifetime_minutes),
+            renew_before=timedelta(hours=self.renew_before_hours),
+        )
+
+
+class DeltaSettings(Section):
+    """Flow 1: the users/delta backstop."""
+
+    schedule: NCrontab = Field(
+        "0 */15 * * * *",
+        alias="DELTA_SCHEDULE",
+        description="NCRONTAB of the users/delta backstop timer (catches notifications Graph never sent).",
+    )
+    first_run: Literal["latest", "full"] = Field(
+        "latest",
+        alias="DELTA_FIRST_RUN",
+        description="First delta run: `latest` (only changes from now on) or `full` (every user once; every "
+        "accepted, unlicensed guest gets licensed).",
+    )
+
+
+class LicensingSettings(Section):
+    """Flow 1: what an accepted guest is licensed with."""
+
+    mode: Literal["sku", "group"] = Field(
+        "sku",
+        alias="LICENSE_MODE",
+        description="`sku`: assign LICENSE_SKU directly (needs a usage location); `group`: add the guest to "
+        "LICENSE_GROUP_ID (group-based licensing).",
+    )
+    sku: str | None = Field(
+        None,
+        alias="LICENSE_SKU",
+        description="skuPartNumber to assign in sku mode, e.g. `GUEST_ACCESS` (see `GET /subscribedSkus`).",
+    )
+    disabled_plans: CommaList[Guid] = Field(
+        (),
+        alias="LICENSE_DISABLED_PLANS",
+        description="Comma-separated servicePlanIds (GUIDs) to disable in the assigned SKU.",
+    )
+    group_id: Guid | None = Field(
+        None,
+        alias="LICENSE_GROUP_ID",
+        description="Object id of the licensing group in group mode.",
+    )
+    default_usage_location: CountryCode | None = Field(
+        None,
+        alias="DEFAULT_USAGE_LOCATION",
+        description="ISO 3166 alpha-2 country set on guests without one before a direct licence (e.g. `US`). "
+        "An existing usage location is never overwritten.",
+    )
+    usage_location_by_domain: DomainCountryMap = Field(
+        {},
+        alias="USAGE_LOCATION_BY_DOMAIN",
+        description="Per home domain overrides of DEFAULT_USAGE_LOCATION: `fabrikam.com=DE,tailspin.co.uk=GB`.",
+    )
+    excluded_domains: CommaSet[DomainName] = Field(
+        frozenset(),
+        alias="LICENSE_EXCLUDED_DOMAINS",
+        description="Comma-separated home domains whose guests are never licensed.",
+    )
+    no_seat_retry_minutes: Annotated[int, Field(ge=1, le=1440)] = Field(
+        60,
+        alias="NO_SEAT_RETRY_MINUTES",
+        description="When no seat is free, the guest's message is rescheduled this many minutes later.",
+    )
+
+    def policy(self) -> LicensingPolicy:
+        from shared.domain.licensing import LicensingPolicy
+
+        return LicensingPolicy(
+            mode=self.mode,
+            sku_part_number=self.sku,
+            disabled_plans=self.disabled_plans,
+            group_id=self.group_id,
+            default_usage_location=self.default_usage_location,
+            usage_location_by_domain=dict(self.usage_location_by_domain),
+            excluded_domains=self.excluded_domains,
+        )
+
+    @property
+    def no_seat_retry(self) -> timedelta:
+        return timedelta(minutes=self.no_seat_retry_minutes)
+
+
+class MailSettings(Section):
+    """The mailbox guestwarden sends from and the admins it alerts."""
+
+    sender: Mailbox | None = Field(
+        None,
+        alias="MAIL_SENDER",
+        description="UPN of the mailbox guestwarden sends from (restrict Mail.Send to it with Exchange RBAC "
+        "for Applications).",
+    )
+    alert_recipients: CommaList[Mailbox] = Field(
+        (),
+        alias="ADMIN_ALERT_RECIPIENTS",
+        description="Comma-separated addresses that get operational alerts (e.g. no free seats, once per SKU a day).",
+    )
+
+    def alerting(self) -> Alerting:
+        from shared.services.licensing import Alerting
+
+        return Alerting(self.sender, self.alert_recipients)
+
+
+class RiskSettings(Section):
+    """Flows 2/3: risk-blocked guests (docs/risk-blocked-guests.md)."""
+
+    poll_schedule: NCrontab = Field(
+        "0 */5 * * * *",
+        alias="RISK_POLL_SCHEDULE",
+        description="NCRONTAB of the sign-in poller that finds guests blocked because of risk.",
+    )
+    lookback_minutes: Annotated[int, Field(ge=5, le=1440)] = Field(
+        120,
+        alias="RISK_LOOKBACK_MINUTES",
+        description="Each poll re-reads this many minutes before its watermark (sign-in logs arrive late); "
+        "the first poll reads this far back. 5-1440.",
+    )
+    quiet_minutes: Annotated[int, Field(ge=5, le=10080)] = Field(
+        720,
+        alias="RISK_QUIET_MINUTES",
+        description="A guest's risk blocks are one incident (one mail, one ticket) until the guest has had no "
+        "risk block for this many minutes. 5-10080.",
+    )
+    organisation_name: str | None = Field(
+        None,
+        alias="RISK_ORGANISATION_NAME",
+        description="Our organisation's name as guests know it, used in the guest notice and the ticket.",
+    )
+    support_contact: str | None = Field(
+        None,
+        alias="RISK_SUPPORT_CONTACT",
+        description="Whom a blocked guest may contact on our side (an address or a URL), shown in the notice.",
+    )
+    template_dir: Path | None = Field(
+        None,
+        alias="RISK_TEMPLATE_DIR",
+        description="Folder whose notice templates (notice.html, notice.txt, subject.txt, ticket.txt) "
+        "override the built-in ones in shared/templates/risk/.",
+    )
+    notice_format: Literal["html", "text"] = Field(
+        "html",
+        alias="RISK_NOTICE_FORMAT",
+        description="Body of the guest notice: `html` (notice.html, autoescaped) or `text` (notice.txt); the "
+        "daily digest follows it (digest.html or digest.txt). Graph's JSON sendMail carries one body.",
+    )
+    partner_directory: Path | None = Field(
+        None,
+        alias="RISK_PARTNER_DIRECTORY",
+        description="JSON file mapping home tenant id or domain -> ticket sink, with a required default sink "
+        "(schema in docs/risk-blocked-guests.md). Empty = no home-tenant tickets (audited as skipped).",
+    )
+    partners: PartnerDirectory | None = Field(None, exclude=True)
+    """RISK_PARTNER_DIRECTORY's content: read, validated and its secrets resolved by `load_settings` (when the
+    risk feature is asked for), not an app setting of its own."""
+    ticket_attempts: Annotated[int, Field(ge=1, le=10)] = Field(
+        4,
+        alias="RISK_TICKET_ATTEMPTS",
+        description="Attempts per delivery of a ticket to its sink before the message is abandoned (Service "
+        "Bus then redelivers it, and dead-letters it after maxDeliveryCount).",
+    )
+    ticket_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = Field(
+        15.0,
+        alias="RISK_TICKET_TIMEOUT_SECONDS",
+        description="HTTP timeout of one call to a ticket sink (webhook, ServiceNow), seconds.",
+    )
+    digest_enabled: bool = Field(
+        False,
+        alias="RISK_DIGEST_ENABLED",
+        description="`true`: mail ADMIN_ALERT_RECIPIENTS (from MAIL_SENDER) a daily digest of risk incidents "
+        "(the last 24 h and those still open); nothing is sent on a day with nothing to report.",
+    )
+    digest_schedule: NCrontab = Field(
+        "0 0 7 * * *",
+        alias="RISK_DIGEST_SCHEDULE",
+        description="NCRONTAB of the daily risk digest timer (at most one digest per UTC day, whatever the "
+        "schedule says).",
+    )
+
+    @property
+    def lookback(self) -> timedelta:
+        return timedelta(minutes=self.lookback_minutes)
+
+    @property
+    def quiet(self) -> timedelta:
+        return timedelta(minutes=self.quiet_minutes)
+
+
+class StaleSettings(Section):
+    """Flow 4: the stale-guest sweep (docs/stale-guests.md)."""
+
+    sweep_schedule: NCrontab = Field(
+        "0 0 2 * * *",
+        alias="STALE_SWEEP_SCHEDULE",
+        description="NCRONTAB of the nightly stale-guest sweep.",
+    )
+    dry_run: bool = Field(
+        True,
+        alias="STALE_DRY_RUN",
+        description="`true` (the default): the sweep only plans and reports. Set `false` to warn, disable and "
+        "delete for real.",
+    )
+    inactive_days: Annotated[int, Field(ge=30, le=3650)] = Field(
+        90,
+        alias="STALE_INACTIVE_DAYS",
+        description="A guest is stale after this many days without any sign-in (interactive, non-interactive "
+        "or successful); a guest who never signed in counts from acceptance. 30-3650.",
+    )
+    pending_days: Annotated[int, Field(ge=7, le=3650)] = Field(
+        30,
+        alias="STALE_PENDING_DAYS",
+        description="An invitation not redeemed after this many days is stale. 7-3650.",
+    )
+    warn_grace_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        14,
+        alias="STALE_WARN_GRACE_DAYS",
+        description="Days between the warning (sponsors mailed) and disabling the account. 1-365.",
+    )
+    delete_grace_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        30,
+        alias="STALE_DELETE_GRACE_DAYS",
+        description="Days between disabling and the (soft, 30-day restorable) delete. 1-365.",
+    )
+    new_guest_grace_days: Annotated[int, Field(ge=0, le=365)] = Field(
+        14,
+        alias="STALE_NEW_GUEST_GRACE_DAYS",
+        description="Guests created within this many days are never acted on. 0-365.",
+    )
+    max_actions: Annotated[int, Field(ge=0, le=100000)] = Field(
+        50,
+        alias="STALE_MAX_ACTIONS",
+        description="A run that would warn, disable or delete more guests than this acts on nobody (the plan "
+        "is kept in the report for review).",
+    )
+    max_percent: Annotated[float, Field(ge=0, le=100)] = Field(
+        10.0,
+        alias="STALE_MAX_PERCENT",
+        description="Same cap as a percentage of all guests (0-100); both caps apply.",
+    )
+    abort_missing_activity_percent: Annotated[float, Field(ge=1, le=100)] = Field(
+        50.0,
+        alias="STALE_ABORT_MISSING_ACTIVITY_PERCENT",
+        description="Abort when more than this percentage of the guests who redeemed their invitation have no "
+        "signInActivity at all (data that looks wrong; a tenant without Entra ID P1/P2 or an app without "
+        "AuditLog.Read.All gets a 403 instead, which always aborts). Pending invitations never count.",
+    )
+    scan_concurrency: Annotated[int, Field(ge=1, le=16)] = Field(
+        8,
+        alias="STALE_SCAN_CONCURRENCY",
+        description="How many createdDateTime ranges of the guest list the sweep pages at once (1-16; 1 pages "
+        "one nextLink chain). Used only when latency, not the signInActivity quota, is the limit: with "
+        "GRAPH_SIGN_IN_ACTIVITY_PER_MINUTE at 60 or less (Graph's quota is 10) one chain is read.",
+    )
+    exclude_group_ids: CommaList[Guid] = Field(
+        (),
+        alias="STALE_EXCLUDE_GROUP_IDS",
+        description="Comma-separated object ids of groups whose (direct) members are never acted on.",
+    )
+    exclude_domains: CommaSet[DomainName] = Field(
+        frozenset(),
+        alias="STALE_EXCLUDE_DOMAINS",
+        description="Comma-separated home domains whose guests are never acted on.",
+    )
+    exclude_upn_patterns: CommaList[str] = Field(
+        (),
+        alias="STALE_EXCLUDE_UPN_PATTERNS",
+        description="Comma-separated UPN patterns (`*` and `?`, case-insensitive), e.g. `auditor*`.",
+    )
+    notify_guest: bool = Field(
+        False,
+        alias="STALE_NOTIFY_GUEST",
+        description="Also mail the guest at the warning (sponsors are always mailed).",
+    )
+    template_dir: Path | None = Field(
+        None,
+        alias="STALE_TEMPLATE_DIR",
+        description="Folder whose mail/report templates override the built-in ones in shared/templates/stale/.",
+    )
+
+    def policy(self) -> StalePolicy:
+        """Thresholds and exclusions, in domain terms (shared.domain.stale)."""
+        from shared.domain.stale import StalePolicy
+
+        return StalePolicy(
+            inactive_days=self.inactive_days,
+            pending_days=self.pending_days,
+            warn_grace_days=self.warn_grace_days,
+            delete_grace_days=self.delete_grace_days,
+            new_guest_grace_days=self.new_guest_grace_days,
+            exclude_group_ids=frozenset(self.exclude_group_ids),
+            exclude_domains=self.exclude_domains,
+            exclude_upn_patterns=self.exclude_upn_patterns,
+        )
+
+    def config(self, *, sign_in_activity_per_minute: int, mail_sender: str | None) -> StaleConfig:
+        """How the sweep runs; the quota it paces to and the sender come from the Graph and mail settings."""
+        from shared.services.stale import StaleConfig
+
+        return StaleConfig(
+            dry_run=self.dry_run,
+            max_actions=self.max_actions,
+            max_percent=self.max_percent,
+            abort_missing_activity_percent=self.abort_missing_activity_percent,
+            scan_concurrency=self.scan_concurrency,
+            sign_in_activity_per_minute=sign_in_activity_per_minute,
+            notify_guest=self.notify_guest,
+            mail_sender=mail_sender,
+        )
+
+
+class ReportSettings(Section):
+    """Where the sweep writes its reports: a folder or a Blob container."""
+
+    folder: Path = Field(
+        Path(".guestwarden/reports"),
+        alias="STALE_REPORT_DIR",
+        description="Folder the sweep writes its CSV and HTML reports to when REPORT_STORE=folder.",
+    )
+    store: Literal["folder", "blob"] = Field(
+        "folder",
+        alias="REPORT_STORE",
+        description="Where the sweep's reports go: `folder` (STALE_REPORT_DIR) or `blob` (the Azure Blob Storage "
+        "container REPORT_BLOB_CONTAINER; needs REPORT_BLOB_CONNECTION or REPORT_BLOB_ACCOUNT_URL).",
+    )
+    blob_connection: BlobConnectionString | None = Field(
+        None,
+        alias="REPORT_BLOB_CONNECTION",
+        description="Blob Storage connection string for REPORT_STORE=blob (Azurite, key-based accounts); "
+        "wins over REPORT_BLOB_ACCOUNT_URL.",
+    )
+    blob_account_url: BlobAccountUrl | None = Field(
+        None,
+        alias="REPORT_BLOB_ACCOUNT_URL",
+        description="Blob endpoint (https://<account>.blob.core.windows.net) for REPORT_STORE=blob with the "
+        "managed identity (AZURE_CLIENT_ID), which needs Storage Blob Data Contributor on the account.",
+    )
+    blob_container: ContainerName = Field(
+        "guestwarden-reports",
+        alias="REPORT_BLOB_CONTAINER",
+        description="Container for REPORT_STORE=blob, created if missing; each run's reports go under "
+        "`stale/<run id>/`. 3-63 lower-case letters, digits and single hyphens.",
+    )
+
+
+class ObservabilitySettings(Section):
+    """Azure Monitor: on only when the Functions platform hands the app an Application Insights connection string."""
+
+    connection_string: SecretStr | None = Field(
+        None,
+        alias="APPLICATIONINSIGHTS_CONNECTION_STRING",
+        description="Application Insights connection string (set by infra from the monitoring module; the "
+        "Functions host reads it too). Set: audit records and metrics go to Azure Monitor; empty: logs only.",
+        json_schema_extra={"key_vault": False},
+    )
