@@ -27,9 +27,9 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -76,13 +76,29 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
+from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError
+from shared.ports.graph import BatchOps as PortBatchOps
+from shared.ports.graph import header as _header
+from shared.ports.graph import retry_after as _retry_after
+
+__all__ = [
+    "BATCH_LIMIT",
+    "USER_FIELDS",
+    "BatchOps",
+    "BatchRequest",
+    "BatchResult",
+    "GraphConfig",
+    "GraphError",
+    "GraphGateway",
+    "sign_in_from_json",
+    "subscription_from_sdk",
+    "user_from_json",
+    "user_from_sdk",
+]
 
 log = logging.getLogger(__name__)
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
-BATCH_LIMIT = 20
-"""Graph's maximum number of requests in one JSON batch."""
-
 GUESTS_FILTER = "userType eq 'Guest'"
 """Served without advanced query parameters (user.md: userType supports eq)."""
 
@@ -106,55 +122,6 @@ AuditLog.Read.All, and it caps the page size."""
 
 T = TypeVar("T")
 Credential = TokenCredential | AsyncTokenCredential
-
-
-class GraphError(Exception):
-    """A Graph call failed: HTTP status, Graph's error code and message (never a token or a body we sent)."""
-
-    def __init__(
-        self,
-        status: int | None,
-        code: str | None,
-        message: str,
-        *,
-        operation: str = "",
-        retry_after: float | None = None,
-        location: str | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.message = message
-        self.operation = operation
-        self.retry_after = retry_after
-        self.location = location
-        """The Location header of the answer, if any (a delta sync reset names where to restart)."""
-        where = f"{operation}: " if operation else ""
-        super().__init__(f"{where}Graph answered {status} {code or ''}: {message}".replace("  ", " "))
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def throttled(self) -> bool:
-        return self.status == 429
-
-
-def _header(headers: Any, name: str) -> str | None:
-    for key, value in dict(headers or {}).items():
-        if str(key).lower() == name:
-            return str(next(iter(value)) if isinstance(value, list | set | tuple) and value else value)
-    return None
-
-
-def _retry_after(headers: Any) -> float | None:
-    value = _header(headers, "retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except (TypeError, ValueError):
-        return None
 
 
 def _to_graph_error(exc: BaseException, operation: str) -> GraphError:
@@ -318,76 +285,8 @@ def _odata_filter_datetime(moment: datetime) -> str:
 # --------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class BatchRequest:
-    """One request of a JSON batch, with a relative URL such as ``/users/{id}``."""
-
-    id: str
-    method: Literal["GET", "POST", "PATCH", "DELETE"]
-    url: str
-    body: dict[str, Any] | None = None
-    idempotent: bool = True
-    """False for calls that must not be replayed after an unknown outcome (e.g. restore, sendMail)."""
-
-    def to_json(self) -> dict[str, Any]:
-        item: dict[str, Any] = {"id": self.id, "method": self.method, "url": self.url}
-        if self.body is not None:
-            item["body"] = self.body
-            item["headers"] = {"Content-Type": "application/json"}
-        return item
-
-
-@dataclass(frozen=True, slots=True)
-class BatchResult:
-    """The outcome of one batch item. `status` 429 here means still throttled after every round."""
-
-    id: str
-    status: int
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def error(self) -> GraphError | None:
-        if self.ok:
-            return None
-        inner = (self.body or {}).get("error") or {}
-        return GraphError(
-            self.status,
-            inner.get("code"),
-            inner.get("message") or "no error message",
-            operation=f"batch item {self.id}",
-            retry_after=_retry_after(self.headers),
-        )
-
-
-class BatchOps:
-    """Typed builders for the batchable actions the flows take (ids double as batch item ids)."""
-
-    @staticmethod
-    def disable(user_id: str) -> BatchRequest:
-        return BatchRequest(f"disable:{user_id}", "PATCH", f"/users/{user_id}", {"accountEnabled": False})
-
-    @staticmethod
-    def enable(user_id: str) -> BatchRequest:
-        return BatchRequest(f"enable:{user_id}", "PATCH", f"/users/{user_id}", {"accountEnabled": True})
-
-    @staticmethod
-    def revoke_sessions(user_id: str) -> BatchRequest:
-        return BatchRequest(f"revoke:{user_id}", "POST", f"/users/{user_id}/revokeSignInSessions", {})
-
-    @staticmethod
-    def soft_delete(user_id: str) -> BatchRequest:
-        return BatchRequest(f"delete:{user_id}", "DELETE", f"/users/{user_id}")
-
-    @staticmethod
-    def restore(user_id: str) -> BatchRequest:
-        return BatchRequest(
-            f"restore:{user_id}", "POST", f"/directory/deletedItems/{user_id}/restore", {}, idempotent=False
-        )
+class BatchOps(PortBatchOps):
+    """The port's batchable actions, and the reads only the gateway batches."""
 
     @staticmethod
     def list_sponsors(user_id: str) -> BatchRequest:

@@ -17,8 +17,9 @@ from msgraph.generated.models.service_principal import ServicePrincipal as SdkSe
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-from shared.adapters.graph import GraphError, GraphGateway
+from shared.adapters.graph import GraphGateway
 from shared.permissions import GRAPH_APP_ID, RoleAssignment, ServicePrincipal
+from shared.ports.graph import GraphError
 
 SP_FIELDS = ["id", "appId", "displayName", "appRoles"]
 

@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal
 
-from shared.adapters.graph import GraphError
 from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import safe_subject
+from shared.ports.graph import DigestGraph, GraphError
 from shared.ports.state import Claim, StateStore
 from shared.services.audit import Auditor
 from shared.services.risk_report import BlockedIncident, blocked_incidents
@@ -46,10 +46,6 @@ OPEN_LOOKBACK = timedelta(days=14)
 LEASE_SECONDS = 300
 
 DigestStatus = Literal["sent", "uncertain", "nothing-to-report", "already-sent", "in-progress", "disabled"]
-
-
-class DigestGraph(Protocol):
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,21 +25,20 @@ import math
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from jinja2 import Environment
 
-from shared.adapters.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
-from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMail
+from shared.domain.directory import DirectoryUser, OutgoingMail
 from shared.domain.stale import ACTING, Action, Stage, StageMemory, StalePolicy, decide
+from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError, StaleGraph
 from shared.ports.reports import ReportStore
 from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore
 from shared.services import stale_scan
 from shared.services.stale_report import render_csv, render_html, render_mail
-from shared.services.stale_scan import ScanGraph
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +49,6 @@ RESTORE_WINDOW = timedelta(days=30)
 REQUESTS_PER_USER = {Action.DISABLE: 2, Action.DELETE: 1, Action.REACTIVATE: 1, Action.WARN: 1}
 """Sub-requests per user and action (a disable is PATCH + revokeSignInSessions, a warning reads the sponsors):
 chunks fill a `$batch` of 20."""
-
-
-class StaleGraph(ScanGraph, Protocol):
-    """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
-
-    async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
-
-    async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...
-
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,13 +29,12 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from shared.adapters.graph import GraphError
-from shared.domain.directory import DirectoryUser, GuestSpan
+from shared.domain.directory import DirectoryUser
+from shared.ports.graph import GraphError, ScanGraph
 
 log = logging.getLogger(__name__)
 
@@ -55,22 +54,6 @@ SPAN_REQUESTS = 2
 UNDATED_FIELDS = ("id", "userType", "createdDateTime")
 UNDATED_BATCH = 20
 """Undated guests are read by id in `$batch`es of this many (Graph's maximum per batch)."""
-
-
-class ScanGraph(Protocol):
-    def iter_guest_pages(
-        self,
-        *,
-        with_sign_in_activity: bool = True,
-        extra_filter: str | None = None,
-        select: Sequence[str] = ...,
-    ) -> AsyncIterator[list[DirectoryUser]]: ...
-
-    async def guest_span(self) -> GuestSpan: ...
-
-    async def count_guests(self) -> int: ...
-
-    async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]: ...
 
 
 def _odata(moment: datetime) -> str:
