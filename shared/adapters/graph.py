@@ -65,6 +65,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from shared.adapters.graph_pacing import Pacer, pacer
 from shared.domain.directory import (
     AppliedPolicy,
+    CreatedRange,
     DeltaPage,
     DirectoryContact,
     DirectoryUser,
@@ -119,6 +120,8 @@ USER_FIELDS: tuple[str, ...] = (
 )
 """What guestwarden reads of a user. signInActivity is added only where needed: it needs Entra ID P1 and
 AuditLog.Read.All, and it caps the page size."""
+ID_AND_DATE_FIELDS: tuple[str, ...] = ("id", "userType", "createdDateTime")
+"""What a chain that only looks for guests without a createdDateTime reads (Graph's largest pages)."""
 
 T = TypeVar("T")
 Credential = TokenCredential | AsyncTokenCredential
@@ -280,6 +283,17 @@ def _odata_filter_datetime(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def created_filter(created: CreatedRange) -> str:
+    """A createdDateTime range as `$filter` clauses. user.md documents ge and le (not gt, lt, `eq null`) for
+    createdDateTime: the range's exclusive `high` is asked with `le`, the caller drops what it does not own."""
+    clauses = []
+    if created.low is not None:
+        clauses.append(f"createdDateTime ge {_odata_filter_datetime(created.low)}")
+    if created.high is not None:
+        clauses.append(f"createdDateTime le {_odata_filter_datetime(created.high)}")
+    return " and ".join(clauses)
+
+
 # --------------------------------------------------------------------------------------------------------
 # $batch
 # --------------------------------------------------------------------------------------------------------
@@ -305,6 +319,10 @@ class BatchOps(PortBatchOps):
         )
 
     @staticmethod
+    def list_member_ids(group_id: str) -> BatchRequest:
+        return BatchRequest(f"members:{group_id}", "GET", f"/groups/{group_id}/members?$select=id&$top=999")
+
+    @staticmethod
     def get_user(user_id: str, select: Sequence[str] = USER_FIELDS) -> BatchRequest:
         return BatchRequest(f"get:{user_id}", "GET", f"/users/{user_id}?$select={','.join(select)}")
 
@@ -325,6 +343,12 @@ def _refused_page_size(exc: GraphError, asked: int) -> int | None:
         return limit if 0 < limit < asked else None
     mentions_size = any(word in (exc.message or "").lower() for word in ("page size", "$top", "top value"))
     return SIGN_IN_ACTIVITY_OLD_PAGE if mentions_size and asked > SIGN_IN_ACTIVITY_OLD_PAGE else None
+
+
+def _batch_relative(link: str) -> str:
+    """An absolute nextLink as a batch-relative URL (batch items take /path?query)."""
+    marker = link.find("/groups/")
+    return link[marker:] if marker >= 0 else link
 
 
 def _is_group(item: dict[str, Any]) -> bool:
@@ -533,16 +557,21 @@ class GraphGateway:
         self,
         *,
         with_sign_in_activity: bool = True,
-        extra_filter: str | None = None,
+        created: CreatedRange | None = None,
+        ids_and_dates_only: bool = False,
         select: Sequence[str] = USER_FIELDS,
     ) -> AsyncIterator[list[DirectoryUser]]:
-        """Guests page by page (constant memory): `userType eq 'Guest'` [and `extra_filter`].
+        """Guests page by page (constant memory): `userType eq 'Guest'` [and createdDateTime in `created`'s
+        bounds, both inclusive: see created_filter]. `ids_and_dates_only` selects ID_AND_DATE_FIELDS instead of
+        `select`.
 
         signInActivity cannot be filtered together with anything else, so activity is judged in code.
         Page size: GRAPH_PAGE_SIZE is asked for (at most 500 with signInActivity, see _iter_user_pages); the pages
         are read as Graph cuts them.
         """
-        fields = [*select, "signInActivity"] if with_sign_in_activity else list(select)
+        chosen = ID_AND_DATE_FIELDS if ids_and_dates_only else select
+        fields = [*chosen, "signInActivity"] if with_sign_in_activity else list(chosen)
+        extra_filter = created_filter(created) if created is not None else ""
         odata_filter = GUESTS_FILTER + (f" and {extra_filter}" if extra_filter else "")
         async for page in self._iter_user_pages(odata_filter, fields):
             yield page
@@ -636,6 +665,22 @@ class GraphGateway:
             elif result.status != 404 and (error := result.error) is not None:
                 raise error
         return users
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """A group's direct members' ids, following paging, through `$batch` GETs."""
+        members: set[str] = set()
+        request: BatchRequest | None = BatchOps.list_member_ids(group_id)
+        while request is not None:
+            (result,) = await self.batch([request])
+            if not result.ok:
+                error = result.error
+                assert error is not None
+                raise error
+            body = result.body or {}
+            members.update(str(m["id"]) for m in body.get("value", ()) if m.get("id"))
+            next_link = body.get("@odata.nextLink")
+            request = replace(request, url=_batch_relative(str(next_link))) if next_link else None
+        return members
 
     async def set_usage_location(self, user_id: str, country: str) -> None:
         await self._call(

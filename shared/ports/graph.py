@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from shared.domain.directory import (
+    CreatedRange,
     DeltaPage,
     DirectoryContact,
     DirectoryUser,
@@ -258,9 +259,13 @@ class ScanGraph(Protocol):
         self,
         *,
         with_sign_in_activity: bool = True,
-        extra_filter: str | None = None,
-        select: Sequence[str] = ...,
-    ) -> AsyncIterator[list[DirectoryUser]]: ...
+        created: CreatedRange | None = None,
+        ids_and_dates_only: bool = False,
+    ) -> AsyncIterator[list[DirectoryUser]]:
+        """Every guest, page by page as Graph cuts them; only those `created` in a range when given one (the
+        adapter asks Graph for the range's bounds, inclusive: the caller keeps what the range owns);
+        `ids_and_dates_only` reads just id, userType and createdDateTime (Graph's largest pages)."""
+        ...
 
     async def guest_span(self) -> GuestSpan: ...
 
@@ -271,6 +276,10 @@ class ScanGraph(Protocol):
 
 class StaleGraph(ScanGraph, Protocol):
     """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """The ids of a group's direct members (every page)."""
+        ...
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
 

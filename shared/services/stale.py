@@ -174,29 +174,6 @@ def new_run_id(now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
-async def group_member_ids(graph: StaleGraph, group_id: str) -> set[str]:
-    """Direct members of a group, following paging, through `$batch` GETs (no extra gateway method needed)."""
-    members: set[str] = set()
-    url: str | None = f"/groups/{group_id}/members?$select=id&$top=999"
-    while url:
-        (result,) = await graph.batch([BatchRequest(f"members:{group_id}", "GET", url)])
-        if not result.ok:
-            error = result.error
-            assert error is not None
-            raise error
-        body = result.body or {}
-        members.update(str(m["id"]) for m in body.get("value", ()) if m.get("id"))
-        next_link = body.get("@odata.nextLink")
-        url = _relative(str(next_link)) if next_link else None
-    return members
-
-
-def _relative(link: str) -> str:
-    """An absolute nextLink as a batch-relative URL (batch items take /path?query)."""
-    marker = link.find("/groups/")
-    return link[marker:] if marker >= 0 else link
-
-
 async def load_memories(state: StateStore) -> dict[str, StageMemory]:
     return {r.key: StageMemory.from_json(r.value) async for r in state.list_records(RECORD_KIND)}
 
@@ -206,7 +183,7 @@ async def build_plan(deps: StaleDeps, run_id: str | None = None, *, dry_run: boo
     plan = StalePlan(run_id or new_run_id(now), now, deps.config.dry_run if dry_run is None else dry_run)
     excluded: set[str] = set()
     for group_id in sorted(deps.policy.exclude_group_ids):
-        excluded |= await group_member_ids(deps.graph, group_id)
+        excluded |= await deps.graph.group_member_ids(group_id)
     memories = await load_memories(deps.state)
     try:
         concurrency = stale_scan.effective_concurrency(

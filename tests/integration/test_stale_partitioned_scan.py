@@ -15,6 +15,7 @@ from local.graph_sim.clock import iso_z
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.reports import LocalFolderReportStore
+from shared.domain.directory import CreatedRange
 from shared.domain.stale import StalePolicy
 from shared.services import stale_scan
 from shared.services.stale import StaleConfig, StaleDeps, build_plan
@@ -74,7 +75,7 @@ async def test_partitioned_plan_equals_the_sequential_plan(
     assert sim.requests["GET /users/$count"] == 1
 
 
-async def ranges(sim: GraphSimulator, concurrency: int) -> list[stale_scan.Partition]:
+async def ranges(sim: GraphSimulator, concurrency: int) -> list[CreatedRange]:
     async with GraphGateway(
         LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
     ) as graph:
