@@ -22,7 +22,7 @@ from rich.text import Text
 
 from shared.adapters.credentials import LocalTokenCredential, local_token_url
 from shared.adapters.graph import GraphError
-from shared.adapters.graph_admin import GraphAdminGateway
+from shared.adapters.graph.admin import GraphAdminGateway
 from shared.adapters.queue_admin import OperatorQueues
 from shared.bootstrap import (
     build_operator_queues,

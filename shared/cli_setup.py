@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.adapters.graph import GraphError
-from shared.adapters.graph_admin import GraphAdminGateway
+from shared.adapters.graph.admin import GraphAdminGateway
 from shared.bootstrap import graph_config, operator_credential
 from shared.cli_common import EXIT_GRAPH, EXIT_USAGE, JsonFlag, TenantSim, command_settings, err, table_console
 from shared.permissions import (
