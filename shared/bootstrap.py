@@ -188,16 +188,16 @@ def build_report_store(settings: Settings) -> ReportStore:
 
 def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock: Clock = utc_now) -> StaleDeps:
     """The stale sweep's wiring (flow 4), shared by the timer and the CLI; REPORT_STORE picks where reports go."""
+    from shared.adapters.templates import StaleTemplates
     from shared.domain.stale import StalePolicy
     from shared.services.stale import StaleConfig
-    from shared.services.stale_report import template_environment
 
     s = settings
     return StaleDeps(
         graph=graph,
         state=state,
         reports=build_report_store(s),
-        templates=template_environment(s.stale_template_dir),
+        templates=StaleTemplates(s.stale_template_dir),
         policy=StalePolicy(
             inactive_days=s.stale_inactive_days,
             pending_days=s.stale_pending_days,
@@ -365,7 +365,7 @@ class AppServices:
 
     def risk_digest(self) -> DigestDeps:
         """The admins' daily digest; templates only (no partner directory, no sinks' HTTP client)."""
-        from shared.adapters.risk_templates import RiskTemplates
+        from shared.adapters.templates import RiskTemplates
 
         s = self.settings
         templates = self._risk.templates if self._risk is not None else RiskTemplates(s.risk_template_dir)

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import safe_subject
 from shared.ports.graph import DigestGraph, GraphError
 from shared.ports.state import Claim, StateStore
+from shared.ports.templates import RiskRenderer
 from shared.services.audit import Auditor
 from shared.services.risk_report import BlockedIncident, blocked_incidents
 
@@ -52,7 +52,7 @@ DigestStatus = Literal["sent", "uncertain", "nothing-to-report", "already-sent",
 class DigestDeps:
     graph: DigestGraph
     state: StateStore
-    templates: RiskTemplates
+    templates: RiskRenderer
     enabled: bool
     sender: str | None
     recipients: tuple[str, ...]

@@ -29,12 +29,12 @@ from typing import Any, Literal
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
 from shared.domain.messages import RiskIncident
 from shared.domain.risk import Ticket, notice_recipients
 from shared.ports.graph import GraphError, ResponseGraph
 from shared.ports.state import ANY_ETAG, Claim, StateStore, claim_or_wait
+from shared.ports.templates import RiskRenderer
 from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
 from shared.services.audit import Auditor
 
@@ -60,7 +60,7 @@ class TicketNotDelivered(Exception):
 class ResponseDeps:
     graph: ResponseGraph
     state: StateStore
-    templates: RiskTemplates
+    templates: RiskRenderer
     sinks: PartnerSinks | None
     sender: str
     organisation: str | None

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from shared.adapters.graph import created_filter
 from shared.domain.directory import CreatedRange as Partition
 from shared.domain.directory import DirectoryUser
-from shared.services.stale_scan import effective_concurrency, plan_partitions
+from shared.services.stale.scan import effective_concurrency, plan_partitions
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 EARLIEST = datetime(2019, 3, 1, 12, 30, 15, tzinfo=UTC)
