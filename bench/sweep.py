@@ -53,10 +53,10 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
     from shared.adapters.graph import GraphConfig, GraphGateway
     from shared.adapters.reports import LocalFolderReportStore
     from shared.adapters.state.sqlite import SqliteStateStore
+    from shared.adapters.templates import StaleTemplates
     from shared.domain.stale import StalePolicy
     from shared.ports.clock import utc_now
     from shared.services.stale import StaleConfig, StaleDeps, sweep_stale_guests
-    from shared.services.stale_report import template_environment
 
     with tempfile.TemporaryDirectory() as reports:
         async with GraphGateway(
@@ -69,7 +69,7 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
                 graph=graph,
                 state=SqliteStateStore(Path(reports) / "state.db", clock=utc_now),
                 reports=LocalFolderReportStore(Path(reports)),
-                templates=template_environment(),
+                templates=StaleTemplates(),
                 policy=StalePolicy(),
                 config=StaleConfig(
                     dry_run=not apply,

@@ -41,7 +41,7 @@ from shared.services.webhook import WebhookDeps
 from shared.settings import Feature, Settings, SettingsError, load_settings, reveal
 
 if TYPE_CHECKING:
-    from shared.adapters.graph_admin import GraphAdminGateway
+    from shared.adapters.graph.admin import GraphAdminGateway
     from shared.adapters.queue_admin import OperatorQueues
 
 
@@ -83,7 +83,7 @@ def build_graph_admin(settings: Settings, credential: AsyncTokenCredential) -> G
     """Service principals and app role assignments, for the operator CLI (`setup grant-permissions`, `doctor`):
     with `operator_credential` to grant roles or read another principal's, with `graph_credential` to see what
     the app itself is granted. The caller owns `credential` (the gateway does not close it)."""
-    from shared.adapters.graph_admin import GraphAdminGateway
+    from shared.adapters.graph.admin import GraphAdminGateway
 
     return GraphAdminGateway(credential, graph_config(settings))
 
@@ -162,14 +162,14 @@ def build_report_store(settings: Settings) -> ReportStore:
 
 def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock: Clock = utc_now) -> StaleDeps:
     """The stale sweep's wiring (flow 4), shared by the timer and the CLI; REPORT_STORE picks where reports go."""
-    from shared.services.stale_report import template_environment
+    from shared.adapters.templates import StaleTemplates
 
     s = settings
     return StaleDeps(
         graph=graph,
         state=state,
         reports=build_report_store(s),
-        templates=template_environment(s.stale.template_dir),
+        templates=StaleTemplates(s.stale.template_dir),
         policy=s.stale.policy(),
         config=s.stale.config(
             sign_in_activity_per_minute=s.graph.sign_in_activity_per_minute, mail_sender=s.mail.sender
@@ -321,7 +321,7 @@ class AppServices:
 
     def risk_digest(self) -> DigestDeps:
         """The admins' daily digest; templates only (no partner directory, no sinks' HTTP client)."""
-        from shared.adapters.risk_templates import RiskTemplates
+        from shared.adapters.templates import RiskTemplates
 
         s = self.settings
         templates = self._risk.templates if self._risk is not None else RiskTemplates(s.risk.template_dir)

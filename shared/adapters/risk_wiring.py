@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from shared.adapters.graph import GraphGateway
-from shared.adapters.risk_templates import RiskTemplates
+from shared.adapters.templates import RiskTemplates
 from shared.adapters.tickets import PartnerSinks, sink_http_client
 from shared.settings import Settings
 

@@ -110,6 +110,23 @@ class GuestSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class CreatedRange:
+    """Guests created in [low, high): one range of the partitioned stale scan (half-open on our side, so every
+    dated guest belongs to exactly one range; guests without a createdDateTime belong to none)."""
+
+    low: datetime | None = None
+    """Inclusive; None: from the beginning."""
+    high: datetime | None = None
+    """Exclusive; None: open-ended."""
+
+    def owns(self, user: DirectoryUser) -> bool:
+        created = user.created
+        if created is None:
+            return False  # read by id (shared/services/stale/scan.py: undated_ids, read_by_id)
+        return (self.low is None or created >= self.low) and (self.high is None or created < self.high)
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryContact:
     """A sponsor or group member as a short reference."""
 

@@ -1,7 +1,7 @@
 """The mailer port: send one mail as the configured sender (Graph sendMail in Azure and locally).
 
 Not idempotent on the wire: services guard every send with a ledger claim (and a write-ahead marker where a
-crash mid-send must not mail twice). Implemented by the Graph gateway (shared/adapters/graph.py).
+crash mid-send must not mail twice). Implemented by the Graph gateway (shared/adapters/graph/).
 """
 
 from __future__ import annotations

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal
 
-from shared.adapters.graph import GraphError
 from shared.domain.directory import DeltaPage, DirectoryUser
 from shared.domain.messages import UserChanged
+from shared.ports.graph import DeltaGraph, GraphError
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
 from shared.ports.state import Record, StateStore, exclusively
 
@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 RECORD_KIND = "delta"
 RECORD_KEY = "users"
 LEASE_SECONDS = 900
-
-
-class DeltaGraph(Protocol):
-    async def users_delta(self, link: str | None = None, *, start_from_now: bool = False) -> DeltaPage: ...
 
 
 @dataclass(frozen=True, slots=True)

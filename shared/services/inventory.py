@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
 
-from shared.domain.directory import DirectoryContact, DirectoryUser, SubscribedSku
 from shared.domain.inventory import GuestRow, guest_row
-
-
-class InventoryGraph(Protocol):
-    """The part of the Graph gateway the inventory needs."""
-
-    def iter_guest_pages(self, *, with_sign_in_activity: bool = ...) -> AsyncIterator[list[DirectoryUser]]: ...
-
-    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
-
-    async def sponsors_of(self, user_ids: list[str]) -> dict[str, list[DirectoryContact]]: ...
+from shared.ports.graph import InventoryGraph
 
 
 async def guest_inventory(

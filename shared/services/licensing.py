@@ -18,14 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
 
-from shared.adapters.graph import GraphError
 from shared.domain.directory import DirectoryUser, OutgoingMail, SubscribedSku
 from shared.domain.licensing import (
     AddToGroup,
@@ -37,6 +36,7 @@ from shared.domain.licensing import (
     find_sku,
 )
 from shared.domain.messages import UserChanged
+from shared.ports.graph import GraphError, LicensingGraph
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
 from shared.ports.state import Claim, StateStore, claim_or_wait
 from shared.services.audit import Auditor
@@ -45,20 +45,6 @@ log = logging.getLogger(__name__)
 
 ACTOR = "license-processor"
 LEASE_SECONDS = 300
-
-
-class LicensingGraph(Protocol):
-    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
-
-    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
-
-    async def set_usage_location(self, user_id: str, country: str) -> None: ...
-
-    async def assign_license(self, user_id: str, sku_id: str, disabled_plans: Sequence[str] = ()) -> None: ...
-
-    async def add_group_member(self, group_id: str, user_id: str) -> bool: ...
-
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
 
 
 class RetryLater(Exception):

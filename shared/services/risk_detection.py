@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from shared.domain.directory import DirectoryUser, SignIn
+from shared.domain.directory import SignIn
 from shared.domain.messages import RiskIncident
 from shared.domain.risk import (
     Cause,
@@ -36,6 +36,7 @@ from shared.domain.risk import (
     judge_user,
     prune_incidents,
 )
+from shared.ports.graph import DetectionGraph
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
 from shared.ports.state import ConflictError, Record, StateStore
 from shared.services.audit import Auditor
@@ -50,12 +51,6 @@ WATERMARK_KIND = "risk-detection"
 WATERMARK_KEY = "signins-watermark"
 GUEST_KIND = "risk-guest"
 MAX_SEEN_IDS = 500
-
-
-class DetectionGraph(Protocol):
-    def iter_sign_in_pages(self, since: datetime, until: datetime) -> AsyncIterator[list[SignIn]]: ...
-
-    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal, Protocol
+from typing import Literal
 
-from shared.adapters.graph import GraphError
-from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import safe_subject
+from shared.ports.graph import DigestGraph, GraphError
 from shared.ports.state import Claim, StateStore
+from shared.ports.templates import RiskRenderer
 from shared.services.audit import Auditor
 from shared.services.risk_report import BlockedIncident, blocked_incidents
 
@@ -48,15 +48,11 @@ LEASE_SECONDS = 300
 DigestStatus = Literal["sent", "uncertain", "nothing-to-report", "already-sent", "in-progress", "disabled"]
 
 
-class DigestGraph(Protocol):
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class DigestDeps:
     graph: DigestGraph
     state: StateStore
-    templates: RiskTemplates
+    templates: RiskRenderer
     enabled: bool
     sender: str | None
     recipients: tuple[str, ...]

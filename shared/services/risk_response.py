@@ -25,16 +25,16 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from shared.adapters.graph import GraphError
-from shared.adapters.risk_templates import RiskTemplates
 from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformation
 from shared.domain.messages import RiskIncident
 from shared.domain.risk import Ticket, notice_recipients
+from shared.ports.graph import GraphError, ResponseGraph
 from shared.ports.state import ANY_ETAG, Claim, StateStore, claim_or_wait
+from shared.ports.templates import RiskRenderer
 from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
 from shared.services.audit import Auditor
 
@@ -46,14 +46,6 @@ SENDING = "risk-notice-sending"
 """Record kind: a notice handed to sendMail whose outcome was not recorded yet (key: the incident id)."""
 TICKET = "risk-ticket"
 LEASE_SECONDS = 300
-
-
-class ResponseGraph(Protocol):
-    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
-
-    async def find_tenant_information(self, tenant_id: str) -> TenantInformation | None: ...
-
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
 
 
 class RetryLater(Exception):
@@ -68,7 +60,7 @@ class TicketNotDelivered(Exception):
 class ResponseDeps:
     graph: ResponseGraph
     state: StateStore
-    templates: RiskTemplates
+    templates: RiskRenderer
     sinks: PartnerSinks | None
     sender: str
     organisation: str | None

@@ -15,11 +15,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from shared.adapters.graph import GraphError
 from shared.domain.directory import GraphSubscription
 from shared.domain.messages import LifecycleEvent
+from shared.ports.graph import GraphError, SubscriptionGraph
 from shared.ports.state import Record, StateStore, exclusively
 from shared.services.audit import Auditor
 
@@ -35,29 +34,6 @@ LEASE_SECONDS = 120
 
 class SubscriptionQuotaExceeded(Exception):
     """Graph refused a new subscription: the app or tenant has too many. A human must clean up."""
-
-
-class SubscriptionGraph(Protocol):
-    async def create_subscription(
-        self,
-        *,
-        resource: str,
-        change_type: str,
-        notification_url: str,
-        lifecycle_notification_url: str | None,
-        client_state: str,
-        expiration: datetime,
-    ) -> GraphSubscription: ...
-
-    async def get_subscription(self, subscription_id: str) -> GraphSubscription | None: ...
-
-    async def list_subscriptions(self) -> list[GraphSubscription]: ...
-
-    async def renew_subscription(self, subscription_id: str, expiration: datetime) -> GraphSubscription: ...
-
-    async def reauthorize_subscription(self, subscription_id: str) -> None: ...
-
-    async def delete_subscription(self, subscription_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

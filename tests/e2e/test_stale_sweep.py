@@ -15,10 +15,10 @@ from local.graph_sim.clock import iso_z
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import BatchRequest, BatchResult, GraphConfig, GraphError, GraphGateway
 from shared.adapters.reports import LocalFolderReportStore
+from shared.adapters.templates import StaleTemplates
 from shared.domain.stale import StalePolicy
 from shared.permissions import features_for, required_permissions
 from shared.services.stale import StaleConfig, StaleDeps, StalePlan, restore_run, sweep_stale_guests
-from shared.services.stale_report import template_environment
 from tests.fakes.state import MemoryStateStore
 
 UNTOUCHABLE = (
@@ -64,7 +64,7 @@ def deps_for(sim: GraphSimulator, graph: Any, state: MemoryStateStore, reports: 
         graph=graph,
         state=state,
         reports=LocalFolderReportStore(reports),
-        templates=template_environment(),
+        templates=StaleTemplates(),
         policy=StalePolicy(exclude_group_ids=frozenset({group}), exclude_domains=frozenset({"woodgrovebank.com"})),
         config=StaleConfig(**settings),
         clock=sim.clock.now,

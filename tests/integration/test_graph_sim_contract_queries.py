@@ -119,7 +119,7 @@ def test_sign_in_filter_row(graph_http: httpx.Client, row: PropertyRow, operator
 
 def test_the_queries_guestwarden_sends_are_served_as_documented(graph_http: httpx.Client) -> None:
     """Written out by hand, not read from the table: the table could drift, these are the app's real requests
-    (shared/adapters/graph.py) against the documented support (filter-directory-objects.md)."""
+    (shared/adapters/graph/) against the documented support (filter-directory-objects.md)."""
     guests = "userType eq 'Guest'"
     ranged = f"{guests} and createdDateTime ge 2024-01-01T00:00:00Z and createdDateTime le 2025-01-01T00:00:00Z"
     for flt in (guests, ranged, f"{guests} and createdDateTime ge 2024-01-01T00:00:00Z"):

@@ -22,11 +22,11 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.storage.blob.aio import BlobClient, BlobServiceClient
 
 from shared.adapters.reports import BlobReportStore, LocalFolderReportStore, blob_name
+from shared.adapters.templates import StaleTemplates
 from shared.domain.directory import DirectoryContact, DirectoryUser, SignInActivity
 from shared.domain.stale import StalePolicy
 from shared.ports.reports import ReportStore, ReportStoreError
 from shared.services.stale import StaleConfig, StaleDeps, sweep_stale_guests
-from shared.services.stale_report import template_environment
 from tests.fakes.state import MemoryStateStore
 from tests.fixtures.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 from tests.fixtures.azurite_blob import AzuriteBlob
@@ -309,7 +309,7 @@ def sweep_deps(reports: ReportStore) -> StaleDeps:
         graph=graph,
         state=MemoryStateStore(clock=lambda: START),
         reports=reports,
-        templates=template_environment(),
+        templates=StaleTemplates(),
         policy=StalePolicy(),
         config=StaleConfig(dry_run=False, max_actions=100, max_percent=100, mail_sender="guestwarden@contoso.com"),
         clock=lambda: START,

@@ -15,10 +15,11 @@ from local.graph_sim.clock import iso_z
 from shared.adapters.credentials import LocalTokenCredential
 from shared.adapters.graph import GraphConfig, GraphGateway
 from shared.adapters.reports import LocalFolderReportStore
+from shared.adapters.templates import StaleTemplates
+from shared.domain.directory import CreatedRange
 from shared.domain.stale import StalePolicy
-from shared.services import stale_scan
 from shared.services.stale import StaleConfig, StaleDeps, build_plan
-from shared.services.stale_report import template_environment
+from shared.services.stale import scan as stale_scan
 from tests.fakes.state import MemoryStateStore
 
 
@@ -35,7 +36,7 @@ def deps(sim: GraphSimulator, graph: GraphGateway, tmp: Path, concurrency: int) 
         graph=graph,
         state=MemoryStateStore(clock=sim.clock.now),
         reports=LocalFolderReportStore(tmp),
-        templates=template_environment(),
+        templates=StaleTemplates(),
         policy=StalePolicy(exclude_domains=frozenset({"woodgrovebank.com"})),
         config=StaleConfig(dry_run=True, max_actions=1000, max_percent=100.0, scan_concurrency=concurrency),
         clock=sim.clock.now,
@@ -74,7 +75,7 @@ async def test_partitioned_plan_equals_the_sequential_plan(
     assert sim.requests["GET /users/$count"] == 1
 
 
-async def ranges(sim: GraphSimulator, concurrency: int) -> list[stale_scan.Partition]:
+async def ranges(sim: GraphSimulator, concurrency: int) -> list[CreatedRange]:
     async with GraphGateway(
         LocalTokenCredential(token_url=sim.token_url), GraphConfig(base_url=sim.base_url, max_retries=0)
     ) as graph:

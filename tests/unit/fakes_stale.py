@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
-from shared.adapters.graph import BatchRequest, BatchResult, GraphError
-from shared.domain.directory import DirectoryContact, DirectoryUser, OutgoingMail
+from shared.domain.directory import CreatedRange, DirectoryContact, DirectoryUser, OutgoingMail
+from shared.ports.graph import BatchRequest, BatchResult, GraphError
 from shared.ports.reports import ReportStore
 
 
@@ -32,13 +32,17 @@ class FakeStaleGraph:
         """batch item id -> forced status (e.g. 403 for a privileged user)."""
 
     async def iter_guest_pages(
-        self, *, with_sign_in_activity: bool = True, extra_filter: str | None = None
+        self, *, with_sign_in_activity: bool = True, created: CreatedRange | None = None
     ) -> AsyncIterator[list[DirectoryUser]]:
         if self.list_error:
             raise self.list_error
         guests = [u for u in sorted(self.users.values(), key=lambda u: u.id) if u.user_type == "Guest"]
         for start in range(0, len(guests), self.page_size):
             yield guests[start : start + self.page_size]
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        (result,) = await self.batch([BatchRequest(f"members:{group_id}", "GET", f"/groups/{group_id}/members")])
+        return {str(m["id"]) for m in (result.body or {}).get("value", ())}
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
         return {uid: list(self.sponsors.get(uid, [])) for uid in user_ids}

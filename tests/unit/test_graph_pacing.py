@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.adapters.graph_pacing import Pacer, pacer
+from shared.adapters.graph.pacing import Pacer, pacer
 
 
 class FakeTime:

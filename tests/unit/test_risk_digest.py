@@ -9,7 +9,7 @@ from typing import Any, Literal
 import pytest
 
 from shared.adapters.graph import GraphError
-from shared.adapters.risk_templates import RiskTemplates
+from shared.adapters.templates import RiskTemplates
 from shared.ports.state import AuditEntry
 from shared.services.risk_detection import RISK_INCIDENT
 from shared.services.risk_digest import DIGEST, DigestDeps, build_digest, send_risk_digest

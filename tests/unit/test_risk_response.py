@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from shared.adapters.graph import GraphError
-from shared.adapters.risk_templates import RiskTemplates
+from shared.adapters.templates import RiskTemplates
 from shared.adapters.tickets import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.adapters.risk_templates import RiskTemplates
+from shared.adapters.templates import RiskTemplates, StaleTemplates
 from shared.domain.directory import DirectoryContact, TenantInformation
 from shared.domain.risk import safe_subject
 from shared.services.risk_response import respond_to_incident
 from shared.services.stale import sweep_stale_guests
-from shared.services.stale_report import csv_cell, render_mail, template_environment
+from shared.services.stale.report import csv_cell
 from tests.fixtures.hypothesis_profile import count_case
 from tests.unit.fakes_stale import FakeStaleGraph, MemoryReportStore
 from tests.unit.risk_fakes import FABRIKAM, guest
@@ -122,7 +122,7 @@ async def test_stale_mails_and_reports_keep_a_malicious_name_inert(evil: str) ->
 @given(st.text(max_size=80))
 def test_any_display_name_renders_inert_stale_mails_and_a_formula_free_cell(name: str) -> None:
     count_case("escaping: display names through the stale mails and a CSV cell")
-    env = template_environment()
+    env = StaleTemplates()
 
     def context(guest_name: str) -> dict[str, Any]:
         return {
@@ -136,8 +136,8 @@ def test_any_display_name_renders_inert_stale_mails_and_a_formula_free_cell(name
         }
 
     for template in ("guest_warning", "sponsor_warning"):
-        subject, body = render_mail(env, template, context(name))
-        _, benign = render_mail(env, template, context("x"))
+        subject, body = env.mail(template, context(name))
+        _, benign = env.mail(template, context("x"))
         assert_safe_subject(subject)
         assert html_shape(body) == html_shape(benign)
     cell = csv_cell(name)

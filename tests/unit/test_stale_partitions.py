@@ -5,8 +5,10 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
+from shared.adapters.graph import created_filter
+from shared.domain.directory import CreatedRange as Partition
 from shared.domain.directory import DirectoryUser
-from shared.services.stale_scan import Partition, effective_concurrency, plan_partitions
+from shared.services.stale.scan import effective_concurrency, plan_partitions
 
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 EARLIEST = datetime(2019, 3, 1, 12, 30, 15, tzinfo=UTC)
@@ -24,13 +26,13 @@ def test_a_large_tenant_is_cut_into_ranges_that_use_only_documented_filters() ->
     for left, right in itertools.pairwise(parts):
         assert left.high == right.low and left.high is not None and left.high.microsecond == 0
     # user.md: createdDateTime supports eq, ne, not, ge, le, in; never `eq null`, gt or lt
-    assert parts[0].odata_filter().startswith("createdDateTime le ")
-    assert parts[-1].odata_filter().startswith("createdDateTime ge ") and " and " not in parts[-1].odata_filter()
-    assert parts[1].odata_filter().startswith("createdDateTime ge ") and " and createdDateTime le " in (
-        parts[1].odata_filter()
+    assert created_filter(parts[0]).startswith("createdDateTime le ")
+    assert created_filter(parts[-1]).startswith("createdDateTime ge ") and " and " not in created_filter(parts[-1])
+    assert created_filter(parts[1]).startswith("createdDateTime ge ") and " and createdDateTime le " in (
+        created_filter(parts[1])
     )
     for part in parts:
-        assert not any(op in part.odata_filter() for op in (" eq null", " gt ", " lt "))
+        assert not any(op in created_filter(part) for op in (" eq null", " gt ", " lt "))
 
 
 def test_every_moment_belongs_to_exactly_one_range_even_on_a_boundary() -> None:

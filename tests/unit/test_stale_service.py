@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.graph import GraphError
+from shared.adapters.templates import StaleTemplates
 from shared.domain.directory import DirectoryContact, DirectoryUser, SignInActivity
 from shared.domain.stale import StalePolicy
 from shared.services.stale import (
@@ -19,7 +20,7 @@ from shared.services.stale import (
     restore_run,
     sweep_stale_guests,
 )
-from shared.services.stale_report import csv_cell, template_environment
+from shared.services.stale.report import csv_cell
 from tests.fakes.state import MemoryStateStore
 from tests.unit.fakes_stale import FakeStaleGraph, MemoryReportStore
 
@@ -80,7 +81,7 @@ def make_deps(graph: FakeStaleGraph, clock: Clock, config: StaleConfig = REAL, *
         graph=graph,
         state=state,
         reports=kw.pop("reports", None) or MemoryReportStore(),
-        templates=template_environment(),
+        templates=StaleTemplates(),
         policy=kw.pop("policy", POLICY),
         config=config,
         clock=clock,

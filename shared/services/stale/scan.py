@@ -5,8 +5,9 @@ One `@odata.nextLink` chain is strictly sequential: with signInActivity Graph pa
 into createdDateTime ranges (`userType eq 'Guest' and createdDateTime ge A and createdDateTime le B`, filters
 Graph serves without advanced query parameters) that STALE_SCAN_CONCURRENCY workers page at the same time.
 
-- Every guest is read exactly once: ranges are half-open [low, high) on our side. Graph's `lt` is not
-  documented for createdDateTime, so a range asks `le high` and drops the users created exactly at `high`
+- Every guest is read exactly once: ranges (shared.domain.directory.CreatedRange) are half-open [low, high)
+  on our side. Graph's `lt` is not documented for createdDateTime, so the gateway asks a range's `le high`
+  (shared/adapters/graph/mapping.py: created_filter) and the scan drops the users created exactly at `high`
   (the next range owns them).
 - Guests without a createdDateTime (some created before June 2018) are in no range, and Graph documents no
   `createdDateTime eq null` filter for users (user.md, filter-directory-objects.md: eq, ne, not, ge, le, in).
@@ -29,13 +30,11 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
-from shared.adapters.graph import GraphError
-from shared.domain.directory import DirectoryUser, GuestSpan
+from shared.domain.directory import CreatedRange, DirectoryUser
+from shared.ports.graph import GraphError, ScanGraph
 
 log = logging.getLogger(__name__)
 
@@ -52,51 +51,8 @@ time) still keep every worker busy until the end."""
 
 SPAN_REQUESTS = 2
 """Partitioning costs two requests: the span (dated guests, earliest date) and the count of all guests."""
-UNDATED_FIELDS = ("id", "userType", "createdDateTime")
 UNDATED_BATCH = 20
 """Undated guests are read by id in `$batch`es of this many (Graph's maximum per batch)."""
-
-
-class ScanGraph(Protocol):
-    def iter_guest_pages(
-        self,
-        *,
-        with_sign_in_activity: bool = True,
-        extra_filter: str | None = None,
-        select: Sequence[str] = ...,
-    ) -> AsyncIterator[list[DirectoryUser]]: ...
-
-    async def guest_span(self) -> GuestSpan: ...
-
-    async def count_guests(self) -> int: ...
-
-    async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]: ...
-
-
-def _odata(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True, slots=True)
-class Partition:
-    low: datetime | None = None
-    """Inclusive; None: from the beginning."""
-    high: datetime | None = None
-    """Exclusive; None: open-ended."""
-
-    def odata_filter(self) -> str:
-        clauses = []
-        if self.low is not None:
-            clauses.append(f"createdDateTime ge {_odata(self.low)}")
-        if self.high is not None:
-            clauses.append(f"createdDateTime le {_odata(self.high)}")
-        return " and ".join(clauses)
-
-    def owns(self, user: DirectoryUser) -> bool:
-        created = user.created
-        if created is None:
-            return False  # read by id (undated_ids, read_by_id)
-        return (self.low is None or created >= self.low) and (self.high is None or created < self.high)
 
 
 QUOTA_BOUND_PER_MINUTE = 60
@@ -114,7 +70,7 @@ def effective_concurrency(concurrency: int, sign_in_activity_per_minute: int) ->
 
 def plan_partitions(
     guests: int, earliest: datetime | None, now: datetime, *, concurrency: int, page_size: int | None = None
-) -> list[Partition]:
+) -> list[CreatedRange]:
     """The createdDateTime ranges to read (`guests`: the dated ones), or [] to read in one chain."""
     pages = math.ceil(guests / (page_size or SIGN_IN_ACTIVITY_PAGE))
     pieces = min(concurrency * RANGES_PER_WORKER, math.floor(pages * EXTRA_REQUESTS_BUDGET) - SPAN_REQUESTS)
@@ -124,14 +80,14 @@ def plan_partitions(
     step = (now - start) / pieces
     bounds = sorted({start + timedelta(seconds=int((step * i).total_seconds())) for i in range(1, pieces)})
     edges: list[datetime | None] = [None, *bounds, None]
-    return [Partition(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
+    return [CreatedRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
 
 
 async def iter_guest_pages(
     graph: ScanGraph, *, concurrency: int, now: datetime, with_sign_in_activity: bool = True
 ) -> AsyncIterator[list[DirectoryUser]]:
     """Every guest once, page by page, from `concurrency` ranges at a time (page order is not defined)."""
-    partitions: list[Partition] = []
+    partitions: list[CreatedRange] = []
     undated = 0
     if concurrency > 1:
         try:
@@ -154,9 +110,7 @@ async def iter_guest_pages(
     async def worker() -> None:
         while pending:
             part = pending.popleft()
-            pages = graph.iter_guest_pages(
-                with_sign_in_activity=with_sign_in_activity, extra_filter=part.odata_filter()
-            )
+            pages = graph.iter_guest_pages(with_sign_in_activity=with_sign_in_activity, created=part)
             async for page in pages:
                 await queue.put([user for user in page if part.owns(user)])
 
@@ -205,7 +159,7 @@ async def undated_ids(graph: ScanGraph) -> list[str]:
     """The ids of the guests without a createdDateTime, from one chain of ids (no signInActivity, so Graph's
     largest pages and none of that quota). Only their ids are kept."""
     ids: list[str] = []
-    async for page in graph.iter_guest_pages(with_sign_in_activity=False, select=UNDATED_FIELDS):
+    async for page in graph.iter_guest_pages(with_sign_in_activity=False, ids_and_dates_only=True):
         ids.extend(user.id for user in page if user.created is None)
     log.info("found %d guest(s) without a createdDateTime: reading them by id", len(ids))
     return ids

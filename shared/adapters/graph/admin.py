@@ -1,5 +1,5 @@
 """Graph operations for setting guestwarden up and checking it: service principals, app role assignments, and
-probes. The same gateway (client, retries, GraphError) as shared/adapters/graph.py, kept apart because the
+probes. The same gateway (client, retries, GraphError) as shared/adapters/graph/gateway.py, kept apart because the
 flows never need these calls (and must not hold the permissions that make them).
 
 Granting app roles needs `AppRoleAssignment.ReadWrite.All` (+ `Application.Read.All`) or a Privileged Role
@@ -17,8 +17,9 @@ from msgraph.generated.models.service_principal import ServicePrincipal as SdkSe
 from msgraph.generated.service_principals.service_principals_request_builder import ServicePrincipalsRequestBuilder
 from msgraph.generated.users.users_request_builder import UsersRequestBuilder
 
-from shared.adapters.graph import GraphError, GraphGateway
+from shared.adapters.graph.gateway import GraphGateway
 from shared.permissions import GRAPH_APP_ID, RoleAssignment, ServicePrincipal
+from shared.ports.graph import GraphError
 
 SP_FIELDS = ["id", "appId", "displayName", "appRoles"]
 

@@ -1,0 +1,91 @@
+"""Jinja2 rendering of every text the flows send: one Environment factory, one autoescape policy.
+
+Display names, UPNs and mail addresses are written by outsiders (a guest chooses its own display name; it may
+carry markup), so every `.html` template is autoescaped; `.txt` templates (subjects, plain-text bodies,
+tickets) are not HTML, are never sent as HTML and are not escaped. Subjects are flattened to one line
+(`safe_subject`: no controls, no bidi overrides). StrictUndefined: a template that names a variable we do not
+pass fails at its first render, not silently in an inbox.
+
+Templates live in shared/templates/<flow>/; an override folder (RISK_TEMPLATE_DIR, STALE_TEMPLATE_DIR) wins file
+by file, so an operator can override one template and keep the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from shared.domain.risk import Ticket, safe_subject
+from shared.ports.templates import RenderedNotice
+
+__all__ = ["BUILT_IN", "RiskTemplates", "StaleTemplates", "environment"]
+
+BUILT_IN = Path(__file__).resolve().parents[1] / "templates"
+"""shared/templates: one folder per flow."""
+
+
+def environment(flow: str, override: Path | None = None, *, keep_trailing_newline: bool = False) -> Environment:
+    """The Jinja2 environment for one flow's templates: `override` first, then the built-in ones. `.html` (and
+    a template given as a string) is autoescaped, anything else is not."""
+    folders = [str(override)] if override else []
+    folders.append(str(BUILT_IN / flow))
+    return Environment(
+        loader=FileSystemLoader(folders),
+        autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=True, default=False),
+        undefined=StrictUndefined,
+        keep_trailing_newline=keep_trailing_newline,
+    )
+
+
+class RiskTemplates:
+    """The guest notice, the ticket text and the admins' digest (shared/templates/risk/); implements the
+    RiskRenderer port. Every template is loaded at construction: a missing or broken one fails at start."""
+
+    TEMPLATES = ("subject.txt", "notice.html", "notice.txt", "ticket.txt")
+    DIGEST_TEMPLATES = ("digest.subject.txt", "digest.html", "digest.txt")
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        self._env = environment("risk", override_dir, keep_trailing_newline=True)
+        for name in self.TEMPLATES + self.DIGEST_TEMPLATES:
+            self._env.get_template(name)
+
+    def _render(self, name: str, context: Mapping[str, Any]) -> str:
+        return self._env.get_template(name).render(context)
+
+    def notice(self, context: Mapping[str, Any]) -> RenderedNotice:
+        return RenderedNotice(
+            subject=safe_subject(self._render("subject.txt", context)),
+            html=self._render("notice.html", context),
+            text=self._render("notice.txt", context),
+        )
+
+    def ticket_text(self, ticket: Ticket) -> str:
+        return self._env.get_template("ticket.txt").render(ticket=ticket)
+
+    def digest(self, context: Mapping[str, Any]) -> RenderedNotice:
+        """The admins' daily digest (shared.services.risk_digest): same escaping rules as the notice."""
+        return RenderedNotice(
+            subject=safe_subject(self._render("digest.subject.txt", context)),
+            html=self._render("digest.html", context),
+            text=self._render("digest.txt", context),
+        )
+
+
+class StaleTemplates:
+    """The sponsors' and guests' warnings and the run report (shared/templates/stale/); implements the
+    StaleRenderer port."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        self._env = environment("stale", override_dir)
+
+    def mail(self, name: str, context: Mapping[str, Any]) -> tuple[str, str]:
+        """(subject, html body) from `<name>.subject.txt` and `<name>.html`."""
+        subject = self._env.get_template(f"{name}.subject.txt").render(context)
+        body = self._env.get_template(f"{name}.html").render(context)
+        return safe_subject(subject), body  # one line: no controls, no bidi overrides (a name is in it)
+
+    def report_html(self, context: Mapping[str, Any]) -> str:
+        return self._env.get_template("report.html").render(context)

@@ -1,0 +1,217 @@
+"""The stale sweep's plan, as pure decisions over a whole run: who is acted on and why, whether the data is
+trustworthy, whether the run stays under its caps, and what we remember about a guest after acting.
+
+shared.domain.stale decides one guest; this module gathers those decisions into a `StalePlan` and judges the
+plan. No I/O: shared/services/stale/ reads the guests, executes the plan and reports it.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.domain.directory import DirectoryUser
+from shared.domain.stale import ACTING, Action, Stage, StageMemory, StalePolicy, decide
+
+__all__ = [
+    "PlanItem",
+    "StalePlan",
+    "add_to_plan",
+    "check_caps",
+    "check_data",
+    "memory_after",
+    "new_run_id",
+]
+
+
+@dataclass(slots=True)
+class PlanItem:
+    """One guest the run acts on (or would): what, why, on which evidence, and how it ended."""
+
+    user_id: str
+    display_name: str
+    user_principal_name: str
+    mail: str
+    home_domain: str
+    account_enabled: bool | None
+    action: Action
+    reason: str
+    scope: str
+    evidence_items: tuple[tuple[str, ...], tuple[Any, ...]]
+    """The evidence as (keys, values), the keys tuple shared by all items: a plan can hold tens of thousands of
+    items, and a dict each was a third of a 100,000-guest sweep's memory (bench/RESULTS.md)."""
+    enable: bool = False
+    restart_clock: bool = False
+    memory: StageMemory | None = None
+    outcome: str = "planned"
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        keys, values = self.evidence_items
+        return dict(zip(keys, values, strict=True))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "userId": self.user_id,
+            "displayName": self.display_name,
+            "userPrincipalName": self.user_principal_name,
+            "mail": self.mail,
+            "homeDomain": self.home_domain,
+            "action": str(self.action),
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "reEnable": self.enable,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(slots=True)
+class StalePlan:
+    run_id: str
+    started: datetime
+    dry_run: bool
+    status: str = "planned"
+    """dry-run | capped | aborted | applied | incomplete"""
+    message: str = ""
+    guests_seen: int = 0
+    guests_without_activity: int = 0
+    accepted_guests: int = 0
+    """Guests who redeemed their invitation: the ones a missing signInActivity is judged against."""
+    accepted_without_activity: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    """Per decision: keep, skip:<reason>, warn, disable, delete, reactivate."""
+    per_domain: dict[str, Counter[str]] = field(default_factory=dict)
+    items: list[PlanItem] = field(default_factory=list)
+    """Only the guests acted on (or that would be): keeps and skips are counted, not kept (constant memory)."""
+    reports: list[str] = field(default_factory=list)
+
+    @property
+    def acting(self) -> int:
+        return sum(1 for item in self.items if item.action in ACTING)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "started": self.started.isoformat(),
+            "dryRun": self.dry_run,
+            "status": self.status,
+            "message": self.message,
+            "guestsSeen": self.guests_seen,
+            "guestsWithoutSignInActivity": self.guests_without_activity,
+            "acceptedGuestsWithoutSignInActivity": self.accepted_without_activity,
+            "counts": dict(sorted(self.counts.items())),
+            "perDomain": {d: dict(sorted(c.items())) for d, c in sorted(self.per_domain.items())},
+            "items": [item.as_json() for item in self.items],
+            "reports": self.reports,
+        }
+
+
+def new_run_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def add_to_plan(
+    plan: StalePlan,
+    user: DirectoryUser,
+    memory: StageMemory | None,
+    now: datetime,
+    policy: StalePolicy,
+    excluded: bool,
+) -> None:
+    """Decide one user (shared.domain.stale.decide) and count it; keep it as an item only if it is acted on."""
+    decision = decide(user, memory, now, policy, member_of_excluded_group=excluded)
+    if not user.is_guest:
+        plan.counts[f"skip:{decision.reason}"] += 1
+        return
+    plan.guests_seen += 1
+    if user.has_joined:
+        plan.accepted_guests += 1
+    if user.sign_in_activity is None:
+        plan.guests_without_activity += 1
+        plan.accepted_without_activity += user.has_joined
+    label = str(decision.action) if decision.action not in (Action.SKIP,) else f"skip:{decision.reason}"
+    plan.counts[label] += 1
+    domain = user.home_domain or "(unknown)"
+    plan.per_domain.setdefault(domain, Counter())[str(decision.action)] += 1
+    if decision.action in (Action.KEEP, Action.SKIP):
+        return
+    evidence = dict(decision.evidence)
+    if decision.due:
+        evidence["due"] = decision.due.isoformat()
+    plan.items.append(
+        PlanItem(
+            user_id=user.id,
+            display_name=user.display_name or "",
+            user_principal_name=user.user_principal_name or "",
+            mail=user.mail or "",
+            home_domain=sys.intern(domain),
+            account_enabled=user.account_enabled,
+            action=decision.action,
+            reason=decision.reason,
+            scope=decision.scope,
+            evidence_items=_compact(evidence),
+            enable=decision.enable,
+            restart_clock=decision.restart_clock,
+            memory=memory,
+        )
+    )
+
+
+_EVIDENCE_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _compact(evidence: dict[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    keys = tuple(evidence)
+    return _EVIDENCE_KEYS.setdefault(keys, keys), tuple(evidence.values())
+
+
+def check_data(plan: StalePlan, abort_missing_activity_percent: float) -> None:
+    """A tenant without Entra ID P1/P2 or an app without AuditLog.Read.All gets a 403 (the service aborts on
+    it), not empty activity: a null signInActivity means "never signed in" (or not since April 2020). Pending
+    invitations are expected to have none, so only guests who redeemed count; a large share of them without any
+    activity is data that looks wrong, and the run stops before acting on it."""
+    if plan.accepted_guests == 0:
+        return
+    missing = 100.0 * plan.accepted_without_activity / plan.accepted_guests
+    if missing > abort_missing_activity_percent:
+        plan.status = "aborted"
+        plan.message = (
+            f"{plan.accepted_without_activity} of the {plan.accepted_guests} guests who redeemed their invitation "
+            f"({missing:.0f}%) have no signInActivity at all (more than STALE_ABORT_MISSING_ACTIVITY_PERCENT="
+            f"{abort_missing_activity_percent:g}%). Graph served signInActivity (no 403), so this is not a "
+            "missing licence or permission: check the sample in the report, then raise the setting if these "
+            "guests really never signed in. Nothing was changed."
+        )
+
+
+def check_caps(plan: StalePlan, max_actions: int, max_percent: float) -> None:
+    """Cap the run: more than `max_actions` guests, or `max_percent` of those seen, warned, disabled or deleted
+    makes it `capped` (the plan is still reported, for review)."""
+    by_percent = math.floor(plan.guests_seen * max_percent / 100.0)
+    limit = min(max_actions, by_percent)
+    if plan.acting > limit:
+        plan.status = "capped"
+        plan.message = (
+            f"The plan would warn, disable or delete {plan.acting} of {plan.guests_seen} guests, more than the cap "
+            f"of {limit} (STALE_MAX_ACTIONS={max_actions}, STALE_MAX_PERCENT={max_percent:g}%). "
+            "Nothing was changed: review the plan, then raise the caps or fix the exclusions."
+        )
+
+
+def memory_after(item: PlanItem, action: Action, now: datetime, run_id: str) -> StageMemory | None:
+    """What we remember of a guest once `action` was done to it; None: forget the episode."""
+    if action is Action.WARN:
+        return StageMemory(Stage.WARNED, now, run_id=run_id)
+    if action is Action.DISABLE:
+        return StageMemory(Stage.DISABLED, now, we_disabled=item.account_enabled is not False, run_id=run_id)
+    if action is Action.DELETE:
+        we_disabled = item.memory.we_disabled if item.memory else False
+        return StageMemory(Stage.DELETED, now, we_disabled=we_disabled, run_id=run_id)
+    if item.restart_clock:
+        return StageMemory(Stage.RESTORED, now, run_id=run_id)
+    return None  # active again: forget the episode

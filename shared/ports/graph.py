@@ -1,0 +1,288 @@
+"""The Graph port: what each flow needs of Microsoft Graph, in domain terms, and how Graph failures look.
+
+No SDK here (stdlib and shared.domain only): services import these, the msgraph-sdk gateway
+(shared/adapters/graph/) implements them, tests pass fakes. Each flow names the narrow set of operations it
+uses (`LicensingGraph`, `StaleGraph`, ...); GraphGateway has them all.
+
+Every Graph failure surfaces as `GraphError(status, code, message)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from shared.domain.directory import (
+    CreatedRange,
+    DeltaPage,
+    DirectoryContact,
+    DirectoryUser,
+    GraphSubscription,
+    GuestSpan,
+    OutgoingMail,
+    SignIn,
+    SubscribedSku,
+    TenantInformation,
+)
+
+__all__ = [
+    "BATCH_LIMIT",
+    "BatchOps",
+    "BatchRequest",
+    "BatchResult",
+    "DeltaGraph",
+    "DetectionGraph",
+    "DigestGraph",
+    "GraphError",
+    "InventoryGraph",
+    "LicensingGraph",
+    "ResponseGraph",
+    "ScanGraph",
+    "StaleGraph",
+    "SubscriptionGraph",
+    "header",
+    "retry_after",
+]
+
+BATCH_LIMIT = 20
+"""Graph's maximum number of requests in one JSON batch."""
+
+
+class GraphError(Exception):
+    """A Graph call failed: HTTP status, Graph's error code and message (never a token or a body we sent)."""
+
+    def __init__(
+        self,
+        status: int | None,
+        code: str | None,
+        message: str,
+        *,
+        operation: str = "",
+        retry_after: float | None = None,
+        location: str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        self.operation = operation
+        self.retry_after = retry_after
+        self.location = location
+        """The Location header of the answer, if any (a delta sync reset names where to restart)."""
+        where = f"{operation}: " if operation else ""
+        super().__init__(f"{where}Graph answered {status} {code or ''}: {message}".replace("  ", " "))
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def throttled(self) -> bool:
+        return self.status == 429
+
+
+def header(headers: Mapping[Any, Any] | None, name: str) -> str | None:
+    """One header's value, by lower-case name, from a mapping of headers (values may be lists)."""
+    for key, value in dict(headers or {}).items():
+        if str(key).lower() == name:
+            return str(next(iter(value)) if isinstance(value, list | set | tuple) and value else value)
+    return None
+
+
+def retry_after(headers: Mapping[Any, Any] | None) -> float | None:
+    """A Retry-After header in seconds (never negative), or None when absent or not a number."""
+    value = header(headers, "retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------
+# $batch
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRequest:
+    """One request of a JSON batch, with a relative URL such as ``/users/{id}``."""
+
+    id: str
+    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    url: str
+    body: dict[str, Any] | None = None
+    idempotent: bool = True
+    """False for calls that must not be replayed after an unknown outcome (e.g. restore, sendMail)."""
+
+    def to_json(self) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": self.id, "method": self.method, "url": self.url}
+        if self.body is not None:
+            item["body"] = self.body
+            item["headers"] = {"Content-Type": "application/json"}
+        return item
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The outcome of one batch item. `status` 429 here means still throttled after every round."""
+
+    id: str
+    status: int
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    @property
+    def error(self) -> GraphError | None:
+        if self.ok:
+            return None
+        inner = (self.body or {}).get("error") or {}
+        return GraphError(
+            self.status,
+            inner.get("code"),
+            inner.get("message") or "no error message",
+            operation=f"batch item {self.id}",
+            retry_after=retry_after(self.headers),
+        )
+
+
+class BatchOps:
+    """Typed builders for the batchable actions the flows take (ids double as batch item ids)."""
+
+    @staticmethod
+    def disable(user_id: str) -> BatchRequest:
+        return BatchRequest(f"disable:{user_id}", "PATCH", f"/users/{user_id}", {"accountEnabled": False})
+
+    @staticmethod
+    def enable(user_id: str) -> BatchRequest:
+        return BatchRequest(f"enable:{user_id}", "PATCH", f"/users/{user_id}", {"accountEnabled": True})
+
+    @staticmethod
+    def revoke_sessions(user_id: str) -> BatchRequest:
+        return BatchRequest(f"revoke:{user_id}", "POST", f"/users/{user_id}/revokeSignInSessions", {})
+
+    @staticmethod
+    def soft_delete(user_id: str) -> BatchRequest:
+        return BatchRequest(f"delete:{user_id}", "DELETE", f"/users/{user_id}")
+
+    @staticmethod
+    def restore(user_id: str) -> BatchRequest:
+        return BatchRequest(
+            f"restore:{user_id}", "POST", f"/directory/deletedItems/{user_id}/restore", {}, idempotent=False
+        )
+
+
+# --------------------------------------------------------------------------------------------------------
+# what each flow needs of Graph
+# --------------------------------------------------------------------------------------------------------
+
+
+class LicensingGraph(Protocol):
+    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
+
+    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
+
+    async def set_usage_location(self, user_id: str, country: str) -> None: ...
+
+    async def assign_license(self, user_id: str, sku_id: str, disabled_plans: Sequence[str] = ()) -> None: ...
+
+    async def add_group_member(self, group_id: str, user_id: str) -> bool: ...
+
+    async def send_mail(self, mail: OutgoingMail) -> None: ...
+
+
+class DeltaGraph(Protocol):
+    async def users_delta(self, link: str | None = None, *, start_from_now: bool = False) -> DeltaPage: ...
+
+
+class DetectionGraph(Protocol):
+    def iter_sign_in_pages(self, since: datetime, until: datetime) -> AsyncIterator[list[SignIn]]: ...
+
+    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
+
+
+class ResponseGraph(Protocol):
+    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
+
+    async def find_tenant_information(self, tenant_id: str) -> TenantInformation | None: ...
+
+    async def send_mail(self, mail: OutgoingMail) -> None: ...
+
+
+class DigestGraph(Protocol):
+    async def send_mail(self, mail: OutgoingMail) -> None: ...
+
+
+class SubscriptionGraph(Protocol):
+    async def create_subscription(
+        self,
+        *,
+        resource: str,
+        change_type: str,
+        notification_url: str,
+        lifecycle_notification_url: str | None,
+        client_state: str,
+        expiration: datetime,
+    ) -> GraphSubscription: ...
+
+    async def get_subscription(self, subscription_id: str) -> GraphSubscription | None: ...
+
+    async def list_subscriptions(self) -> list[GraphSubscription]: ...
+
+    async def renew_subscription(self, subscription_id: str, expiration: datetime) -> GraphSubscription: ...
+
+    async def reauthorize_subscription(self, subscription_id: str) -> None: ...
+
+    async def delete_subscription(self, subscription_id: str) -> None: ...
+
+
+class InventoryGraph(Protocol):
+    """The part of the Graph gateway the inventory needs."""
+
+    def iter_guest_pages(self, *, with_sign_in_activity: bool = ...) -> AsyncIterator[list[DirectoryUser]]: ...
+
+    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
+
+    async def sponsors_of(self, user_ids: list[str]) -> dict[str, list[DirectoryContact]]: ...
+
+
+class ScanGraph(Protocol):
+    """The stale sweep's reads of the guests (shared/services/stale/scan.py)."""
+
+    def iter_guest_pages(
+        self,
+        *,
+        with_sign_in_activity: bool = True,
+        created: CreatedRange | None = None,
+        ids_and_dates_only: bool = False,
+    ) -> AsyncIterator[list[DirectoryUser]]:
+        """Every guest, page by page as Graph cuts them; only those `created` in a range when given one (the
+        adapter asks Graph for the range's bounds, inclusive: the caller keeps what the range owns);
+        `ids_and_dates_only` reads just id, userType and createdDateTime (Graph's largest pages)."""
+        ...
+
+    async def guest_span(self) -> GuestSpan: ...
+
+    async def count_guests(self) -> int: ...
+
+    async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]: ...
+
+
+class StaleGraph(ScanGraph, Protocol):
+    """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
+
+    async def group_member_ids(self, group_id: str) -> set[str]:
+        """The ids of a group's direct members (every page)."""
+        ...
+
+    async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
+
+    async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...
+
+    async def send_mail(self, mail: OutgoingMail) -> None: ...

@@ -1,0 +1,79 @@
+"""What the stale sweep is given (its ports, policy and settings) and the state records it keeps."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.domain.stale import StageMemory, StalePolicy
+from shared.domain.stale_plan import PlanItem, StalePlan
+from shared.ports.graph import StaleGraph
+from shared.ports.reports import ReportStore
+from shared.ports.state import ANY_ETAG, AuditEntry, StateStore
+from shared.ports.templates import StaleRenderer
+
+ACTOR = "stale-sweep"
+RECORD_KIND = "stale-stage"
+LEASE_SECONDS = 900
+
+
+@dataclass(frozen=True, slots=True)
+class StaleConfig:
+    dry_run: bool = True
+    max_actions: int = 50
+    max_percent: float = 10.0
+    abort_missing_activity_percent: float = 50.0
+    scan_concurrency: int = 1
+    """createdDateTime ranges read at once (shared/services/stale/scan.py); 1 reads one nextLink chain."""
+    sign_in_activity_per_minute: int = 0
+    """The signInActivity quota the gateway paces to (0: none). When it, not latency, is the limit, ranges read
+    at once gain nothing and cost partial pages: the scan reads one chain (scan.effective_concurrency)."""
+    notify_guest: bool = False
+    mail_sender: str | None = None
+
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StaleDeps:
+    graph: StaleGraph
+    state: StateStore
+    reports: ReportStore
+    templates: StaleRenderer
+    policy: StalePolicy
+    config: StaleConfig
+    clock: Callable[[], datetime]
+    owner: str = field(default_factory=lambda: f"stale-{uuid.uuid4()}")
+    on_progress: Progress | None = None
+    """Called with ("reading", guests so far) and ("acting", actions so far): the CLI's progress bar."""
+
+
+async def load_memories(state: StateStore) -> dict[str, StageMemory]:
+    return {r.key: StageMemory.from_json(r.value) async for r in state.list_records(RECORD_KIND)}
+
+
+async def write_memory(deps: StaleDeps, user_id: str, value: Any) -> None:
+    if isinstance(value, dict):
+        await deps.state.put(RECORD_KIND, user_id, value, etag=ANY_ETAG)
+    else:
+        await deps.state.delete(RECORD_KIND, user_id)
+
+
+async def audit(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, extra: dict[str, Any]) -> None:
+    await deps.state.append(
+        AuditEntry(
+            at=deps.clock(),
+            actor=ACTOR,
+            action=f"stale-{item.action}",
+            subject=item.user_id,
+            reason=item.reason,
+            dry_run=False,
+            outcome=outcome,
+            evidence={**item.evidence, **extra, "scope": item.scope, "reEnable": item.enable},
+            correlation_id=plan.run_id,
+        )
+    )
