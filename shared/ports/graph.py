@@ -21,11 +21,11 @@ from shared.domain.directory import (
     DirectoryUser,
     GraphSubscription,
     GuestSpan,
-    OutgoingMail,
     SignIn,
     SubscribedSku,
     TenantInformation,
 )
+from shared.ports.mailer import Mailer
 
 __all__ = [
     "BATCH_LIMIT",
@@ -183,7 +183,7 @@ class BatchOps:
 # --------------------------------------------------------------------------------------------------------
 
 
-class LicensingGraph(Protocol):
+class LicensingGraph(Mailer, Protocol):
     async def get_user(self, user_id: str) -> DirectoryUser | None: ...
 
     async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
@@ -193,8 +193,6 @@ class LicensingGraph(Protocol):
     async def assign_license(self, user_id: str, sku_id: str, disabled_plans: Sequence[str] = ()) -> None: ...
 
     async def add_group_member(self, group_id: str, user_id: str) -> bool: ...
-
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
 
 
 class DeltaGraph(Protocol):
@@ -207,16 +205,14 @@ class DetectionGraph(Protocol):
     async def get_user(self, user_id: str) -> DirectoryUser | None: ...
 
 
-class ResponseGraph(Protocol):
+class ResponseGraph(Mailer, Protocol):
     async def get_user(self, user_id: str) -> DirectoryUser | None: ...
 
     async def find_tenant_information(self, tenant_id: str) -> TenantInformation | None: ...
 
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
 
-
-class DigestGraph(Protocol):
-    async def send_mail(self, mail: OutgoingMail) -> None: ...
+class DigestGraph(Mailer, Protocol):
+    """The digest only mails the admins."""
 
 
 class SubscriptionGraph(Protocol):
@@ -274,7 +270,7 @@ class ScanGraph(Protocol):
     async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]: ...
 
 
-class StaleGraph(ScanGraph, Protocol):
+class StaleGraph(ScanGraph, Mailer, Protocol):
     """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
 
     async def group_member_ids(self, group_id: str) -> set[str]:
@@ -284,5 +280,3 @@ class StaleGraph(ScanGraph, Protocol):
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...
-
-    async def send_mail(self, mail: OutgoingMail) -> None: ...

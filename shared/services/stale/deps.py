@@ -12,8 +12,9 @@ from shared.domain.stale import StageMemory, StalePolicy
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.graph import StaleGraph
 from shared.ports.reports import ReportStore
-from shared.ports.state import ANY_ETAG, AuditEntry, StateStore
+from shared.ports.state import ANY_ETAG, StateStore
 from shared.ports.templates import StaleRenderer
+from shared.services.audit import Auditor
 
 ACTOR = "stale-sweep"
 RECORD_KIND = "stale-stage"
@@ -64,16 +65,11 @@ async def write_memory(deps: StaleDeps, user_id: str, value: Any) -> None:
 
 
 async def audit(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, extra: dict[str, Any]) -> None:
-    await deps.state.append(
-        AuditEntry(
-            at=deps.clock(),
-            actor=ACTOR,
-            action=f"stale-{item.action}",
-            subject=item.user_id,
-            reason=item.reason,
-            dry_run=False,
-            outcome=outcome,
-            evidence={**item.evidence, **extra, "scope": item.scope, "reEnable": item.enable},
-            correlation_id=plan.run_id,
-        )
+    await Auditor(deps.state, ACTOR, deps.clock).record(
+        f"stale-{item.action}",
+        item.user_id,
+        reason=item.reason,
+        outcome=outcome,
+        evidence={**item.evidence, **extra, "scope": item.scope, "reEnable": item.enable},
+        correlation_id=plan.run_id,
     )

@@ -17,7 +17,8 @@ from shared.domain.directory import OutgoingMail
 from shared.domain.stale import Action
 from shared.domain.stale_plan import PlanItem, StalePlan, memory_after
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
-from shared.ports.state import AuditEntry, Claim
+from shared.ports.state import Claim
+from shared.services.audit import Auditor
 from shared.services.stale.deps import ACTOR, LEASE_SECONDS, StaleDeps, audit, write_memory
 from shared.services.stale.plan import build_plan
 from shared.services.stale.report import render_csv, render_html
@@ -56,23 +57,19 @@ async def _finish(plan: StalePlan, deps: StaleDeps) -> None:
         ]
     except OSError as exc:
         log.error("stale sweep %s: the report could not be written: %s", plan.run_id, exc)
-    await deps.state.append(
-        AuditEntry(
-            at=deps.clock(),
-            actor=ACTOR,
-            action="stale-run",
-            subject=plan.run_id,
-            reason=plan.message or plan.status,
-            dry_run=plan.dry_run,
-            outcome=plan.status,
-            evidence={
-                "guestsSeen": plan.guests_seen,
-                "guestsWithoutSignInActivity": plan.guests_without_activity,
-                "counts": dict(plan.counts),
-                "reports": plan.reports,
-            },
-            correlation_id=plan.run_id,
-        )
+    await Auditor(deps.state, ACTOR, deps.clock).record(
+        "stale-run",
+        plan.run_id,
+        reason=plan.message or plan.status,
+        dry_run=plan.dry_run,
+        outcome=plan.status,
+        evidence={
+            "guestsSeen": plan.guests_seen,
+            "guestsWithoutSignInActivity": plan.guests_without_activity,
+            "counts": dict(plan.counts),
+            "reports": plan.reports,
+        },
+        correlation_id=plan.run_id,
     )
     log.info("stale sweep %s: %s %s", plan.run_id, plan.status, dict(plan.counts))
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 from shared.domain.stale import Stage, StageMemory
 from shared.ports.graph import BatchOps, GraphError
-from shared.ports.state import ANY_ETAG, AuditEntry
+from shared.ports.state import ANY_ETAG
+from shared.services.audit import Auditor
 from shared.services.stale.deps import ACTOR, LEASE_SECONDS, RECORD_KIND, StaleDeps
 
 RESTORE_WINDOW = timedelta(days=30)
@@ -56,22 +57,17 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
     status = "restored" if memory.stage is Stage.DELETED else undone
     # an account someone else had disabled before guestwarden acted goes back to that: disabled
     detail = "" if memory.we_disabled else "it was disabled before guestwarden acted, so it stays disabled"
-    await deps.state.append(
-        AuditEntry(
-            at=now,
-            actor=ACTOR,
-            action="stale-restore",
-            subject=user_id,
-            reason=reason,
-            dry_run=False,
-            outcome=status,
-            evidence={
-                "stage": str(memory.stage),
-                "stageSince": memory.since.isoformat(),
-                "reEnabled": memory.we_disabled,
-            },
-            correlation_id=memory.run_id,
-        )
+    await Auditor(deps.state, ACTOR, lambda: now).record(
+        "stale-restore",
+        user_id,
+        reason=reason,
+        outcome=status,
+        evidence={
+            "stage": str(memory.stage),
+            "stageSince": memory.since.isoformat(),
+            "reEnabled": memory.we_disabled,
+        },
+        correlation_id=memory.run_id,
     )
     return RestoreOutcome(user_id, status, detail)
 
