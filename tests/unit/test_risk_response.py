@@ -361,21 +361,29 @@ async def test_the_admin_view_shows_a_failed_ticket_as_open_until_it_is_opened()
 async def test_a_cancelled_invocation_never_leaves_a_done_notice_unaudited() -> None:
     deps, _ = make(world())
     store = deps.state
-    entered = asyncio.Event()
-    original_complete = store.complete
+    entered, resume, audited = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    original_complete, original_append = store.complete, store.append
 
     async def slow_complete(claim: Any, outcome: Any) -> Any:
         entered.set()
-        await asyncio.sleep(0.05)  # the host shuts down right here
+        await resume.wait()  # the host shuts down right here
         return await original_complete(claim, outcome)
 
+    async def observed_append(entry: Any) -> Any:
+        result = await original_append(entry)
+        audited.set()
+        return result
+
     store.complete = slow_complete  # type: ignore[method-assign]
+    store.append = observed_append  # type: ignore[method-assign]
     task = asyncio.create_task(respond_to_incident(payload(), deps))
     await entered.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.2)  # the shielded step finishes on its own
+    resume.set()
+    await asyncio.wait_for(audited.wait(), timeout=5)  # the shielded step finishes on its own
     assert ("risk-notify", "sent") in await audit(deps)
     store.complete = original_complete  # type: ignore[method-assign]
+    store.append = original_append  # type: ignore[method-assign]
     assert (await respond_to_incident(payload(), deps)).notice == "already-done"
