@@ -12,7 +12,7 @@ WORKERS ?= 4
 SHIFT ?= +400d
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-shifted faketime lint typecheck unit setup clean docs bench lock
+.PHONY: demo test test-shifted faketime lint typecheck unit integration e2e reliability setup clean docs bench lock
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -49,8 +49,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy shared functions function_app.py local tools bench
 
+# Every layer in one pytest-xdist pool: the workers stay busy across layers (the e2e and reliability tests wait
+# on servers and timers, the unit tests fill the gaps), which ends sooner than running the layers one by one.
 test: $(STAMP) $(NODE_STAMP) lint typecheck
 	$(BIN)/pytest -n $(WORKERS) $(ARGS)
+
+# One layer at a time (docs/local-development.md, "Test layers"); ARGS narrows further (ARGS='-k risk').
+unit: $(STAMP)
+	$(BIN)/pytest -n $(WORKERS) tests/unit $(ARGS)
+
+integration: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -n $(WORKERS) tests/integration $(ARGS)
+
+e2e: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -n $(WORKERS) tests/e2e $(ARGS)
+
+reliability: $(STAMP) $(NODE_STAMP)
+	$(BIN)/pytest -n $(WORKERS) tests/reliability $(ARGS)
 
 # The local world on another date (docs/local-development.md, "Dates"): every test and the demo with the whole
 # machine clock shifted by libfaketime. Run after `make test` (or `make setup`): the venv and npm packages are
