@@ -9,6 +9,7 @@ import pytest
 from azure.servicebus import (
     ServiceBusClient,
     ServiceBusMessage,
+    ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
@@ -71,7 +72,7 @@ def test_batch_send_delivers_each_message_in_order(servicebus_broker: LocalServi
 
     assert servicebus_broker.queue_depth(Q) == 7
     with client(servicebus_broker) as sb, sb.get_queue_receiver(Q) as receiver:
-        got = []
+        got: list[str] = []
         while len(got) < 7:
             batch_in = receiver.receive_messages(max_message_count=10, max_wait_time=2)
             assert batch_in, "broker stopped delivering"
@@ -88,6 +89,7 @@ def test_abandon_redelivers_with_delivery_count_plus_one(servicebus_broker: Loca
         receiver.abandon_message(first)
         [second] = receiver.receive_messages(max_wait_time=5)
         assert second.message_id == "a-1"
+        assert first.delivery_count is not None
         assert second.delivery_count == first.delivery_count + 1 == 1
         assert second.sequence_number == first.sequence_number
         receiver.complete_message(second)
@@ -182,7 +184,7 @@ def test_cancel_scheduled_message(servicebus_broker: LocalServiceBusBroker, serv
         servicebus_clock.advance(timedelta(seconds=1))
         servicebus_broker.wait_for_timer_pass()
         with sb.get_queue_receiver(Q) as receiver:
-            got = []
+            got: list[ServiceBusReceivedMessage] = []
             deadline = time.monotonic() + 8
             while not got and time.monotonic() < deadline:
                 got = receiver.receive_messages(max_wait_time=2)
@@ -218,7 +220,7 @@ def test_lock_expiry_redelivers_with_delivery_count_plus_one(
         [first] = receiver.receive_messages(max_wait_time=5)
         servicebus_clock.advance(timedelta(seconds=2))  # the 2 s lock runs out
         servicebus_broker.wait_for_timer_pass()
-        again = []
+        again: list[ServiceBusReceivedMessage] = []
         deadline = time.monotonic() + 8
         while not again and time.monotonic() < deadline:
             again = receiver.receive_messages(max_wait_time=1)
@@ -306,7 +308,7 @@ async def test_aio_client_send_receive_abandon_dead_letter(servicebus_broker: Lo
             await sender.send_messages([ServiceBusMessage("a1", message_id="x1"), ServiceBusMessage("a2")])
             await sender.send_messages(ServiceBusMessage("a1-dup", message_id="x1"))
         async with sb.get_queue_receiver("guest-accepted") as receiver:
-            got = []
+            got: list[ServiceBusReceivedMessage] = []
             while len(got) < 2:
                 got += await receiver.receive_messages(max_message_count=2, max_wait_time=3)
             first, second = got

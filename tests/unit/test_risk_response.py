@@ -19,8 +19,6 @@ from shared.adapters.tickets import (
     Partner,
     PartnerDirectoryError,
     SinkConfig,
-    TicketSink,
-    TicketSinkError,
     WebhookSink,
     load_partner_directory,
     verify,
@@ -28,6 +26,7 @@ from shared.adapters.tickets import (
 from shared.domain.directory import OutgoingMail, TenantInformation
 from shared.domain.messages import MalformedMessage
 from shared.domain.risk import Ticket
+from shared.ports.tickets import TicketSink, TicketSinkError
 from shared.services.risk_detection import incident_message
 from shared.services.risk_response import (
     NOTIFY,
@@ -79,7 +78,7 @@ def payload(user_id: str = "g1") -> dict[str, Any]:
 
     first = RiskBlock(blocked("s1", NOW - timedelta(minutes=3), user_id=user_id), Cause.HOME_TENANT_RISK)
     incident = Incident("inc1", user_id, first.sign_in.created, first.sign_in.created, 1, first)
-    return json.loads(incident_message(incident).encoded_body())  # type: ignore[no-any-return]
+    return json.loads(incident_message(incident).encoded_body())
 
 
 def make(graph: FakeRiskGraph, sink: TicketSink | None = None, **kw: Any) -> tuple[ResponseDeps, OneSink | None]:
@@ -369,10 +368,9 @@ async def test_a_cancelled_invocation_never_leaves_a_done_notice_unaudited() -> 
         await resume.wait()  # the host shuts down right here
         return await original_complete(claim, outcome)
 
-    async def observed_append(entry: Any) -> Any:
-        result = await original_append(entry)
+    async def observed_append(entry: Any) -> None:
+        await original_append(entry)
         audited.set()
-        return result
 
     store.complete = slow_complete  # type: ignore[method-assign]
     store.append = observed_append  # type: ignore[method-assign]

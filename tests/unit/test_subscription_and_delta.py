@@ -147,9 +147,9 @@ def delta_deps(
         state or MemoryStateStore(clock=clock),
         publisher or InMemoryPublisher(),
         "guest-changes",
-        first_run,
+        first_run,  # type: ignore[arg-type]  # tests pass other values on purpose
         clock,
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_delta_first_run_from_now_then_enqueues_changed_accepted_guests() -> None:
