@@ -3,6 +3,10 @@
 Like moto for AWS, it speaks the service's own wire protocol, so tests, demos and benchmarks exercise the
 real client library. One proton reactor thread owns the sockets and the timers; the in-memory state is
 shared with the introspection methods under one lock. See docs/local-servicebus.md for what is supported.
+
+Time (lock expiry, scheduled messages, the duplicate-detection window) comes from an injectable clock, the wall
+clock by default; a test hands in one it can advance (the Graph simulator's SimClock) and calls
+wait_for_timer_pass() to see the broker act on the new time instead of sleeping.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from proton import Event, Handler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
 from ._handler import BrokerHandler
-from ._state import BrokerState, QueueOptions
+from ._state import BrokerState, Clock, QueueOptions, WallClock
 
-__all__ = ["LocalServiceBusBroker", "QueueOptions"]
+__all__ = ["Clock", "LocalServiceBusBroker", "QueueOptions", "WallClock"]
 
 log = logging.getLogger("local.servicebus_broker")
 
@@ -90,6 +94,7 @@ class LocalServiceBusBroker:
         max_delivery_count: int = 10,
         lock_duration_s: float = 30.0,
         duplicate_window_s: float = 600.0,
+        clock: Clock | None = None,
     ) -> None:
         declared = dict(queues) if isinstance(queues, Mapping) else {name: QueueOptions() for name in queues}
         if not declared:
@@ -102,6 +107,7 @@ class LocalServiceBusBroker:
             max_delivery_count=max_delivery_count,
             lock_duration_s=lock_duration_s,
             duplicate_window_s=duplicate_window_s,
+            clock=clock,
         )
         self._handler = BrokerHandler(self._state)
         self._handler.on_stop = self._shutdown_on_reactor
@@ -206,6 +212,21 @@ class LocalServiceBusBroker:
         self.stop()
 
     # -- introspection (tests, benchmarks) ------------------------------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        return self._state.clock
+
+    def wait_for_timer_pass(self, timeout: float = 5.0) -> None:
+        """Block until a timer pass that started after this call has run (every TICK_S on the reactor thread).
+
+        After advancing the clock, this is the moment the broker has acted on the new time: due scheduled messages
+        are available and expired locks are abandoned (redelivered or dead-lettered)."""
+        with self._state.timer_pass_done:
+            # Passes run under the state lock, so none is half done here: the next one starts after this call.
+            seen = self._state.timer_passes
+            if not self._state.timer_pass_done.wait_for(lambda: self._state.timer_passes > seen, timeout):
+                raise TimeoutError(f"no broker timer pass within {timeout:.1f} s (is the broker running?)")
 
     def queue_depth(self, name: str) -> int:
         """Active messages: available plus locked (not scheduled, not dead-lettered), like ActiveMessageCount."""

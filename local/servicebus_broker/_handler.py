@@ -13,7 +13,7 @@ from proton import Condition, Delivery, Endpoint, Handler, Link, Message, symbol
 
 from . import _wire
 from ._management import ManagementOps
-from ._state import BrokerState, Entity, Lock, now_s
+from ._state import BrokerState, Entity, Lock
 
 log = logging.getLogger("local.servicebus_broker")
 
@@ -226,7 +226,7 @@ class BrokerHandler(Handler):
     def _enqueue(self, entity: Entity, raw: bytes) -> Condition | None:
         if entity.is_dead_letter:
             return Condition("amqp:not-allowed", f"cannot send to the dead-letter queue '{entity.name}'")
-        now = now_s()
+        now = self.state.now()
         for message in _wire.split_transfer(raw):
             self.state.enqueue(entity, message, now, scheduled_at=_wire.scheduled_time_s(message))
         self.pump(entity.name.lower())
@@ -286,7 +286,7 @@ class BrokerHandler(Handler):
 
     def _deliver(self, entity: Entity, link: Link) -> None:
         peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
-        now = now_s()
+        now = self.state.now()
         taken = self.state.take(entity, now, peek_lock=peek_lock)
         if taken is None:
             return
@@ -329,7 +329,7 @@ class BrokerHandler(Handler):
                 dlv.settle()
             return
         lock.delivery = None
-        now = now_s()
+        now = self.state.now()
         key = lock.entity.name.lower()
         echo: Any = outcome
         if outcome == Delivery.ACCEPTED:
@@ -377,7 +377,7 @@ class BrokerHandler(Handler):
 
     def tick(self) -> None:
         with self.state.lock:
-            for key in self.state.tick(now_s()):
+            for key in self.state.tick(self.state.now()):
                 self.pump(key)
 
 

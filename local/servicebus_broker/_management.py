@@ -7,16 +7,14 @@ fast with a clear error instead of waiting for a reply that never comes.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from proton import Message, symbol
 
 from . import _wire
-from ._state import BrokerState, Entity, now_s
-
-if TYPE_CHECKING:
-    from ._handler import BrokerHandler
+from ._state import BrokerState, Entity, Lock
 
 VENDOR = "com.microsoft:"
 
@@ -28,8 +26,18 @@ def reply(status: int, description: str, body: Any = None, condition: str | None
     return Message(properties=props, body=body)
 
 
+class Deliveries(Protocol):
+    """What management operations need from the link side (the proton handler implements it): hand messages to
+    consumers, and settle a message's link delivery when a lock token settles it. A protocol, so this module
+    does not import the handler (which imports this one)."""
+
+    def pump(self, key: str) -> None: ...
+
+    def settle_by_token(self, lock: Lock, action: Callable[[], None]) -> None: ...
+
+
 class ManagementOps:
-    def __init__(self, state: BrokerState, handler: BrokerHandler) -> None:
+    def __init__(self, state: BrokerState, handler: Deliveries) -> None:
         self.state = state
         self.handler = handler
 
@@ -55,7 +63,7 @@ class ManagementOps:
             return reply(400, f"Malformed '{operation}' request: {exc}", condition=VENDOR + "argument-error")
 
     def renew_lock(self, entity: Entity, body: Any) -> Message:
-        now = now_s()
+        now = self.state.now()
         expirations = []
         for token in _wire.as_list(_wire.get_field(body, "lock-tokens")):
             lock = self.state.find_lock(entity, _uuid(token))
@@ -72,7 +80,7 @@ class ManagementOps:
     def schedule(self, entity: Entity, body: Any) -> Message:
         if entity.is_dead_letter:
             return reply(400, "Cannot schedule messages on a dead-letter queue.", condition="amqp:not-allowed")
-        now = now_s()
+        now = self.state.now()
         numbers = []
         for item in _wire.as_list(_wire.get_field(body, "messages")):
             message = _wire.decode_message(bytes(_wire.get_field(item, "message")))
@@ -116,7 +124,7 @@ class ManagementOps:
         status = str(_wire.get_field(body, "disposition-status") or "")
         reason = _wire.get_field(body, "deadletter-reason")
         description = _wire.get_field(body, "deadletter-description")
-        now = now_s()
+        now = self.state.now()
         for token in _wire.as_list(_wire.get_field(body, "lock-tokens")):
             lock = self.state.find_lock(entity, _uuid(token))
             if lock is None:

@@ -9,17 +9,34 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from proton import Message
 
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+
+
+class Clock(Protocol):
+    """Where the broker reads the time: lock expiry, scheduled messages and the duplicate-detection window.
+
+    The same shape as the local host's clock and the Graph simulator's SimClock (which tests can advance)."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class WallClock:
+    """The default: the machine's wall clock (the SDK reads lock and enqueue times as wall-clock instants)."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -98,8 +115,13 @@ class BrokerState:
         max_delivery_count: int,
         lock_duration_s: float,
         duplicate_window_s: float,
+        clock: Clock | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        self.clock: Clock = clock or WallClock()
+        self.timer_passes = 0
+        """How many timer passes (tick) have run; `timer_pass_done` is notified after each."""
+        self.timer_pass_done = threading.Condition(self.lock)
         self.entities: dict[str, Entity] = {}
         for name, opts in queues.items():
             queue = Entity(
@@ -123,6 +145,10 @@ class BrokerState:
             queue.dead_letter = dlq
             self.entities[name.lower()] = queue
             self.entities[dlq.name.lower()] = dlq
+
+    def now(self) -> float:
+        """The clock's reading as POSIX seconds, the unit every stored instant uses."""
+        return self.clock.now().timestamp()
 
     # -- lookup ---------------------------------------------------------------------------------------------
 
@@ -275,6 +301,8 @@ class BrokerState:
                     changed.add(entity.dead_letter.name.lower())
             if entity.seen_ids and int(now) % 5 == 0:
                 entity.seen_ids = {k: until for k, until in entity.seen_ids.items() if until > now}
+        self.timer_passes += 1
+        self.timer_pass_done.notify_all()
         return changed
 
     # -- browsing -------------------------------------------------------------------------------------------
@@ -287,7 +315,3 @@ class BrokerState:
         rows = [row for row in rows if row[0].sequence_number >= from_sequence]
         rows.sort(key=lambda row: row[0].sequence_number)
         return rows[: max(0, count)]
-
-
-def now_s() -> float:
-    return time.time()

@@ -9,13 +9,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.cli import guestwarden
+from tests.waiting import eventually_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,9 +43,7 @@ def test_demo_sees_every_expected_outcome_and_stays_up_for_the_cli(tmp_path: Pat
         )
     try:
         env_file = out / "demo.env"
-        deadline = time.monotonic() + 240
-        while not env_file.is_file() and demo.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        eventually_sync(lambda: env_file.is_file() or demo.poll() is not None, timeout_s=240)
         assert env_file.is_file(), log.read_text()[-4000:]
         settings = settings_from(env_file)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from shared.adapters.tickets import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from shared.bootstrap import AppServices
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
 from shared.permissions import features_for, required_permissions
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "local" / "fixtures" / "contoso.json"
@@ -109,18 +109,16 @@ class World:
             if address in {r["emailAddress"]["address"] for r in m["message"].get("toRecipients", [])}
         ]
 
+    def queue_settled(self, queue: str) -> bool:
+        """Every message sent to `queue` has been completed or dead-lettered (none waiting, locked, scheduled)."""
+        counts, stats = self.broker.queue_counts(queue), self.broker.stats[queue]
+        idle = counts["available"] == counts["locked"] == counts["scheduled"] == 0
+        return idle and stats["sent"] == stats["completed"] + stats["dead_lettered"]
+
     async def audit(self, action: str) -> list[tuple[str, str]]:
         async with SqliteStateStore(self.state_path) as state:
             since = datetime.now(UTC) - timedelta(days=1)
             return [(e.subject, e.outcome) async for e in state.query(since, action=action)]
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def sign_in(user_key: str, minutes_ago: float, code: int, reason: str, home: str) -> dict[str, Any]:
@@ -234,7 +232,8 @@ async def test_guest_blocked_twice_gets_one_notice_and_one_ticket_members_and_ty
     assert await world.host.fire_timer("risk_poller")  # an overlapping poll: nothing new
     await eventually(lambda: len(world.sinks.webhook) == 1 and len(world.sinks.servicenow) == 1, what="the tickets")
     await eventually(lambda: len(world.sim.outbox) == 2, what="the notices")
-    await asyncio.sleep(1.0)
+    # a duplicate notice or ticket would come from a message still in the queue: wait until all are settled
+    await eventually(lambda: world.queue_settled(RISK_INCIDENTS_QUEUE), what="the incident queue to settle")
     await world.host.idle()
 
     # the guest: one mail, to their own address, from the configured mailbox, with the self-service steps

@@ -24,6 +24,7 @@ from local.host import HostConfigError, LocalFunctionsHost, ManualClock, Unsuppo
 from local.servicebus_broker import LocalServiceBusBroker
 from tests.e2e.apps import tiny_app, unsupported_app
 from tests.fixtures.servicebus import BrokerFactory
+from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 HTTP_FUNCTIONS = ["hello", "echo", "item", "secret", "boom"]
@@ -325,11 +326,7 @@ async def _send(connection_string: str, queue: str, *messages: ServiceBusMessage
 
 async def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     """Poll state the broker owns (its thread settles asynchronously to the SDK call returning)."""
-    for _ in range(int(timeout_s / 0.05)):
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached in time")
+    await eventually(condition, timeout_s, what="the broker's state")
 
 
 def _service_bus_host(
@@ -370,17 +367,20 @@ async def test_failing_message_is_abandoned_redelivered_then_dead_lettered(
         await _send(broker.connection_string, "tiny", ServiceBusMessage("fail please", message_id="m-bad"))
         await host.wait_for("consume", invocations=3, timeout_s=30)
         await _eventually(lambda: len(broker.dead_letters("tiny")) == 1)
-        await asyncio.sleep(0.5)  # a fourth delivery would show up here
+        # A fourth delivery of m-bad would come before this later message (lower sequence number) is done.
+        await _send(broker.connection_string, "tiny", ServiceBusMessage("after", message_id="m-after"))
+        await _eventually(lambda: broker.stats["tiny"].get("completed") == 1)
 
     deliveries = [payload for kind, payload in events if kind == "consume"]
     assert [(message_id, count) for message_id, _, count, _ in deliveries] == [
         ("m-bad", 1),
         ("m-bad", 2),
         ("m-bad", 3),
+        ("m-after", 1),
     ]
     assert host.stats["consume"].failures == 3
     assert [entry["message_id"] for entry in broker.dead_letters("tiny")] == ["m-bad"]
-    assert broker.stats["tiny"].get("completed", 0) == 0
+    assert broker.stats["tiny"].get("completed", 0) == 1  # m-after only: m-bad was never completed
 
 
 @pytest.mark.timeout(60)

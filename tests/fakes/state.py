@@ -8,7 +8,6 @@ threads); each call first yields to the event loop, so concurrency tests really 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -41,6 +40,7 @@ from shared.ports.state import (
     Record,
     StateStore,
 )
+from tests.waiting import give_way
 
 
 @dataclass
@@ -68,7 +68,7 @@ class MemoryStateStore(StateStore):
     async def get(self, kind: str, key: str) -> Record | None:
         check_name("kind", kind)
         check_name("key", key)
-        await asyncio.sleep(0)
+        await give_way()
         with self._lock:
             stored = self._records.get((kind, key))
         if stored is None:
@@ -80,7 +80,7 @@ class MemoryStateStore(StateStore):
         check_name("key", key)
         check_etag(etag)
         text = encode_json(f"value of {kind}/{key}", value)
-        await asyncio.sleep(0)
+        await give_way()
         new_etag = uuid.uuid4().hex
         with self._lock:
             current = self._records.get((kind, key))
@@ -96,7 +96,7 @@ class MemoryStateStore(StateStore):
         check_name("kind", kind)
         check_name("key", key)
         check_etag(etag)
-        await asyncio.sleep(0)
+        await give_way()
         with self._lock:
             current = self._records.get((kind, key))
             if current is None:
@@ -118,7 +118,7 @@ class MemoryStateStore(StateStore):
         ident = (check_name("action", action), check_name("subject", subject), check_name("scope", scope))
         check_name("owner", owner)
         lease = timedelta(seconds=check_lease(lease_seconds))
-        await asyncio.sleep(0)
+        await give_way()
         with self._lock:
             now = as_utc("clock()", self._clock())
             entry = self._ledger.get(ident)
@@ -151,7 +151,7 @@ class MemoryStateStore(StateStore):
     async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
         check_won(claim, "complete")
         text = encode_json("outcome", outcome)
-        await asyncio.sleep(0)
+        await give_way()
         with self._lock:
             entry = self._entry_held_by(claim)
             if entry is None:
@@ -163,7 +163,7 @@ class MemoryStateStore(StateStore):
 
     async def release(self, claim: Claim) -> bool:
         check_won(claim, "release")
-        await asyncio.sleep(0)
+        await give_way()
         with self._lock:
             entry = self._entry_held_by(claim)
             if entry is None:
@@ -182,7 +182,7 @@ class MemoryStateStore(StateStore):
     async def append(self, entry: AuditEntry) -> None:
         at, evidence = check_audit_entry(entry)
         stored = replace(entry, at=at, evidence={})
-        await asyncio.sleep(0)
+        await give_way()
         with self._lock:
             self._audit.append((at, len(self._audit), stored, evidence))
 

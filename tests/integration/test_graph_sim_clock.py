@@ -79,7 +79,7 @@ def test_a_started_simulator_serves_the_rebased_tenant_at_todays_date(contoso_te
 
 
 def test_a_tenant_without_now_is_served_as_written() -> None:
-    tenant = {
+    tenant: dict[str, Any] = {
         "tenant": {"id": "t"},
         "users": [{"id": "u", "userType": "Guest", "createdDateTime": "2020-01-01T00:00:00Z"}],
     }

@@ -15,7 +15,14 @@ import httpx
 import pytest
 
 from local.graph_sim import GraphSimulator
-from local.graph_sim.contract_permissions import PROPERTIES, ROUTES, RoutePermission, known_roles, route_for
+from local.graph_sim.contract_permissions import (
+    PROPERTIES,
+    ROUTES,
+    PropertyPermission,
+    RoutePermission,
+    known_roles,
+    route_for,
+)
 from local.graph_sim.identity import GRAPH_APP_ROLES, GRAPH_SP_ID, OPERATOR_SP_ID, mint_token
 from local.graph_sim.notifications import SIM_CREATOR_ID
 from local.graph_sim.resources import build_router
@@ -147,7 +154,8 @@ def test_every_role_in_the_table_is_a_graph_app_role_with_its_id() -> None:
 
 
 def test_every_row_cites_its_source() -> None:
-    for row in [*ROUTES, *PROPERTIES]:
+    rows: list[RoutePermission | PropertyPermission] = [*ROUTES, *PROPERTIES]
+    for row in rows:
         assert "@7a4530b" in row.source or "microsoft-graph-docs-contrib" in row.source, row
 
 

@@ -9,6 +9,7 @@ import pytest
 from azure.servicebus import (
     ServiceBusClient,
     ServiceBusMessage,
+    ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
@@ -19,6 +20,7 @@ from azure.servicebus.exceptions import (
     ServiceBusError,
 )
 
+from local.graph_sim.clock import SimClock
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
 
 pytestmark = pytest.mark.timeout(30)
@@ -70,7 +72,7 @@ def test_batch_send_delivers_each_message_in_order(servicebus_broker: LocalServi
 
     assert servicebus_broker.queue_depth(Q) == 7
     with client(servicebus_broker) as sb, sb.get_queue_receiver(Q) as receiver:
-        got = []
+        got: list[str] = []
         while len(got) < 7:
             batch_in = receiver.receive_messages(max_message_count=10, max_wait_time=2)
             assert batch_in, "broker stopped delivering"
@@ -87,6 +89,7 @@ def test_abandon_redelivers_with_delivery_count_plus_one(servicebus_broker: Loca
         receiver.abandon_message(first)
         [second] = receiver.receive_messages(max_wait_time=5)
         assert second.message_id == "a-1"
+        assert first.delivery_count is not None
         assert second.delivery_count == first.delivery_count + 1 == 1
         assert second.sequence_number == first.sequence_number
         receiver.complete_message(second)
@@ -140,18 +143,23 @@ def test_peek_browses_without_locking(servicebus_broker: LocalServiceBusBroker) 
 # -- scheduling -------------------------------------------------------------------------------------------
 
 
-def test_scheduled_message_appears_only_after_its_time(servicebus_broker: LocalServiceBusBroker) -> None:
+def test_scheduled_message_appears_only_after_its_time(
+    servicebus_broker: LocalServiceBusBroker, servicebus_clock: SimClock
+) -> None:
     with (
         client(servicebus_broker) as sb,
         sb.get_queue_sender(Q, keep_alive=0) as sender,
         sb.get_queue_receiver(Q) as receiver,
     ):
-        due = datetime.now(UTC) + timedelta(seconds=1.5)
+        due = servicebus_clock.now() + timedelta(seconds=1.5)
         [seq] = sender.schedule_messages(ServiceBusMessage("later", message_id="s-1"), due)
         sender.send_messages(ServiceBusMessage("annotated", scheduled_enqueue_time_utc=due))
         assert seq == 1
+        servicebus_broker.wait_for_timer_pass()  # the broker has looked at the time: not due yet
         assert servicebus_broker.queue_counts(Q)["scheduled"] == 2
         assert receiver.receive_messages(max_wait_time=0.5) == []
+        servicebus_clock.advance(timedelta(seconds=1.5))
+        servicebus_broker.wait_for_timer_pass()
         got: list[str] = []
         deadline = time.monotonic() + 10
         while len(got) < 2 and time.monotonic() < deadline:
@@ -160,12 +168,12 @@ def test_scheduled_message_appears_only_after_its_time(servicebus_broker: LocalS
                 assert msg.enqueued_time_utc >= due - timedelta(milliseconds=100)
                 got.append(str(msg))
                 receiver.complete_message(msg)
-    assert datetime.now(UTC) >= due
+    assert servicebus_clock.now() >= due
     assert sorted(got) == ["annotated", "later"]
 
 
-def test_cancel_scheduled_message(servicebus_broker: LocalServiceBusBroker) -> None:
-    due = datetime.now(UTC) + timedelta(seconds=1)
+def test_cancel_scheduled_message(servicebus_broker: LocalServiceBusBroker, servicebus_clock: SimClock) -> None:
+    due = servicebus_clock.now() + timedelta(seconds=1)
     with client(servicebus_broker) as sb:
         with sb.get_queue_sender(Q, keep_alive=0) as sender:
             [keep, drop] = sender.schedule_messages([ServiceBusMessage("keep"), ServiceBusMessage("drop")], due)
@@ -173,8 +181,10 @@ def test_cancel_scheduled_message(servicebus_broker: LocalServiceBusBroker) -> N
             with pytest.raises(ServiceBusError):
                 sender.cancel_scheduled_messages(drop)  # gone: a clear not-found, not a hang
         assert servicebus_broker.queue_counts(Q)["scheduled"] == 1
+        servicebus_clock.advance(timedelta(seconds=1))
+        servicebus_broker.wait_for_timer_pass()
         with sb.get_queue_receiver(Q) as receiver:
-            got = []
+            got: list[ServiceBusReceivedMessage] = []
             deadline = time.monotonic() + 8
             while not got and time.monotonic() < deadline:
                 got = receiver.receive_messages(max_wait_time=2)
@@ -186,26 +196,31 @@ def test_cancel_scheduled_message(servicebus_broker: LocalServiceBusBroker) -> N
 # -- locks ------------------------------------------------------------------------------------------------
 
 
-def test_lock_renewal_extends_the_lock(servicebus_broker: LocalServiceBusBroker) -> None:
+def test_lock_renewal_extends_the_lock(servicebus_broker: LocalServiceBusBroker, servicebus_clock: SimClock) -> None:
     send(servicebus_broker, ServiceBusMessage("renew me"))
     with client(servicebus_broker) as sb, sb.get_queue_receiver(Q) as receiver:
         [msg] = receiver.receive_messages(max_wait_time=5)
         first_until = msg.locked_until_utc
         assert first_until is not None
-        time.sleep(1.2)
+        servicebus_clock.advance(timedelta(seconds=1.2))
         renewed = receiver.renew_message_lock(msg)
         assert renewed > first_until
-        time.sleep(1.2)  # past the original 2 s lock: still ours thanks to the renewal
+        servicebus_clock.advance(timedelta(seconds=0.9))  # 2.1 s: past the original 2 s lock, still ours (renewed)
+        servicebus_broker.wait_for_timer_pass()  # an unrenewed lock would have expired in this pass
         receiver.complete_message(msg)
     assert servicebus_broker.stats[Q].get("lock_expired", 0) == 0
     assert servicebus_broker.queue_depth(Q) == 0
 
 
-def test_lock_expiry_redelivers_with_delivery_count_plus_one(servicebus_broker: LocalServiceBusBroker) -> None:
+def test_lock_expiry_redelivers_with_delivery_count_plus_one(
+    servicebus_broker: LocalServiceBusBroker, servicebus_clock: SimClock
+) -> None:
     send(servicebus_broker, ServiceBusMessage("slow consumer", message_id="e-1"))
     with client(servicebus_broker) as sb, sb.get_queue_receiver(Q) as receiver:
         [first] = receiver.receive_messages(max_wait_time=5)
-        again = []
+        servicebus_clock.advance(timedelta(seconds=2))  # the 2 s lock runs out
+        servicebus_broker.wait_for_timer_pass()
+        again: list[ServiceBusReceivedMessage] = []
         deadline = time.monotonic() + 8
         while not again and time.monotonic() < deadline:
             again = receiver.receive_messages(max_wait_time=1)
@@ -250,11 +265,11 @@ def test_duplicate_message_ids_collapse(servicebus_broker: LocalServiceBusBroker
         assert [str(m) for m in receiver.peek_messages(max_message_count=5)] == ["first", "other"]
 
 
-def test_duplicate_window_is_per_queue(servicebus_broker_factory) -> None:
-    broker = servicebus_broker_factory(duplicate_window_s=0.3)
+def test_duplicate_window_is_per_queue(servicebus_broker_factory, servicebus_clock: SimClock) -> None:
+    broker = servicebus_broker_factory(duplicate_window_s=0.3, clock=servicebus_clock)
     send(broker, ServiceBusMessage("a", message_id="same"))
     send(broker, ServiceBusMessage("a", message_id="same"), queue="guest-accepted")
-    time.sleep(0.5)
+    servicebus_clock.advance(timedelta(seconds=0.5))
     send(broker, ServiceBusMessage("a", message_id="same"))  # window passed: accepted again
     assert broker.queue_depth(Q) == 2
     assert broker.queue_depth("guest-accepted") == 1
@@ -293,7 +308,7 @@ async def test_aio_client_send_receive_abandon_dead_letter(servicebus_broker: Lo
             await sender.send_messages([ServiceBusMessage("a1", message_id="x1"), ServiceBusMessage("a2")])
             await sender.send_messages(ServiceBusMessage("a1-dup", message_id="x1"))
         async with sb.get_queue_receiver("guest-accepted") as receiver:
-            got = []
+            got: list[ServiceBusReceivedMessage] = []
             while len(got) < 2:
                 got += await receiver.receive_messages(max_message_count=2, max_wait_time=3)
             first, second = got

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -137,13 +138,13 @@ async def test_every_flow_finishes_exactly_once_through_faults_restarts_and_a_ki
     uncertain = 0
     for key, uid in zip(RISKY, risky_ids, strict=True):
         mails = len(sim_mails_to(world, uid))
-        outcome = notices.get(uid, [])
-        uncertain += outcome == ["uncertain"]
-        if incidents[uid] != 1 or tickets[uid] != 1 or outcome not in (["sent"], ["uncertain"]):
-            failures.append(f"risk {key}: incident {incidents[uid]} notice {outcome} ticket {tickets[uid]}")
+        notice_outcomes = notices.get(uid, [])
+        uncertain += notice_outcomes == ["uncertain"]
+        if incidents[uid] != 1 or tickets[uid] != 1 or notice_outcomes not in (["sent"], ["uncertain"]):
+            failures.append(f"risk {key}: incident {incidents[uid]} notice {notice_outcomes} ticket {tickets[uid]}")
         # "uncertain": a 503, or a worker killed after handing the mail over: at most one, never two
-        if mails != 1 if outcome == ["sent"] else mails > 1:
-            failures.append(f"risk {key}: {mails} notice mail(s) for notice outcome {outcome}")
+        if mails != 1 if notice_outcomes == ["sent"] else mails > 1:
+            failures.append(f"risk {key}: {mails} notice mail(s) for notice notice_outcomes {notice_outcomes}")
     sink_ids = [t["incidentId"] for t in world.sinks.webhook] + [t["correlation_id"] for t in world.sinks.servicenow]
     # A POST that reached the sink just before the host died is sent again (at least once, by design): every
     # copy carries the incident id as its Idempotency-Key / correlation_id, so the partner opens one ticket.
@@ -173,7 +174,7 @@ async def test_every_flow_finishes_exactly_once_through_faults_restarts_and_a_ki
             failures.append(f"{queue}: sent {s['sent']} != completed + dead-lettered ({s}, {counts})")
     assert not failures, "\n".join(failures)
 
-    figures = {
+    figures: dict[str, Any] = {
         "faults": injected,
         "graph_requests": sum(sim.requests.values()),
         "notifications_delivered": sum(1 for d in sim.deliveries if d.get("ok")),

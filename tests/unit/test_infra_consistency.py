@@ -668,6 +668,14 @@ ACCEPTED_WARNINGS = {
     # v2_triggers below checks what it means to, async included, and the doctor's metadata still says v2.
     "check_programming_model_v2",
 }
+# requirements.txt is a lock, so it names transitive dependencies too: cryptography (azure-identity -> msal) is the
+# one native package, and it ships manylinux wheels for the Functions Linux runtime (their hashes are in the lock).
+ACCEPTED_NATIVE = {"cryptography"}
+
+
+def _accepted_native(rule_id: str, value: str) -> bool:
+    named = {line.strip()[2:].split(":", 1)[0] for line in value.splitlines() if line.strip().startswith("- ")}
+    return rule_id == "check_native_dependency_risk" and bool(named) and named <= ACCEPTED_NATIVE
 
 
 def v2_triggers(package: Path) -> list[str]:
@@ -720,7 +728,9 @@ def test_azure_functions_doctor_passes_on_the_package(package: Path) -> None:
         item["rule_id"]: item["value"]
         for section in report["results"]
         for item in section["items"]
-        if item["status"] not in ("pass", "skip") and item["rule_id"] not in ACCEPTED_WARNINGS
+        if item["status"] not in ("pass", "skip")
+        and item["rule_id"] not in ACCEPTED_WARNINGS
+        and not _accepted_native(item["rule_id"], str(item["value"]))
     }
     assert not problems, problems
     assert len(v2_triggers(package)) == len(indexed_app().functions)

@@ -19,8 +19,6 @@ from shared.adapters.tickets import (
     Partner,
     PartnerDirectoryError,
     SinkConfig,
-    TicketSink,
-    TicketSinkError,
     WebhookSink,
     load_partner_directory,
     verify,
@@ -28,6 +26,7 @@ from shared.adapters.tickets import (
 from shared.domain.directory import OutgoingMail, TenantInformation
 from shared.domain.messages import MalformedMessage, RiskIncident, parse_message
 from shared.domain.risk import Ticket
+from shared.ports.tickets import TicketSink, TicketSinkError
 from shared.services.risk_detection import incident_message
 from shared.services.risk_response import (
     NOTIFY,
@@ -80,7 +79,7 @@ def wire_body(user_id: str = "g1") -> dict[str, Any]:
 
     first = RiskBlock(blocked("s1", NOW - timedelta(minutes=3), user_id=user_id), Cause.HOME_TENANT_RISK)
     incident = Incident("inc1", user_id, first.sign_in.created, first.sign_in.created, 1, first)
-    return json.loads(incident_message(incident).encoded_body())  # type: ignore[no-any-return]
+    return json.loads(incident_message(incident).encoded_body())
 
 
 def payload(user_id: str = "g1") -> RiskIncident:
@@ -370,21 +369,28 @@ async def test_the_admin_view_shows_a_failed_ticket_as_open_until_it_is_opened()
 async def test_a_cancelled_invocation_never_leaves_a_done_notice_unaudited() -> None:
     deps, _ = make(world())
     store = deps.state
-    entered = asyncio.Event()
-    original_complete = store.complete
+    entered, resume, audited = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    original_complete, original_append = store.complete, store.append
 
     async def slow_complete(claim: Any, outcome: Any) -> Any:
         entered.set()
-        await asyncio.sleep(0.05)  # the host shuts down right here
+        await resume.wait()  # the host shuts down right here
         return await original_complete(claim, outcome)
 
+    async def observed_append(entry: Any) -> None:
+        await original_append(entry)
+        audited.set()
+
     store.complete = slow_complete  # type: ignore[method-assign]
+    store.append = observed_append  # type: ignore[method-assign]
     task = asyncio.create_task(respond_to_incident(payload(), deps))
     await entered.wait()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.sleep(0.2)  # the shielded step finishes on its own
+    resume.set()
+    await asyncio.wait_for(audited.wait(), timeout=5)  # the shielded step finishes on its own
     assert ("risk-notify", "sent") in await audit(deps)
     store.complete = original_complete  # type: ignore[method-assign]
+    store.append = original_append  # type: ignore[method-assign]
     assert (await respond_to_incident(payload(), deps)).notice == "already-done"

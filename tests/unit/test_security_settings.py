@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -82,7 +83,8 @@ def test_the_webhook_route_requires_the_function_key() -> None:
     import function_app
 
     app = function_app.build_app()
-    http = [f for f in app.get_functions() if f.get_trigger().get_binding_name() == "httpTrigger"]
+    http = [f for f in app.get_functions() if (t := f.get_trigger()) and t.get_binding_name() == "httpTrigger"]
     assert [f.get_function_name() for f in http] == ["graph_notifications"]
-    assert http[0].get_trigger().auth_level.name == "FUNCTION"
+    trigger: Any = http[0].get_trigger()  # an HttpTrigger, which carries auth_level
+    assert trigger.auth_level.name == "FUNCTION"
     assert "AuthLevel.FUNCTION" in inspect.getsource(functions.notifications)

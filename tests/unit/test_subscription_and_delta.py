@@ -124,10 +124,11 @@ async def test_lifecycle_reauthorize_and_fallbacks() -> None:
     clock = Clock()
     deps = keeper(clock)
     sub = await ensure_subscription(deps)
-    assert sub.subscription_id
+    subscription_id = sub.subscription_id
+    assert subscription_id
 
     def event(name: str) -> LifecycleEvent:
-        return LifecycleEvent(sub.subscription_id, name)
+        return LifecycleEvent(subscription_id, name)
 
     assert await handle_lifecycle_event(event("reauthorizationRequired"), deps) == "reauthorized"
     deps.graph.reauthorize_fails = GraphError(500, "x", "boom")  # type: ignore[attr-defined]
@@ -152,9 +153,9 @@ def delta_deps(
         state or MemoryStateStore(clock=clock),
         publisher or InMemoryPublisher(),
         "guest-changes",
-        first_run,
+        first_run,  # type: ignore[arg-type]  # tests pass other values on purpose
         clock,
-    )  # type: ignore[arg-type]
+    )
 
 
 async def test_delta_first_run_from_now_then_enqueues_changed_accepted_guests() -> None:

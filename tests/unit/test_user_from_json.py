@@ -42,7 +42,8 @@ def test_raw_json_users_equal_the_sdk_parsed_ones() -> None:
     assert len(users) > 300
     for user in users:
         assert user_from_json(user) == via_sdk(user), user["id"]
-    assert user_from_json(users[-1]).created is not None and user_from_json(users[-1]).created.microsecond == 123456
+    created = user_from_json(users[-1]).created
+    assert created is not None and created.microsecond == 123456
 
 
 def test_timestamps_with_an_offset_parse_like_z() -> None:

@@ -12,12 +12,17 @@ from typing import Any
 
 import azure.functions as func
 
+from tests.waiting import give_way
+
 
 class SecretFailure(RuntimeError):
     """Raised by the failing functions; its text must never reach an HTTP client."""
 
 
 SECRET_TEXT = "db password is hunter2"
+SLOW_WORK_S = 0.4
+"""How long a "slow" message's work takes: the app's workload (long enough for invocations to overlap), not a
+test waiting for something."""
 
 
 def build_app(events: list[tuple[str, Any]] | None = None) -> func.FunctionApp:
@@ -40,7 +45,7 @@ def build_app(events: list[tuple[str, Any]] | None = None) -> func.FunctionApp:
 
     @app.route(route="echo", methods=["POST"])
     async def echo(req: func.HttpRequest) -> func.HttpResponse:
-        await asyncio.sleep(0)
+        await give_way()
         seen.append(("echo", req.get_body()))
         return func.HttpResponse(req.get_body(), status_code=201, mimetype="application/octet-stream")
 
@@ -73,7 +78,7 @@ def build_app(events: list[tuple[str, Any]] | None = None) -> func.FunctionApp:
         if body.startswith("slow"):
             running["now"] += 1
             seen.append(("running", running["now"]))
-            await asyncio.sleep(0.4)
+            await asyncio.sleep(SLOW_WORK_S)
             running["now"] -= 1
         if body.startswith("hold "):
             await asyncio.sleep(float(body.removeprefix("hold ")))
