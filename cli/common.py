@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
 from shared.bootstrap import settings_from_env
@@ -121,3 +122,15 @@ def command_settings(tenant_sim: str | None, features: tuple[Feature, ...]) -> I
     except SettingsError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def spinner(quiet: bool) -> Progress:
+    """A transient spinner with elapsed time on stderr (stdout stays clean for --json); off with quiet."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=quiet,
+        transient=True,
+    )

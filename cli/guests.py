@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from cli.common import EXIT_GRAPH, JsonFlag, TenantSim, command_settings, err, table_console
+from cli.common import EXIT_GRAPH, JsonFlag, TenantSim, command_settings, err, spinner, table_console
 from shared.adapters.graph import GraphError
 from shared.bootstrap import build_graph_gateway, build_state_store
 from shared.domain.inventory import GuestRow
@@ -31,14 +30,7 @@ def _when(moment: datetime | None, now: datetime) -> str:
 
 async def _collect_guests(settings: Settings, with_sponsors: bool, quiet: bool) -> list[GuestRow]:
     rows: list[GuestRow] = []
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=True,
-    )
+    progress = spinner(quiet)
     with progress:
         task = progress.add_task("reading guests: 0", total=None)
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 from typing import Annotated, TypeVar
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -26,6 +25,7 @@ from cli.common import (
     TenantSim,
     command_settings,
     err,
+    spinner,
     table_console,
 )
 from shared.adapters.graph import GraphError
@@ -38,14 +38,7 @@ T = TypeVar("T")
 
 
 def _run(settings: Settings, quiet: bool, job: Callable[[StaleDeps], Awaitable[T]]) -> T:
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=True,
-    )
+    progress = spinner(quiet)
 
     async def go() -> T:
         with progress:
