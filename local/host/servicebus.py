@@ -185,8 +185,11 @@ class QueuePump:
     async def start(self) -> None:
         self._client, self._credential = self._connection.client()
         self._receiver = self._new_receiver()
-        self._renewer = AutoLockRenewer(max_lock_renewal_duration=self._max_lock_renewal)
+        self._renewer = self._new_renewer()
         self._loop_task = asyncio.create_task(self._receive_loop(), name=f"servicebus:{self._spec.name}")
+
+    def _new_renewer(self) -> AutoLockRenewer:
+        return AutoLockRenewer(max_lock_renewal_duration=self._max_lock_renewal)
 
     def _new_receiver(self) -> ServiceBusReceiver:
         assert self._client is not None
@@ -197,8 +200,14 @@ class QueuePump:
     async def _replace_receiver(self) -> None:
         """After a receive error the receiver's handler may be shut down for good (a lost connection, a broker
         restart): like the Functions host's Service Bus extension, start over with a new receiver. Messages the
-        old one still had locked are redelivered when their locks expire."""
+        old one still had locked are redelivered when their locks expire.
+
+        Each receiver has its own lock renewer, closed before the receiver, as in `stop`: closing a receiver under
+        a lock renewal in flight can leave azure-servicebus spinning in that management request for good, which
+        starves the whole event loop (docs/reliability.md)."""
         old, self._receiver = self._receiver, self._new_receiver()
+        old_renewer, self._renewer = self._renewer, self._new_renewer()
+        await _close(old_renewer)
         if old is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.close(), timeout=10)
@@ -258,15 +267,18 @@ class QueuePump:
             for _ in range(reserved - len(messages)):
                 self._slots.release()
             for message in messages:
-                task = asyncio.create_task(self._process(message))
+                task = asyncio.create_task(self._process(message, self._receiver, self._renewer))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
 
-    async def _process(self, message: ServiceBusReceivedMessage) -> None:
-        receiver = self._receiver  # settle on the receiver that received it, even if it was replaced since
-        assert receiver is not None and self._renewer is not None
+    async def _process(
+        self, message: ServiceBusReceivedMessage, receiver: ServiceBusReceiver, renewer: AutoLockRenewer | None
+    ) -> None:
+        """Run one message; settle it on the receiver that received it and renew its lock with that receiver's
+        renewer, even if both were replaced since."""
+        assert renewer is not None
         try:
-            self._renewer.register(receiver, message)
+            renewer.register(receiver, message)
             result = await self._invoke(self._spec, to_function_message(message))
             if result.ok:
                 if self._auto_complete:
