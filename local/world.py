@@ -6,10 +6,11 @@ run the app with the same settings an operator would put in local.settings.json.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,14 +56,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def eventually(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    """Poll `condition` until it holds (True) or `timeout_s` passes (False)."""
+POLL_S = 0.05
+"""How often `eventually` re-checks: short against every deadline, long enough not to spin a core."""
+
+
+async def eventually(condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 20.0) -> bool:
+    """Poll `condition` (sync or async) until it holds (True) or `timeout_s` passes (False)."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return True
         if time.monotonic() > deadline:
             return False
-        await asyncio.sleep(0.05)
-    return True
+        await asyncio.sleep(POLL_S)
 
 
 def app_settings(

@@ -9,28 +9,19 @@ what it waited for.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-POLL_S = 0.05
-"""How often a condition is re-checked: short against every deadline here, long enough not to spin a core."""
+from local.world import POLL_S
+from local.world import eventually as world_eventually
 
 
 async def eventually(
     condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 20.0, what: str = "the condition"
 ) -> None:
-    """Return once `condition()` (sync or async) is true; AssertionError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(POLL_S)
+    """Return once `condition()` (sync or async) is true; AssertionError naming `what` after `timeout_s`."""
+    if not await world_eventually(condition, timeout_s):
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def eventually_sync(condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
