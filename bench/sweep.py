@@ -91,7 +91,7 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
         "guests": plan.guests_seen,
         "acting": plan.acting,
         "counts": dict(plan.counts),
-        "not_done": sum(1 for i in plan.items if i.outcome not in ("done", "would-do")),
+        "not_done": sum(n for outcome, n in plan.outcomes.items() if outcome not in ("done", "would-do")),
         "early": early(),
     }
 

@@ -143,7 +143,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
 
     from local.graph_sim.clock import iso_z
     from shared.bootstrap import build_graph_gateway, build_state_store, settings_from_env, stale_deps
-    from shared.services.stale import restore_run, sweep_stale_guests
+    from shared.services.stale import iter_items, restore_run, sweep_stale_guests
 
     sim = world.sim
     tenant = json.loads(FIXTURE.read_text())
@@ -181,7 +181,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
         sim.clock.advance(timedelta(days=settings.stale.warn_grace_days + 1))
         scenario.step(f"the clock jumps {settings.stale.warn_grace_days + 1} days")
         disabled = await sweep_stale_guests(deps, dry_run=False)
-        disabled_ids = [i.user_id for i in disabled.items if str(i.action) == "disable"]
+        disabled_ids = [i.user_id async for i in iter_items(deps.reports, disabled) if str(i.action) == "disable"]
         scenario.expect(
             f"{len(disabled_ids)} guests disabled after the warning period",
             bool(disabled_ids) and all(sim.user(u)["accountEnabled"] is False for u in disabled_ids),
@@ -192,7 +192,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
         sim.clock.advance(timedelta(days=settings.stale.delete_grace_days + 1))
         scenario.step(f"the clock jumps {settings.stale.delete_grace_days + 1} days")
         deleted = await sweep_stale_guests(deps, dry_run=False)
-        deleted_ids = [i.user_id for i in deleted.items if str(i.action) == "delete"]
+        deleted_ids = [i.user_id async for i in iter_items(deps.reports, deleted) if str(i.action) == "delete"]
         scenario.expect(
             "the guest who came back is re-enabled, not deleted",
             sim.user(comeback)["accountEnabled"] is True and comeback not in deleted_ids,

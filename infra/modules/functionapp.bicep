@@ -132,6 +132,10 @@ var baseSettings = [
     value: '0 0 2 * * *'
   }
   {
+    name: 'STALE_RESUME_SCHEDULE'
+    value: '0 */5 * * * *'
+  }
+  {
     name: 'STALE_DRY_RUN'
     value: 'true'
   }

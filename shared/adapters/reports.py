@@ -8,7 +8,12 @@ Storage Blob Data Contributor on the account (or on the container, if infra crea
 Report names are plain file names of the form `<report>-<run id>.<ext>` (the sweep writes
 `stale-<run id>.csv` and `stale-<run id>.html`). The folder store keeps them side by side; the blob store puts
 each under `<report>/<run id>/`, so one run's files sit together and runs list in time order (run ids start
-with their UTC start time).
+with their UTC start time). A run's parts (its plan, page by page) go to `<folder>/<report>-<run id>.parts/`
+or `<report>/<run id>/parts/`, next to its reports, and age with them.
+
+Reports are streamed (`write_stream`): the folder store writes a temporary file chunk by chunk and renames it
+into place; the blob store hands the chunks to the SDK, which uploads them as blocks and commits the list at
+the end, so a report is never whole in memory and never half there.
 
 Both stores raise `ReportStoreError` (an `OSError`, which the sweep logs without losing its audit entry) naming
 the target and the setting that chose it, so an operator knows what to fix.
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -65,6 +70,51 @@ class LocalFolderReportStore(ReportStore):
                 f"report {name} could not be written to folder {self.folder} ({self.setting}): {exc}"
             ) from exc
         return str(path)
+
+    async def write_stream(self, name: str, chunks: AsyncIterable[bytes], content_type: str) -> str:
+        path = self.folder / check_report_name(name)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        try:
+            await asyncio.to_thread(self.folder.mkdir, parents=True, exist_ok=True)
+            handle = await asyncio.to_thread(tmp.open, "wb")
+            try:
+                async for chunk in chunks:
+                    await asyncio.to_thread(handle.write, chunk)
+            finally:
+                await asyncio.to_thread(handle.close)
+            await asyncio.to_thread(tmp.replace, path)
+        except OSError as exc:
+            raise ReportStoreError(
+                f"report {name} could not be written to folder {self.folder} ({self.setting}): {exc}"
+            ) from exc
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return str(path)
+
+    def _part(self, report: str, name: str) -> Path:
+        return self.folder / f"{check_report_name(report)}.parts" / check_report_name(name)
+
+    async def put_part(self, report: str, name: str, content: bytes) -> None:
+        path = self._part(report, name)
+
+        def _write() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            tmp.write_bytes(content)
+            tmp.replace(path)
+
+        try:
+            await asyncio.to_thread(_write)
+        except OSError as exc:
+            raise ReportStoreError(f"part {path} could not be written ({self.setting}): {exc}") from exc
+
+    async def get_part(self, report: str, name: str) -> bytes:
+        path = self._part(report, name)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise ReportStoreError(f"part {path} could not be read ({self.setting}): {exc}") from exc
 
 
 def blob_name(name: str) -> str:
@@ -149,11 +199,39 @@ class BlobReportStore(ReportStore):
         return f"container {self.container} at {self.endpoint} ({self.setting})"
 
     async def write(self, name: str, content: bytes, content_type: str) -> str:
-        from azure.core.credentials_async import AsyncTokenCredential
+        return await self._upload(blob_name(name), content, content_type, f"report {blob_name(name)}")
+
+    async def write_stream(self, name: str, chunks: AsyncIterable[bytes], content_type: str) -> str:
+        # The SDK reads the chunks as it uploads them, as blocks committed at the end (no partial blob).
+        return await self._upload(blob_name(name), chunks, content_type, f"report {blob_name(name)}")
+
+    def _part_name(self, report: str, name: str) -> str:
+        """`stale-<run id>` + name -> `stale/<run id>/parts/<name>`, next to the run's reports."""
+        folder = blob_name(f"{check_report_name(report)}.parts").rsplit("/", 1)[0]
+        return f"{folder}/parts/{check_report_name(name)}"
+
+    async def put_part(self, report: str, name: str, content: bytes) -> None:
+        path = self._part_name(report, name)
+        await self._upload(path, content, "application/json", f"part {path}")
+
+    async def get_part(self, report: str, name: str) -> bytes:
+        from azure.core.exceptions import AzureError
+
+        path = self._part_name(report, name)
+        service, credential = self._open_service()
+        try:
+            async with service:
+                downloader = await service.get_blob_client(self.container, path).download_blob()
+                return bytes(await downloader.readall())
+        except AzureError as exc:
+            raise ReportStoreError(f"part {path} could not be read from {self.target}: {_first_line(exc)}") from exc
+        finally:
+            await _close(credential)
+
+    async def _upload(self, path: str, content: bytes | AsyncIterable[bytes], content_type: str, what: str) -> str:
         from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
         from azure.storage.blob import ContentSettings
 
-        path = blob_name(name)
         service, credential = self._open_service()
         try:
             async with service:
@@ -168,16 +246,13 @@ class BlobReportStore(ReportStore):
                 isinstance(exc, HttpResponseError) and exc.status_code in (401, 403)
             )
             if not refused:
-                raise ReportStoreError(
-                    f"report {path} could not be written to {self.target}: {_first_line(exc)}"
-                ) from exc
+                raise ReportStoreError(f"{what} could not be written to {self.target}: {_first_line(exc)}") from exc
             raise ReportStoreError(
-                f"report {path} was refused by {self.target}: check the key, or that the identity has Storage "
+                f"{what} was refused by {self.target}: check the key, or that the identity has Storage "
                 f"Blob Data Contributor on the account ({_first_line(exc)})"
             ) from exc
         finally:
-            if isinstance(credential, AsyncTokenCredential):
-                await credential.close()
+            await _close(credential)
 
     async def _ensure_container(self, service: BlobServiceClient) -> None:
         """Create the container once per store; "already exists" is success, and so is "not allowed to create"
@@ -199,6 +274,13 @@ class BlobReportStore(ReportStore):
                 if exc.status_code != 403:
                     raise
             self._container_ready = True
+
+
+async def _close(credential: BlobCredential | None) -> None:
+    from azure.core.credentials_async import AsyncTokenCredential
+
+    if isinstance(credential, AsyncTokenCredential):
+        await credential.close()
 
 
 def _first_line(exc: BaseException) -> str:

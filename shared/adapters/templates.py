@@ -12,7 +12,7 @@ by file, so an operator can override one template and keep the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,12 @@ BUILT_IN = Path(__file__).resolve().parents[1] / "templates"
 """shared/templates: one folder per flow."""
 
 
-def environment(flow: str, override: Path | None = None, *, keep_trailing_newline: bool = False) -> Environment:
+def environment(
+    flow: str, override: Path | None = None, *, keep_trailing_newline: bool = False, enable_async: bool = False
+) -> Environment:
     """The Jinja2 environment for one flow's templates: `override` first, then the built-in ones. `.html` (and
-    a template given as a string) is autoescaped, anything else is not."""
+    a template given as a string) is autoescaped, anything else is not. `enable_async`: templates rendered as a
+    stream over async iterables (the sweep report)."""
     folders = [str(override)] if override else []
     folders.append(str(BUILT_IN / flow))
     return Environment(
@@ -37,6 +40,7 @@ def environment(flow: str, override: Path | None = None, *, keep_trailing_newlin
         autoescape=select_autoescape(enabled_extensions=("html", "htm"), default_for_string=True, default=False),
         undefined=StrictUndefined,
         keep_trailing_newline=keep_trailing_newline,
+        enable_async=enable_async,
     )
 
 
@@ -80,6 +84,7 @@ class StaleTemplates:
 
     def __init__(self, override_dir: Path | None = None) -> None:
         self._env = environment("stale", override_dir)
+        self._report_env = environment("stale", override_dir, enable_async=True)
 
     def mail(self, name: str, context: Mapping[str, Any]) -> tuple[str, str]:
         """(subject, html body) from `<name>.subject.txt` and `<name>.html`."""
@@ -87,5 +92,6 @@ class StaleTemplates:
         body = self._env.get_template(f"{name}.html").render(context)
         return safe_subject(subject), body  # one line: no controls, no bidi overrides (a name is in it)
 
-    def report_html(self, context: Mapping[str, Any]) -> str:
-        return self._env.get_template("report.html").render(context)
+    def report_html(self, context: Mapping[str, Any]) -> AsyncIterator[str]:
+        """The report as a stream of text: `plan.items` may be an async iterator (one part read at a time)."""
+        return self._report_env.get_template("report.html").generate_async(context)

@@ -1,8 +1,10 @@
 """The stale sweep's plan, as pure decisions over a whole run: who is acted on and why, whether the data is
 trustworthy, whether the run stays under its caps, and what we remember about a guest after acting.
 
-shared.domain.stale decides one guest; this module gathers those decisions into a `StalePlan` and judges the
-plan. No I/O: shared/services/stale/ reads the guests, executes the plan and reports it.
+shared.domain.stale decides one guest; this module gathers those decisions into a `StalePlan` (the run's
+counts) and `PlanItem`s (the guests acted on), and judges the plan. The plan's items are not kept in memory:
+the service writes them page by page to the report store as the plan's parts (`PlanItem.to_part`), so a run's
+memory does not grow with the tenant and a run cut off can be continued (shared/services/stale/). No I/O here.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "check_data",
     "memory_after",
     "new_run_id",
+    "part_name",
 ]
 
 
@@ -69,6 +72,42 @@ class PlanItem:
             "evidence": self.evidence,
         }
 
+    def to_part(self) -> dict[str, Any]:
+        """Everything the run needs to act on the item later (another invocation, after a restart)."""
+        return {
+            **self.as_json(),
+            "accountEnabled": self.account_enabled,
+            "scope": self.scope,
+            "restartClock": self.restart_clock,
+            "memory": self.memory.to_json() if self.memory else None,
+        }
+
+    @classmethod
+    def from_part(cls, value: dict[str, Any]) -> PlanItem:
+        evidence = value.get("evidence") or {}
+        memory = value.get("memory")
+        return cls(
+            user_id=str(value["userId"]),
+            display_name=str(value.get("displayName") or ""),
+            user_principal_name=str(value.get("userPrincipalName") or ""),
+            mail=str(value.get("mail") or ""),
+            home_domain=sys.intern(str(value.get("homeDomain") or "")),
+            account_enabled=value.get("accountEnabled"),
+            action=Action(str(value["action"])),
+            reason=str(value.get("reason") or ""),
+            scope=str(value.get("scope") or ""),
+            evidence_items=_compact(dict(evidence)),
+            enable=bool(value.get("reEnable", False)),
+            restart_clock=bool(value.get("restartClock", False)),
+            memory=StageMemory.from_json(memory) if isinstance(memory, dict) else None,
+            outcome=str(value.get("outcome") or "planned"),
+        )
+
+
+def part_name(piece: int, attempt: int, page: int) -> str:
+    """The report-store part holding one page of a run's plan: piece (scan range) / attempt / page."""
+    return f"plan-r{piece:03d}-a{attempt}-p{page:05d}.json"
+
 
 @dataclass(slots=True)
 class StalePlan:
@@ -76,7 +115,7 @@ class StalePlan:
     started: datetime
     dry_run: bool
     status: str = "planned"
-    """dry-run | capped | aborted | applied | incomplete"""
+    """planned (reading or acting, not finished) | dry-run | capped | aborted | applied | incomplete"""
     message: str = ""
     guests_seen: int = 0
     guests_without_activity: int = 0
@@ -86,13 +125,49 @@ class StalePlan:
     counts: Counter[str] = field(default_factory=Counter)
     """Per decision: keep, skip:<reason>, warn, disable, delete, reactivate."""
     per_domain: dict[str, Counter[str]] = field(default_factory=dict)
-    items: list[PlanItem] = field(default_factory=list)
-    """Only the guests acted on (or that would be): keeps and skips are counted, not kept (constant memory)."""
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """Per outcome of the items acted on (done, already-done, held, failed, would-do, not-done)."""
+    parts: list[str] = field(default_factory=list)
+    """The report-store parts that hold the plan's items, in order (see part_name)."""
     reports: list[str] = field(default_factory=list)
+    slices: int = 1
+    """How many invocations the run took (a run cut off is continued by the next one)."""
 
     @property
     def acting(self) -> int:
-        return sum(1 for item in self.items if item.action in ACTING)
+        return sum(self.counts[str(action)] for action in ACTING)
+
+    @property
+    def items_planned(self) -> int:
+        """Guests acted on (or that would be): every decision that is not keep or skip."""
+        return sum(n for label, n in self.counts.items() if label != "keep" and not label.startswith("skip:"))
+
+    @property
+    def not_done(self) -> int:
+        return sum(n for outcome, n in self.outcomes.items() if outcome in ("held", "planned") or "failed" in outcome)
+
+    def tally(self) -> dict[str, Any]:
+        """The counts (not the items) as JSON: what a page adds to its run, kept with the page's part."""
+        return {
+            "guestsSeen": self.guests_seen,
+            "guestsWithoutSignInActivity": self.guests_without_activity,
+            "acceptedGuests": self.accepted_guests,
+            "acceptedWithoutSignInActivity": self.accepted_without_activity,
+            "counts": dict(self.counts),
+            "perDomain": {domain: dict(counts) for domain, counts in self.per_domain.items()},
+        }
+
+    def absorb(self, tally: dict[str, Any]) -> None:
+        """Add a page's tally (from `tally()`) to this run's counts."""
+        self.guests_seen += int(tally.get("guestsSeen", 0))
+        self.guests_without_activity += int(tally.get("guestsWithoutSignInActivity", 0))
+        self.accepted_guests += int(tally.get("acceptedGuests", 0))
+        self.accepted_without_activity += int(tally.get("acceptedWithoutSignInActivity", 0))
+        self.counts.update({str(k): int(v) for k, v in (tally.get("counts") or {}).items()})
+        for domain, counts in (tally.get("perDomain") or {}).items():
+            self.per_domain.setdefault(sys.intern(str(domain)), Counter()).update(
+                {str(k): int(v) for k, v in counts.items()}
+            )
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -106,7 +181,8 @@ class StalePlan:
             "acceptedGuestsWithoutSignInActivity": self.accepted_without_activity,
             "counts": dict(sorted(self.counts.items())),
             "perDomain": {d: dict(sorted(c.items())) for d, c in sorted(self.per_domain.items())},
-            "items": [item.as_json() for item in self.items],
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "slices": self.slices,
             "reports": self.reports,
         }
 
@@ -122,12 +198,12 @@ def add_to_plan(
     now: datetime,
     policy: StalePolicy,
     excluded: bool,
-) -> None:
-    """Decide one user (shared.domain.stale.decide) and count it; keep it as an item only if it is acted on."""
+) -> PlanItem | None:
+    """Decide one user (shared.domain.stale.decide) and count it in `plan`; the item if it is acted on."""
     decision = decide(user, memory, now, policy, member_of_excluded_group=excluded)
     if not user.is_guest:
         plan.counts[f"skip:{decision.reason}"] += 1
-        return
+        return None
     plan.guests_seen += 1
     if user.has_joined:
         plan.accepted_guests += 1
@@ -139,26 +215,24 @@ def add_to_plan(
     domain = user.home_domain or "(unknown)"
     plan.per_domain.setdefault(domain, Counter())[str(decision.action)] += 1
     if decision.action in (Action.KEEP, Action.SKIP):
-        return
+        return None
     evidence = dict(decision.evidence)
     if decision.due:
         evidence["due"] = decision.due.isoformat()
-    plan.items.append(
-        PlanItem(
-            user_id=user.id,
-            display_name=user.display_name or "",
-            user_principal_name=user.user_principal_name or "",
-            mail=user.mail or "",
-            home_domain=sys.intern(domain),
-            account_enabled=user.account_enabled,
-            action=decision.action,
-            reason=decision.reason,
-            scope=decision.scope,
-            evidence_items=_compact(evidence),
-            enable=decision.enable,
-            restart_clock=decision.restart_clock,
-            memory=memory,
-        )
+    return PlanItem(
+        user_id=user.id,
+        display_name=user.display_name or "",
+        user_principal_name=user.user_principal_name or "",
+        mail=user.mail or "",
+        home_domain=sys.intern(domain),
+        account_enabled=user.account_enabled,
+        action=decision.action,
+        reason=decision.reason,
+        scope=decision.scope,
+        evidence_items=_compact(evidence),
+        enable=decision.enable,
+        restart_clock=decision.restart_clock,
+        memory=memory,
     )
 
 

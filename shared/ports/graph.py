@@ -248,8 +248,29 @@ class InventoryGraph(Protocol):
     async def sponsors_of(self, user_ids: list[str]) -> dict[str, list[DirectoryContact]]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class GuestPage:
+    """One page of guests, and where the next one starts."""
+
+    users: list[DirectoryUser]
+    next: str | None
+    """Opaque (Graph's `@odata.nextLink`); None on the last page. A run cut off continues from it."""
+
+
 class ScanGraph(Protocol):
     """The stale sweep's reads of the guests (shared/services/stale/scan.py)."""
+
+    def guest_pages(
+        self,
+        *,
+        with_sign_in_activity: bool = True,
+        created: CreatedRange | None = None,
+        resume: str | None = None,
+    ) -> AsyncIterator[GuestPage]:
+        """`iter_guest_pages`, each page with where the next starts; `resume` (a page's `next`) continues a
+        chain read earlier, possibly by another process. A `resume` Graph no longer honours (an expired skip
+        token) raises GraphError 400/410: the caller reads the range again from its start."""
+        ...
 
     def iter_guest_pages(
         self,

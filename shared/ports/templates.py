@@ -6,7 +6,7 @@ shared/adapters/templates.py (Jinja2; HTML autoescaped, text not; an override fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +44,6 @@ class StaleRenderer(Protocol):
         """(subject, html body) of the mail `name` (sponsor_warning, guest_warning)."""
         ...
 
-    def report_html(self, context: Mapping[str, Any]) -> str:
-        """The run's HTML report."""
+    def report_html(self, context: Mapping[str, Any]) -> AsyncIterator[str]:
+        """The run's HTML report, as a stream of text (its items are read while it renders)."""
         ...

@@ -417,6 +417,31 @@ class StaleSettings(Section):
         alias="STALE_SWEEP_SCHEDULE",
         description="NCRONTAB of the nightly stale-guest sweep.",
     )
+    resume_schedule: NCrontab = Field(
+        "0 */5 * * * *",
+        alias="STALE_RESUME_SCHEDULE",
+        description="NCRONTAB of the resume timer: it continues a sweep whose invocation ended its time slice, "
+        "timed out or died (after its lease), and does nothing (one state read) when no run is unfinished.",
+    )
+    slice_minutes: Annotated[float, Field(ge=0, le=600)] = Field(
+        25,
+        alias="STALE_SWEEP_SLICE_MINUTES",
+        description="How long one timer invocation works on a sweep before it saves the run and leaves the rest "
+        "to the resume timer; keep it under host.json's functionTimeout (30 minutes). 0: no limit.",
+    )
+    lease_seconds: Annotated[int, Field(ge=10, le=3600)] = Field(
+        300,
+        alias="STALE_SWEEP_LEASE_SECONDS",
+        description="A sweep (and each action it claims) belongs to the invocation working on it for this long "
+        "after its last sign of life (renewed at every page and batch); a run whose invocation died is continued "
+        "after it. Longer than any single Graph request with its retries.",
+    )
+    resume_max_hours: Annotated[float, Field(gt=0, le=168)] = Field(
+        20,
+        alias="STALE_RESUME_MAX_HOURS",
+        description="An unfinished sweep older than this is abandoned (audited) and the next run decides again "
+        "from fresh data, instead of acting on a plan made from old sign-in data.",
+    )
     dry_run: bool = Field(
         True,
         alias="STALE_DRY_RUN",
@@ -528,6 +553,9 @@ class StaleSettings(Section):
             sign_in_activity_per_minute=sign_in_activity_per_minute,
             notify_guest=self.notify_guest,
             mail_sender=mail_sender,
+            lease_seconds=self.lease_seconds,
+            slice_seconds=self.slice_minutes * 60,
+            resume_max_hours=self.resume_max_hours,
         )
 
 

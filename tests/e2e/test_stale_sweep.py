@@ -18,7 +18,7 @@ from shared.adapters.reports import LocalFolderReportStore
 from shared.adapters.templates import StaleTemplates
 from shared.domain.stale import StalePolicy
 from shared.permissions import features_for, required_permissions
-from shared.services.stale import StaleConfig, StaleDeps, StalePlan, restore_run, sweep_stale_guests
+from shared.services.stale import StaleConfig, StaleDeps, StalePlan, iter_items, restore_run, sweep_stale_guests
 from tests.fakes.state import MemoryStateStore
 
 UNTOUCHABLE = (
@@ -75,8 +75,9 @@ def ids(sim: GraphSimulator, *names: str) -> set[str]:
     return {sim.named(n) for n in names}
 
 
-def acted(plan: StalePlan, action: str) -> set[str]:
-    return {i.user_id for i in plan.items if str(i.action) == action and i.outcome in ("done", "already-done")}
+async def acted(reports: Path, plan: StalePlan, action: str) -> set[str]:
+    items = iter_items(LocalFolderReportStore(reports), plan)
+    return {i.user_id async for i in items if str(i.action) == action and i.outcome in ("done", "already-done")}
 
 
 STALE_ROLES = required_permissions(features_for(["stale"]))  # a real sweep's rows included (Mail.Send)
@@ -101,7 +102,7 @@ async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator
         # 2. night one: the stale are warned, sponsors mailed
         warned = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
         assert warned.status == "applied", warned.message
-        stale = acted(warned, "warn")
+        stale = await acted(tmp_path, warned, "warn")
         assert (
             ids(
                 sim,
@@ -150,13 +151,13 @@ async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator
         now = iso_z(sim.clock.advance(timedelta(days=3)))
         sim.update_user(back, signInActivity={**sim.user(back)["signInActivity"], "lastSignInDateTime": now})
         reactivated = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
-        assert acted(reactivated, "reactivate") == {back}
+        assert await acted(tmp_path, reactivated, "reactivate") == {back}
         assert sim.user(back)["accountEnabled"] is True
 
         # 5. after the delete grace: deleted (soft), except the one who came back
         sim.clock.advance(timedelta(days=27))
         deleted = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
-        assert acted(deleted, "delete") == stale - {back}
+        assert await acted(tmp_path, deleted, "delete") == stale - {back}
         assert all(u in sim.store.deleted for u in stale - {back})
         assert back not in sim.store.deleted
         assert not ids(sim, *UNTOUCHABLE) & set(sim.store.deleted)
@@ -170,7 +171,14 @@ async def test_stale_lifecycle_on_the_simulated_tenant(graph_sim: GraphSimulator
         # ... and the next night does not take them away again
         sim.clock.advance(timedelta(days=1))
         after = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
-        assert not (acted(after, "warn") | acted(after, "disable") | acted(after, "delete")) & stale
+        assert (
+            not (
+                await acted(tmp_path, after, "warn")
+                | await acted(tmp_path, after, "disable")
+                | await acted(tmp_path, after, "delete")
+            )
+            & stale
+        )
 
 
 async def test_without_group_member_read_the_sweep_fails_with_403_before_judging_anyone(

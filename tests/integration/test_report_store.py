@@ -334,7 +334,13 @@ async def test_a_stale_sweep_writes_its_reports_to_blob_storage(azurite_blob: Az
     prefix = f"{azurite_blob.blob_endpoint}/{container}/stale/{RUN}/"
     assert plan.reports == [f"{prefix}stale-{RUN}.csv", f"{prefix}stale-{RUN}.html"]
     look = blob_target(azurite_blob, container)
-    assert await look.listing() == [f"stale/{RUN}/stale-{RUN}.csv", f"stale/{RUN}/stale-{RUN}.html"]
+    listing = await look.listing()
+    assert [n for n in listing if "/parts/" not in n] == [
+        f"stale/{RUN}/stale-{RUN}.csv",
+        f"stale/{RUN}/stale-{RUN}.html",
+    ]
+    # the plan, page by page, next to the reports: as read (plan-) and as acted on (acted-)
+    assert {n.rsplit("/", 1)[1].split("-")[0] for n in listing if f"stale/{RUN}/parts/" in n} == {"plan", "acted"}
 
     csv_bytes, csv_type = await look.opened(plan.reports[0])
     html_bytes, html_type = await look.opened(plan.reports[1])
@@ -347,10 +353,13 @@ async def test_a_stale_sweep_writes_its_reports_to_blob_storage(azurite_blob: Az
     assert (await run_audit(deps))["reports"] == plan.reports
 
 
-async def test_a_sweep_whose_blob_store_is_unreachable_still_acts_and_audits(caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_sweep_whose_blob_store_is_unreachable_changes_nothing_and_names_the_setting() -> None:
+    """The plan is kept in the report store page by page: without it there is no plan to act on, so the run
+    stops before its first action, with an error naming the store and its setting, and continues later."""
     connection = f"AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};BlobEndpoint={DEAD_ENDPOINT};"
     deps = sweep_deps(BlobReportStore.from_connection_string(connection, "nowhere", retries=0))
-    plan = await sweep_stale_guests(deps, run_id=RUN)
-    assert plan.status == "applied" and plan.reports == []
-    assert (await run_audit(deps))["reports"] == []
-    assert "REPORT_BLOB_CONNECTION" in caplog.text and "the report could not be written" in caplog.text
+    with pytest.raises(ReportStoreError, match="REPORT_BLOB_CONNECTION"):
+        await sweep_stale_guests(deps, run_id=RUN)
+    graph = deps.graph
+    assert isinstance(graph, FakeStaleGraph) and graph.writes == [] and graph.outbox == []
+    assert [e async for e in deps.state.query(START - timedelta(days=1))] == []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 
 from shared.domain.directory import CreatedRange, DirectoryContact, DirectoryUser, OutgoingMail
-from shared.ports.graph import BatchRequest, BatchResult, GraphError
-from shared.ports.reports import ReportStore
+from shared.ports.graph import BatchRequest, BatchResult, GraphError, GuestPage
+from shared.ports.reports import ReportStore, ReportStoreError
+from shared.services.stale import PlanItem, StaleDeps, StalePlan, iter_items
 
 
 def _error(status: int, code: str) -> dict[str, object]:
@@ -24,6 +25,7 @@ class FakeStaleGraph:
         self.writes: list[str] = []
         """Every state-changing batch item that succeeded, e.g. "PATCH /users/g1 {'accountEnabled': False}"."""
         self.page_size = page_size
+        self.pages_read = 0
         self.batch_calls = 0
         self.crash_on_batch: int | None = None
         """Raise (like a dead connection) on this batch call number (1-based) that writes."""
@@ -34,11 +36,28 @@ class FakeStaleGraph:
     async def iter_guest_pages(
         self, *, with_sign_in_activity: bool = True, created: CreatedRange | None = None
     ) -> AsyncIterator[list[DirectoryUser]]:
+        async for page in self.guest_pages(with_sign_in_activity=with_sign_in_activity, created=created):
+            yield page.users
+
+    async def guest_pages(
+        self, *, with_sign_in_activity: bool = True, created: CreatedRange | None = None, resume: str | None = None
+    ) -> AsyncIterator[GuestPage]:
+        """Pages in id order; the cursor is the offset of the next page (an opaque string, like a nextLink)."""
         if self.list_error:
             raise self.list_error
         guests = [u for u in sorted(self.users.values(), key=lambda u: u.id) if u.user_type == "Guest"]
-        for start in range(0, len(guests), self.page_size):
-            yield guests[start : start + self.page_size]
+        start = int(resume) if resume else 0
+        while start < len(guests):
+            self.pages_read += 1
+            end = start + self.page_size
+            yield GuestPage(guests[start:end], str(end) if end < len(guests) else None)
+            start = end
+
+    async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]:
+        return [self.users[uid] for uid in user_ids if uid in self.users]
+
+    async def count_guests(self) -> int:
+        return sum(1 for u in self.users.values() if u.user_type == "Guest")
 
     async def group_member_ids(self, group_id: str) -> set[str]:
         (result,) = await self.batch([BatchRequest(f"members:{group_id}", "GET", f"/groups/{group_id}/members")])
@@ -95,7 +114,25 @@ class FakeStaleGraph:
 class MemoryReportStore(ReportStore):
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
+        self.parts: dict[tuple[str, str], bytes] = {}
 
     async def write(self, name: str, content: bytes, content_type: str) -> str:
         self.files[name] = content
         return f"memory://{name}"
+
+    async def write_stream(self, name: str, chunks: AsyncIterable[bytes], content_type: str) -> str:
+        return await self.write(name, b"".join([chunk async for chunk in chunks]), content_type)
+
+    async def put_part(self, report: str, name: str, content: bytes) -> None:
+        self.parts[report, name] = content
+
+    async def get_part(self, report: str, name: str) -> bytes:
+        try:
+            return self.parts[report, name]
+        except KeyError:
+            raise ReportStoreError(f"part {report}/{name} is missing") from None
+
+
+async def items_of(deps: StaleDeps, plan: StalePlan) -> list[PlanItem]:
+    """A finished run's items with their outcomes, read back from its parts in the report store."""
+    return [item async for item in iter_items(deps.reports, plan)]

@@ -22,7 +22,7 @@ from shared.services.stale import (
 )
 from shared.services.stale.report import csv_cell
 from tests.fakes.state import MemoryStateStore
-from tests.unit.fakes_stale import FakeStaleGraph, MemoryReportStore
+from tests.unit.fakes_stale import FakeStaleGraph, MemoryReportStore, items_of
 
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 EXCLUDED_GROUP = "1ed3d779-f08b-59e8-9bc1-a281489c59a4"
@@ -101,7 +101,7 @@ async def test_dry_run_is_the_default_and_plans_everything_without_touching_anyo
     deps = make_deps(graph, clock, StaleConfig(max_actions=100, max_percent=100), reports=reports)
     plan = await sweep_stale_guests(deps)
     assert plan.status == "dry-run"
-    assert sorted((i.user_id, str(i.action), i.outcome) for i in plan.items) == [
+    assert sorted((i.user_id, str(i.action), i.outcome) for i in await items_of(deps, plan)) == [
         ("stale-1", "warn", "would-do"),
         ("stale-2", "warn", "would-do"),
     ]
@@ -121,7 +121,7 @@ async def test_lifecycle_warn_disable_delete_with_sponsors_told_and_exclusions_u
     assert graph.writes == []
 
     clock.advance(13)
-    assert (await sweep_stale_guests(deps)).items == []  # still in the warning grace period
+    assert await items_of(deps, await sweep_stale_guests(deps)) == []  # still in the warning grace period
     clock.advance(1)
     await sweep_stale_guests(deps)
     assert sorted(graph.writes) == ["disable stale-1", "disable stale-2", "revoke stale-1", "revoke stale-2"]
@@ -158,7 +158,7 @@ async def test_a_run_over_the_cap_acts_on_nobody_and_keeps_the_plan() -> None:
     assert plan.status == "capped"
     assert "cap of 1" in plan.message
     assert graph.writes == [] and graph.outbox == []
-    assert len(plan.items) == 2
+    assert len(await items_of(deps, plan)) == 2
     csv_text = next(v for k, v in reports.files.items() if k.endswith(".csv")).decode("utf-8-sig")
     assert "stale-1" in csv_text and "not-done" in csv_text
 
@@ -200,7 +200,7 @@ async def test_abort_when_graph_refuses_sign_in_activity() -> None:
 
 
 async def test_crash_mid_sweep_then_rerun_does_every_action_exactly_once() -> None:
-    graph = FakeStaleGraph([guest(f"g{i:02d}") for i in range(25)])
+    graph = FakeStaleGraph([guest(f"g{i:02d}") for i in range(25)], page_size=100)  # one part: batches of 10
     clock = Clock()
     deps = make_deps(graph, clock)
     await sweep_stale_guests(deps)  # warn all 25
@@ -215,7 +215,7 @@ async def test_crash_mid_sweep_then_rerun_does_every_action_exactly_once() -> No
     assert graph.count("disable") == 10
     graph.crash_on_batch = None
     rerun = await sweep_stale_guests(deps)
-    assert rerun.status == "applied"
+    assert rerun.status == "applied" and rerun.slices == 2  # the same run, continued
     assert graph.count("disable") == 25 and graph.count("revoke") == 25
     assert sorted(w.split()[1] for w in graph.writes if w.startswith("disable")) == [f"g{i:02d}" for i in range(25)]
     done = [s for a, s, o in await audit(deps) if a == "stale-disable" and o == "done"]
@@ -231,7 +231,7 @@ async def test_action_recorded_in_ledger_but_not_in_stage_record_is_not_repeated
     # a crash between the ledger's "done" and the stage record: the record still says "warned"
     await deps.state.put(RECORD_KIND, "stale-1", {"stage": "warned", "since": START.isoformat()}, etag="*")
     plan = await sweep_stale_guests(deps)
-    assert [(i.user_id, i.outcome) for i in plan.items] == [("stale-1", "already-done")]
+    assert [(i.user_id, i.outcome) for i in await items_of(deps, plan)] == [("stale-1", "already-done")]
     assert graph.count("disable stale-1") == 1
     record = await deps.state.get(RECORD_KIND, "stale-1")
     assert record is not None and record.value["stage"] == "disabled"
@@ -245,7 +245,10 @@ async def test_one_refused_action_does_not_stop_the_others_and_is_retried_next_r
     graph.item_status["disable:stale-2"] = 403  # e.g. a privileged role holder
     plan = await sweep_stale_guests(deps)
     assert plan.status == "incomplete"
-    assert {i.user_id: i.outcome.split(":")[0] for i in plan.items} == {"stale-1": "done", "stale-2": "failed"}
+    assert {i.user_id: i.outcome.split(":")[0] for i in await items_of(deps, plan)} == {
+        "stale-1": "done",
+        "stale-2": "failed",
+    }
     assert ("stale-disable", "stale-2", "failed") in await audit(deps)
     del graph.item_status["disable:stale-2"]
     await sweep_stale_guests(deps)
@@ -262,7 +265,9 @@ async def test_guest_who_signs_in_while_disabled_is_re_enabled_and_forgotten() -
     now = clock.now
     graph.users["stale-1"] = replace(graph.users["stale-1"], sign_in_activity=SignInActivity(now, None, None))
     plan = await sweep_stale_guests(deps)
-    assert [(i.user_id, str(i.action), i.reason) for i in plan.items] == [("stale-1", "reactivate", "active-again")]
+    assert [(i.user_id, str(i.action), i.reason) for i in await items_of(deps, plan)] == [
+        ("stale-1", "reactivate", "active-again")
+    ]
     assert graph.users["stale-1"].account_enabled is True
     assert await deps.state.get(RECORD_KIND, "stale-1") is None
     clock.advance(30)
@@ -283,7 +288,7 @@ async def test_restore_run_brings_back_the_deleted_enabled_and_restarts_their_cl
     assert graph.users["stale-1"].account_enabled is True
     assert (await restore_run(plan.run_id, deps))[0].status == "already-done"  # nothing left to undo
     clock.advance(1)
-    assert (await sweep_stale_guests(deps)).items == []  # not warned again the next night
+    assert await items_of(deps, await sweep_stale_guests(deps)) == []  # not warned again the next night
 
 
 async def test_restore_refuses_users_guestwarden_did_not_touch() -> None:

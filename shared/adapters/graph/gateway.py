@@ -59,7 +59,7 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
-from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError
+from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError, GuestPage
 
 __all__ = ["SPONSOR_GROUP_MEMBERS", "GraphGateway"]
 
@@ -139,16 +139,32 @@ class GraphGateway(GraphBatchClient):
         extra_filter = created_filter(created) if created is not None else ""
         odata_filter = GUESTS_FILTER + (f" and {extra_filter}" if extra_filter else "")
         async for page in self._iter_user_pages(odata_filter, fields):
+            yield page.users
+
+    async def guest_pages(
+        self, *, with_sign_in_activity: bool = True, created: CreatedRange | None = None, resume: str | None = None
+    ) -> AsyncIterator[GuestPage]:
+        """`iter_guest_pages` with each page's `@odata.nextLink`, continuing from `resume` when given. A stored
+        link is followed only if it points at GRAPH_BASE_URL's users collection: the state it was kept in must
+        not be able to send our token elsewhere."""
+        fields = [*USER_FIELDS, "signInActivity"] if with_sign_in_activity else list(USER_FIELDS)
+        extra_filter = created_filter(created) if created is not None else ""
+        odata_filter = GUESTS_FILTER + (f" and {extra_filter}" if extra_filter else "")
+        if resume is not None and not resume.startswith(f"{self.config.base_url.rstrip('/')}/users?"):
+            raise ValueError(f"refusing to continue a scan from a link outside {self.config.base_url}/users")
+        async for page in self._iter_user_pages(odata_filter, fields, resume):
             yield page
 
-    async def _iter_user_pages(self, odata_filter: str, fields: list[str]) -> AsyncIterator[list[DirectoryUser]]:
+    async def _iter_user_pages(
+        self, odata_filter: str, fields: list[str], resume: str | None = None
+    ) -> AsyncIterator[GuestPage]:
         """Pages as the server cuts them. With signInActivity, `$top` asks at most the documented maximum
         (SIGN_IN_ACTIVITY_MAX_PAGE); a first page refused for its size ("more than N users") is asked again with
         the size the refusal names (else 120, the older documented size), and the gateway keeps that size."""
         users = self.client.users
         with_activity = "signInActivity" in fields
         pace = self._activity if with_activity else None
-        while True:
+        while resume is None:
             top = min(self.config.page_size, self._sign_in_page) if with_activity else self.config.page_size
             query = users.UsersRequestBuilderGetQueryParameters(filter=odata_filter, select=fields, top=top)
             info = users.to_get_request_information(page_request(query, False))
@@ -163,9 +179,13 @@ class GraphGateway(GraphBatchClient):
                     "Graph refused pages of %d users with signInActivity (%s): asking for %d", top, exc, smaller
                 )
                 self._sign_in_page = smaller
+        if resume is not None:
+            info = users.with_url(resume).to_get_request_information(page_request(None, False))
+            body = await self._get_page("list users", self._raw_get(info), pace)
         while True:
-            yield [user_from_graph(u) for u in body.get("value", ()) if isinstance(u, dict)]
             next_link = body.get("@odata.nextLink")
+            users_page = [user_from_graph(u) for u in body.get("value", ()) if isinstance(u, dict)]
+            yield GuestPage(users_page, str(next_link) if next_link else None)
             if not next_link:
                 return
             info = users.with_url(str(next_link)).to_get_request_information(page_request(None, False))

@@ -18,7 +18,9 @@ from shared.services.audit import Auditor
 
 ACTOR = "stale-sweep"
 RECORD_KIND = "stale-stage"
-LEASE_SECONDS = 900
+LEASE_SECONDS = 300
+"""How long a run (and each action it claims) stays with the invocation working on it without a sign of life:
+a run whose invocation died is continued after this (STALE_SWEEP_LEASE_SECONDS)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +36,15 @@ class StaleConfig:
     at once gain nothing and cost partial pages: the scan reads one chain (scan.effective_concurrency)."""
     notify_guest: bool = False
     mail_sender: str | None = None
+    lease_seconds: int = LEASE_SECONDS
+    """STALE_SWEEP_LEASE_SECONDS: the run's lease, renewed at every checkpoint (journal.py)."""
+    slice_seconds: float = 0
+    """STALE_SWEEP_SLICE_MINUTES in seconds: an invocation hands the run on after this (0: no limit, the CLI)."""
+    resume_max_hours: float = 20
+    """STALE_RESUME_MAX_HOURS: an unfinished run older than this is abandoned, and a new run decides again."""
 
 
-Progress = Callable[[str, int], None]
+Progress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +58,8 @@ class StaleDeps:
     clock: Callable[[], datetime]
     owner: str = field(default_factory=lambda: f"stale-{uuid.uuid4()}")
     on_progress: Progress | None = None
-    """Called with ("reading", guests so far) and ("acting", actions so far): the CLI's progress bar."""
+    """Called with ("reading", guests read, guests in the tenant or None) and ("acting", actions done, actions
+    planned): the CLI's progress bar."""
 
 
 async def load_memories(state: StateStore) -> dict[str, StageMemory]:

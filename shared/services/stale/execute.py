@@ -1,27 +1,44 @@
-"""Executing a sweep: plan, check, and (only when not a dry run and every check passed) act; always report and
-audit.
+"""Running a sweep, in as many invocations as it takes: plan (plan.py), check, and (only when not a dry run
+and every check passed) act; always report and audit.
 
-Acting happens in `$batch`es: every step claims ("stale-<action>", user, scope) in the idempotency ledger
-first, where the scope names the lifecycle episode (see `StaleDecision.scope`), so a rerun after a crash finds
-what was done (DONE: the stage record is repaired from the ledger's outcome, nothing is repeated) and does what
-was not (skipping nothing). Every action is audited with its evidence (correlation id = the run id).
+A run is started by the nightly timer (or the CLI) and continued by any later invocation (the resume timer, the
+next night's timer, the CLI) from where its journal says it stopped (journal.py): a run cut off at any point -
+timeout, recycled instance, SIGKILL - repeats no read and no action and skips no guest.
+
+Acting goes part by part (a part = one page of the plan): every step claims ("stale-<action>", user, scope) in
+the idempotency ledger first, where the scope names the lifecycle episode (see `StaleDecision.scope`), so a
+run continued after a crash finds what was done (DONE: the stage record is repaired from the ledger's outcome,
+nothing is repeated) and does what was not. When a part is done its items and outcomes are written as its
+`acted-` part and the run's `acted` count moves past it. Every action is audited with its evidence
+(correlation id = the run id).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.directory import OutgoingMail
 from shared.domain.stale import Action
-from shared.domain.stale_plan import PlanItem, StalePlan, memory_after
+from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_id
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
-from shared.ports.state import Claim
+from shared.ports.state import ANY_ETAG, Claim
 from shared.services.audit import Auditor
-from shared.services.stale.deps import ACTOR, LEASE_SECONDS, StaleDeps, audit, write_memory
-from shared.services.stale.plan import build_plan
-from shared.services.stale.report import render_csv, render_html
+from shared.services.stale.deps import ACTOR, StaleDeps, audit, write_memory
+from shared.services.stale.journal import (
+    RunJournal,
+    RunTakenOver,
+    SliceOver,
+    current_run,
+    log_progress,
+    run_record,
+)
+from shared.services.stale.parts import acted_name, read_part, report_name, write_part
+from shared.services.stale.plan import PROGRESS_LOG_SECONDS, choose_ranges, iter_parts, read_guests
+from shared.services.stale.report import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -29,34 +46,142 @@ REQUESTS_PER_USER = {Action.DISABLE: 2, Action.DELETE: 1, Action.REACTIVATE: 1, 
 """Sub-requests per user and action (a disable is PATCH + revokeSignInSessions, a warning reads the sponsors):
 chunks fill a `$batch` of 20."""
 
+_ORDER = (Action.REACTIVATE, Action.DELETE, Action.DISABLE, Action.WARN)
+
 
 async def sweep_stale_guests(deps: StaleDeps, *, dry_run: bool | None = None, run_id: str | None = None) -> StalePlan:
-    """Plan, check, and (only when not a dry run and every check passed) act; always report and audit."""
-    plan = await build_plan(deps, run_id, dry_run=dry_run)
-    if plan.status == "planned":
-        try:
-            await _execute(plan, deps)
-        finally:
-            failed = [i for i in plan.items if i.outcome.startswith("failed") or i.outcome in ("planned", "held")]
-            plan.status = "incomplete" if failed else "applied"
-            if failed:
-                plan.message = f"{len(failed)} action(s) not done; the next run takes them up again."
-            await _finish(plan, deps)
-    else:
-        for item in plan.items:
-            item.outcome = "would-do" if plan.status == "dry-run" else "not-done"
-        await _finish(plan, deps)
+    """Start a run, or continue the unfinished run of the same mode (dry or not) if it is younger than
+    STALE_RESUME_MAX_HOURS and nobody is working on it. Returns the run's plan: finished (dry-run, capped,
+    aborted, applied, incomplete), `running` when this invocation's time slice ended first (the resume timer
+    continues it), or `busy` when another invocation holds the run."""
+    dry = deps.config.dry_run if dry_run is None else dry_run
+    if run_id is not None:
+        record = await run_record(deps.state, run_id)
+        if record is not None and record.get("phase") == "finished":
+            return _journal(deps, run_id).plan_of(record)  # nothing left to do: as it finished
+    journal = await _open(deps, dry, run_id)
+    if journal is None:
+        current = await current_run(deps.state, dry)
+        plan = StalePlan(current or "", deps.clock(), dry, status="busy")
+        plan.message = f"stale run {current} is being worked on by another invocation; nothing was done."
+        log.info(plan.message)
+        return plan
+    return await _work(deps, journal)
+
+
+async def resume_stale_sweeps(deps: StaleDeps) -> list[StalePlan]:
+    """The resume timer: continue each unfinished run (dry and real) whose lease has expired; nothing else."""
+    plans: list[StalePlan] = []
+    for dry in (False, True):
+        run_id = await current_run(deps.state, dry)
+        if run_id is None:
+            continue
+        journal = _journal(deps, run_id)
+        if await journal.take():
+            log.info("stale sweep %s: continuing (slice %d)", run_id, journal.value.get("slices", 1))
+            plans.append(await _work(deps, journal))
+    return plans
+
+
+def _journal(deps: StaleDeps, run_id: str) -> RunJournal:
+    return RunJournal(
+        deps.state,
+        run_id,
+        deps.owner,
+        deps.clock,
+        deps.config.lease_seconds,
+        slice_seconds=deps.config.slice_seconds,
+    )
+
+
+async def _open(deps: StaleDeps, dry_run: bool, run_id: str | None) -> RunJournal | None:
+    """The journal of the run to work on, under our lease; None if another invocation holds it."""
+    now = deps.clock()
+    wanted = run_id or await current_run(deps.state, dry_run)
+    if wanted is not None:
+        record = await run_record(deps.state, wanted)
+        if record is not None and record.get("phase") != "finished":
+            started = datetime.fromisoformat(str(record["started"]))
+            if run_id or now - started <= timedelta(hours=deps.config.resume_max_hours):
+                journal = _journal(deps, wanted)
+                return journal if await journal.take() else None
+            await _abandon(deps, wanted, record, started)
+    journal = _journal(deps, run_id or new_run_id(now))
+    ranges, undated, total = await choose_ranges(deps, now)
+    await journal.create(now, dry_run, ranges, undated, total)
+    return journal
+
+
+async def _abandon(deps: StaleDeps, run_id: str, record: dict[str, Any], started: datetime) -> None:
+    """A run too old to continue (its plan was decided on data from `started`): recorded as abandoned, and the
+    new run decides again (the ledger keeps any action it already did from being repeated)."""
+    journal = _journal(deps, run_id)
+    if not await journal.take():
+        return
+    plan = journal.plan()
+    plan.status = "abandoned"
+    plan.message = (
+        f"started {started:%Y-%m-%d %H:%M} UTC and not finished within STALE_RESUME_MAX_HOURS="
+        f"{deps.config.resume_max_hours:g}: a new run decides again."
+    )
+    await journal.finish(plan)
+    await _audit_run(deps, plan)
+    log.warning("stale sweep %s: abandoned, %s", run_id, plan.message)
+
+
+async def _work(deps: StaleDeps, journal: RunJournal) -> StalePlan:
+    plan = journal.plan()
+    try:
+        if journal.phase == "reading":
+            await read_guests(deps, journal, plan)
+            await journal.update(
+                phase="acting" if plan.status == "planned" else "reporting", status=plan.status, message=plan.message
+            )
+        else:
+            plan.parts = [name for cursor in await journal.cursors() for name in cursor.parts()]
+            async for tally, _ in iter_parts(deps, plan, items=False):
+                plan.absorb(tally)
+        if journal.phase == "acting":
+            await _execute(plan, deps, journal)
+            plan.status = "incomplete" if plan.not_done else "applied"
+            notes = []
+            if plan.not_done:
+                notes.append(f"{plan.not_done} action(s) not done; the next run takes them up again.")
+            if plan.outcomes["uncertain"]:
+                notes.append(
+                    f"{plan.outcomes['uncertain']} warning(s) uncertain: an invocation died while mailing them; "
+                    "they were not sent again (see the report and the audit log)."
+                )
+            plan.message = " ".join(notes)
+        elif plan.status != "aborted":
+            async for _, items in iter_parts(deps, plan):
+                plan.outcomes.update("would-do" if plan.status == "dry-run" else "not-done" for _ in items)
+        await _finish(plan, deps, journal)
+    except SliceOver:
+        await journal.pause()
+        plan.status = "running"
+        plan.message = "the run continues at the next resume tick (STALE_RESUME_SCHEDULE)"
+        log.info("stale sweep %s: slice %d ended, %s", plan.run_id, plan.slices, plan.message)
+    except RunTakenOver as exc:
+        plan.status = "busy"
+        plan.message = str(exc)
+        log.warning("stale sweep %s: %s", plan.run_id, exc)
+    except BaseException:
+        # A failure we can report (Graph, the stores): the next invocation may continue at once. Only a process
+        # that dies without getting here leaves its lease to run out.
+        await asyncio.shield(journal.pause())
+        raise
     return plan
 
 
-async def _finish(plan: StalePlan, deps: StaleDeps) -> None:
-    try:
-        plan.reports = [
-            await deps.reports.write(f"stale-{plan.run_id}.csv", render_csv(plan), "text/csv"),
-            await deps.reports.write(f"stale-{plan.run_id}.html", render_html(deps.templates, plan), "text/html"),
-        ]
-    except OSError as exc:
-        log.error("stale sweep %s: the report could not be written: %s", plan.run_id, exc)
+async def _finish(plan: StalePlan, deps: StaleDeps, journal: RunJournal) -> None:
+    plan.reports = await write_reports(deps, plan)
+    await _audit_run(deps, plan)
+    await journal.finish(plan)
+    log.info("stale sweep %s: %s %s (%d slice(s))", plan.run_id, plan.status, dict(plan.counts), plan.slices)
+
+
+async def _audit_run(deps: StaleDeps, plan: StalePlan) -> None:
     await Auditor(deps.state, ACTOR, deps.clock).record(
         "stale-run",
         plan.run_id,
@@ -67,44 +192,56 @@ async def _finish(plan: StalePlan, deps: StaleDeps) -> None:
             "guestsSeen": plan.guests_seen,
             "guestsWithoutSignInActivity": plan.guests_without_activity,
             "counts": dict(plan.counts),
+            "outcomes": dict(plan.outcomes),
+            "slices": plan.slices,
             "reports": plan.reports,
         },
         correlation_id=plan.run_id,
     )
-    log.info("stale sweep %s: %s %s", plan.run_id, plan.status, dict(plan.counts))
 
 
-_ORDER = (Action.REACTIVATE, Action.DELETE, Action.DISABLE, Action.WARN)
+async def _execute(plan: StalePlan, deps: StaleDeps, journal: RunJournal) -> None:
+    """Act part by part from the first part not yet acted on."""
+    report = report_name(plan.run_id)
+    total = plan.items_planned
+    done = sum(plan.outcomes.values())
+    logged = time.monotonic()
+    for index in range(journal.acted, len(plan.parts)):
+        tally, items = await read_part(deps.reports, report, plan.parts[index])
+        for action in _ORDER:
+            mine = [i for i in items if i.action is action]
+            size = BATCH_LIMIT // REQUESTS_PER_USER[action]
+            for start in range(0, len(mine), size):
+                if await _run_chunk(plan, mine[start : start + size], action, deps):
+                    await journal.checkpoint()  # after work was done: every slice moves the run on
+                done += len(mine[start : start + size])
+                if deps.on_progress:
+                    deps.on_progress("acting", done, total)
+                if time.monotonic() - logged >= PROGRESS_LOG_SECONDS:
+                    logged = time.monotonic()
+                    log_progress(plan.run_id, "actions done", done, total, logged - journal.started_at)
+        await write_part(deps.reports, report, acted_name(plan.parts[index]), tally, items)
+        plan.outcomes.update(item.outcome for item in items)
+        await journal.update(acted=index + 1, outcomes=dict(plan.outcomes))
 
 
-async def _execute(plan: StalePlan, deps: StaleDeps) -> None:
-    done = 0
-    for action in _ORDER:
-        items = [i for i in plan.items if i.action is action]
-        size = BATCH_LIMIT // REQUESTS_PER_USER[action]
-        for start in range(0, len(items), size):
-            chunk = items[start : start + size]
-            await _run_chunk(plan, chunk, action, deps)
-            done += len(chunk)
-            if deps.on_progress:
-                deps.on_progress("acting", done)
-
-
-async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, deps: StaleDeps) -> None:
+async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, deps: StaleDeps) -> bool:
+    """Claim and act on one batch; whether anything was acted on (False: all done or held already)."""
     won: list[tuple[PlanItem, Claim]] = []
     for item in chunk:
         claim = await deps.state.claim(
-            f"stale-{action}", item.user_id, item.scope, owner=deps.owner, lease_seconds=LEASE_SECONDS
+            f"stale-{action}", item.user_id, item.scope, owner=deps.owner, lease_seconds=deps.config.lease_seconds
         )
         if claim.done:
-            item.outcome = "already-done"
+            # Done by this run in an invocation that was cut off before it wrote the part's outcomes: "done".
+            item.outcome = "done" if (claim.outcome or {}).get("runId") == plan.run_id else "already-done"
             await write_memory(deps, item.user_id, (claim.outcome or {}).get("memory"))
         elif claim.held:
             item.outcome = "held"
         else:
             won.append((item, claim))
     if not won:
-        return
+        return False
     pending = {id(item): claim for item, claim in won}
     try:
         if action is Action.WARN:
@@ -115,6 +252,7 @@ async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, dep
         # Anything still claimed did not finish (an exception, a crash of the batch): let the next run take it.
         for claim in pending.values():
             await deps.state.release(claim)
+    return True
 
 
 def _requests(item: PlanItem, action: Action) -> list[BatchRequest]:
@@ -139,10 +277,20 @@ async def _batch_action(
     deps: StaleDeps,
     pending: dict[int, Claim],
 ) -> None:
-    requests = [r for item, _ in won for r in _requests(item, action)]
+    already = await _already_done(won, action, deps)
+    requests = [r for item, _ in won if item.user_id not in already for r in _requests(item, action)]
     results = {r.id: r for r in (await deps.graph.batch(requests) if requests else [])}
     now = deps.clock()
     for item, claim in won:
+        if item.user_id in already:
+            memory = memory_after(item, action, now, plan.run_id)
+            value = memory.to_json() if memory else None
+            await deps.state.complete(claim, {"memory": value, "recovered": True, "runId": plan.run_id})
+            pending.pop(id(item))
+            await write_memory(deps, item.user_id, value)
+            item.outcome = "done"
+            await audit(deps, plan, item, "done", {"recovered": "an earlier attempt had done it"})
+            continue
         mine = [results[r.id] for r in _requests(item, action)]
         failures = [r for r in mine if not _succeeded(r, action)]
         graph = {r.id: r.status for r in mine}
@@ -153,11 +301,31 @@ async def _batch_action(
             await audit(deps, plan, item, "failed", {"graph": graph})
             continue
         memory = memory_after(item, action, now, plan.run_id)
-        await deps.state.complete(claim, {"memory": memory.to_json() if memory else None, "graph": graph})
+        await deps.state.complete(
+            claim, {"memory": memory.to_json() if memory else None, "graph": graph, "runId": plan.run_id}
+        )
         pending.pop(id(item))
         await write_memory(deps, item.user_id, memory.to_json() if memory else None)
         item.outcome = "done"
         await audit(deps, plan, item, "done", {"graph": graph})
+
+
+async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps: StaleDeps) -> set[str]:
+    """Users an earlier attempt acted on without recording it (its process died between Graph's answer and the
+    ledger): only claims taken over (attempt > 1) are checked, by reading the account as it is now."""
+    retried = [item.user_id for item, claim in won if claim.attempt > 1]
+    if not retried or action is Action.WARN:
+        return set()
+    found = {u.id: u for u in await deps.graph.get_users(retried, with_sign_in_activity=False)}
+    if action is Action.DELETE:
+        return {uid for uid in retried if uid not in found}
+    target = action is Action.REACTIVATE  # the account enabled again; a disable: disabled
+    return {uid for uid in retried if uid in found and found[uid].account_enabled is target}
+
+
+MAIL_INTENT_KIND = "stale-mail-intent"
+"""Written before a warning is mailed and removed once its claim is completed or released: a claim taken over
+while it exists means the process died while mailing, so whether the sponsors got it is unknown."""
 
 
 async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleDeps, pending: dict[int, Claim]) -> None:
@@ -165,17 +333,24 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
     now = deps.clock()
     for item, claim in won:
         recipients = sorted({c.mail for c in sponsors.get(item.user_id, ()) if c.mail})
+        if claim.attempt > 1 and await deps.state.get(MAIL_INTENT_KIND, item.user_id) is not None:
+            await _uncertain_warning(plan, item, claim, recipients, now, deps)
+            pending.pop(id(item))
+            continue
+        await deps.state.put(MAIL_INTENT_KIND, item.user_id, {"scope": item.scope, "runId": plan.run_id}, etag=ANY_ETAG)
         try:
             mailed = await _send_warnings(item, recipients, now, plan.run_id, deps)
         except GraphError as exc:
             item.outcome = f"failed: {exc}"
+            await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
             await deps.state.release(pending.pop(id(item)))
             await audit(deps, plan, item, "failed", {"sponsors": recipients})
             continue
         memory = memory_after(item, Action.WARN, now, plan.run_id)
         assert memory is not None
-        await deps.state.complete(claim, {"memory": memory.to_json(), "mailed": mailed})
+        await deps.state.complete(claim, {"memory": memory.to_json(), "mailed": mailed, "runId": plan.run_id})
         pending.pop(id(item))
+        await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
         await write_memory(deps, item.user_id, memory.to_json())
         item.outcome = "done"
         extra: dict[str, Any] = {"mailed": mailed, "sponsors": recipients}
@@ -185,6 +360,23 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
         if not recipients:
             extra["note"] = "the guest has no sponsor with a mail address"
         await audit(deps, plan, item, "done", extra)
+
+
+async def _uncertain_warning(
+    plan: StalePlan, item: PlanItem, claim: Claim, recipients: list[str], now: datetime, deps: StaleDeps
+) -> None:
+    """The warning may or may not have reached the sponsors: not mailed again (at most once), recorded as
+    `uncertain` in the ledger, the report and the audit log, so an operator can check MAIL_SENDER's sent items.
+    The guest's warning period starts as if it had been sent."""
+    memory = memory_after(item, Action.WARN, now, plan.run_id)
+    assert memory is not None
+    await deps.state.complete(claim, {"memory": memory.to_json(), "uncertain": True, "runId": plan.run_id})
+    await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
+    await write_memory(deps, item.user_id, memory.to_json())
+    item.outcome = "uncertain"
+    note = "the process died while mailing this warning: not sent again; check the sender's sent items"
+    await audit(deps, plan, item, "uncertain", {"sponsors": recipients, "note": note})
+    log.warning("stale sweep %s: the warning of %s is uncertain (%s)", plan.run_id, item.user_id, note)
 
 
 async def _send_warnings(item: PlanItem, sponsors: list[str], now: datetime, run_id: str, deps: StaleDeps) -> list[str]:

@@ -1,42 +1,200 @@
 """Planning a sweep: read the exclusion groups, our stage records and every guest, let the domain decide each
-one (shared.domain.stale_plan), then judge the plan (data that looks wrong, caps)."""
+one (shared.domain.stale_plan), then judge the plan (data that looks wrong, caps).
+
+The guests are read page by page from one or more ranges (scan.py); each page's decisions are written to the
+report store as a part, then the range's cursor moves past the page (journal.py). A run cut off while reading
+continues each range from its cursor: no page is read twice or skipped, and the counts come from the parts.
+"""
 
 from __future__ import annotations
 
-from shared.domain.stale_plan import StalePlan, add_to_plan, check_caps, check_data, new_run_id
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from shared.domain.directory import CreatedRange, DirectoryUser
+from shared.domain.stale import StageMemory
+from shared.domain.stale_plan import PlanItem, StalePlan, add_to_plan, check_caps, check_data, part_name
 from shared.ports.graph import GraphError
 from shared.services.stale import scan
 from shared.services.stale.deps import StaleDeps, load_memories
+from shared.services.stale.journal import RangeCursor, RunJournal, log_progress
+from shared.services.stale.parts import read_part, report_name, write_part
+
+log = logging.getLogger(__name__)
+
+PROGRESS_LOG_SECONDS = 30.0
+RESUME_REFUSED = (400, 404, 410)
+"""What Graph may answer a nextLink it no longer honours (an expired skip token): the range is read again."""
 
 
-async def build_plan(deps: StaleDeps, run_id: str | None = None, *, dry_run: bool | None = None) -> StalePlan:
-    now = deps.clock()
-    plan = StalePlan(run_id or new_run_id(now), now, deps.config.dry_run if dry_run is None else dry_run)
-    excluded: set[str] = set()
-    for group_id in sorted(deps.policy.exclude_group_ids):
-        excluded |= await deps.graph.group_member_ids(group_id)
-    memories = await load_memories(deps.state)
+async def choose_ranges(deps: StaleDeps, now: datetime) -> tuple[list[CreatedRange], bool, int | None]:
+    """The scan ranges (scan.plan_partitions; [] reads one chain), whether guests without a createdDateTime
+    must be read as a last piece, and how many guests there are (for progress and ETA; None if unknown)."""
+    concurrency = scan.effective_concurrency(deps.config.scan_concurrency, deps.config.sign_in_activity_per_minute)
+    total: int | None = None
+    if concurrency > 1:
+        try:
+            span = await deps.graph.guest_span()
+        except GraphError as exc:
+            if exc.status != 400:
+                raise
+            log.warning("the guest span query was refused (%s): reading the guests in one chain", exc)
+        else:
+            ranges = scan.plan_partitions(span.dated, span.earliest, now, concurrency=concurrency)
+            if ranges:
+                total = await _count(deps)
+                undated = total is None or total > span.dated
+                return ranges, undated, total if total is not None else span.dated
+    return [], False, await _count(deps)
+
+
+async def _count(deps: StaleDeps) -> int | None:
     try:
-        concurrency = scan.effective_concurrency(deps.config.scan_concurrency, deps.config.sign_in_activity_per_minute)
-        pages = scan.iter_guest_pages(deps.graph, concurrency=concurrency, now=now)
-        async for page in pages:
-            for user in page:
-                add_to_plan(plan, user, memories.get(user.id), now, deps.policy, user.id in excluded)
-            if deps.on_progress:
-                deps.on_progress("reading", plan.guests_seen)
-        plan.items.sort(key=lambda item: item.user_id)  # the same plan whatever order the pages came in
+        return await deps.graph.count_guests()
     except GraphError as exc:
-        if exc.status in (401, 403):
+        if exc.status != 400:
+            raise
+        log.warning("counting the guests was refused (%s): progress is shown without an ETA", exc)
+        return None
+
+
+class _Reader:
+    """Reads the run's ranges from their cursors, writing each page's decisions as a part."""
+
+    def __init__(self, deps: StaleDeps, journal: RunJournal, plan: StalePlan, now: datetime) -> None:
+        self.deps = deps
+        self.journal = journal
+        self.plan = plan
+        self.now = now
+        self.report = report_name(plan.run_id)
+        self.memories: dict[str, StageMemory] = {}
+        self.excluded: set[str] = set()
+        self.read = 0
+        self.total = journal.value.get("total")
+        self._logged = time.monotonic()
+
+    async def run(self, cursors: list[RangeCursor]) -> None:
+        for group_id in sorted(self.deps.policy.exclude_group_ids):
+            self.excluded |= await self.deps.graph.group_member_ids(group_id)
+        self.memories = await load_memories(self.deps.state)
+        self.read = sum(c.guests for c in cursors)
+        ranges = self.journal.ranges
+        pending = deque(c for c in cursors if not c.done and c.piece < max(1, len(ranges)))
+        concurrency = scan.effective_concurrency(
+            self.deps.config.scan_concurrency, self.deps.config.sign_in_activity_per_minute
+        )
+
+        async def worker() -> None:
+            while pending:
+                await self._read_range(pending.popleft())
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, min(concurrency, len(pending)))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failures:  # one range failed (or the slice ended): the others stopped
+            raise failures.exceptions[0] from None
+        if self.journal.undated and not cursors[-1].done:
+            await self._read_undated(cursors[-1])
+
+    async def _read_range(self, cursor: RangeCursor) -> None:
+        ranges = self.journal.ranges
+        created = ranges[cursor.piece] if ranges else None
+        while not cursor.done:
+            resumed = cursor.next
+            try:
+                async for page in self.deps.graph.guest_pages(created=created, resume=cursor.next):
+                    users = [u for u in page.users if created is None or created.owns(u)]
+                    cursor.guests += await self._write_page(cursor, users)
+                    cursor.pages += 1
+                    cursor.next = page.next
+                    cursor.done = page.next is None
+                    await self.journal.save(cursor)
+                    await self.journal.checkpoint()
+                    resumed = None
+            except GraphError as exc:
+                if resumed is None or exc.status not in RESUME_REFUSED:
+                    raise
+                log.warning(
+                    "stale run %s: Graph refused to continue range %d from its saved link (%s): reading it again",
+                    self.plan.run_id,
+                    cursor.piece,
+                    exc,
+                )
+                cursor.attempt, cursor.pages, cursor.next, cursor.guests = cursor.attempt + 1, 0, None, 0
+                await self.journal.save(cursor)
+
+    async def _read_undated(self, cursor: RangeCursor) -> None:
+        """Guests without a createdDateTime: one id chain, then by id. Not continued mid-way (their chain is
+        cheap and rare): a cut-off reading is done again under a new attempt, whose parts replace the old."""
+        cursor.attempt, cursor.pages, cursor.guests = cursor.attempt + 1, 0, 0
+        ids = await scan.undated_ids(self.deps.graph)
+        async for users in scan.read_by_id(self.deps.graph, ids, with_sign_in_activity=True):
+            cursor.guests += await self._write_page(cursor, users)
+            cursor.pages += 1
+        cursor.done = True
+        await self.journal.save(cursor)
+        await self.journal.checkpoint()
+
+    async def _write_page(self, cursor: RangeCursor, users: list[DirectoryUser]) -> int:
+        """Decide a page, store it as the cursor's next part; the guests it held."""
+        page = StalePlan(self.plan.run_id, self.plan.started, self.plan.dry_run)
+        items: list[PlanItem] = []
+        for user in users:
+            item = add_to_plan(
+                page, user, self.memories.get(user.id), self.now, self.deps.policy, user.id in self.excluded
+            )
+            if item is not None:
+                items.append(item)
+        name = part_name(cursor.piece, cursor.attempt, cursor.pages)
+        await write_part(self.deps.reports, self.report, name, page.tally(), items)
+        self.read += page.guests_seen
+        self._progress()
+        return page.guests_seen
+
+    def _progress(self) -> None:
+        if self.deps.on_progress:
+            self.deps.on_progress("reading", self.read, self.total)
+        if time.monotonic() - self._logged >= PROGRESS_LOG_SECONDS:
+            self._logged = time.monotonic()
+            log_progress(self.plan.run_id, "guests read", self.read, self.total, self._logged - self.journal.started_at)
+
+
+async def read_guests(deps: StaleDeps, journal: RunJournal, plan: StalePlan) -> None:
+    """The reading phase, from wherever the run's cursors stand; then the counts of every part, the checks."""
+    cursors = await journal.cursors()
+    if not all(c.done for c in cursors):
+        try:
+            await _Reader(deps, journal, plan, plan.started).run(cursors)
+        except GraphError as exc:
+            if exc.status not in (401, 403):
+                raise
             plan.status = "aborted"
             plan.message = (
                 f"Graph refused to list guests with signInActivity ({exc.status} {exc.code}): the tenant needs "
                 "Entra ID P1/P2 and the app needs AuditLog.Read.All (and User.Read.All). Nothing was changed."
             )
-            return plan
-        raise
+            return
+        cursors = await journal.cursors()
+    plan.parts = [name for cursor in cursors for name in cursor.parts()]
+    async for tally, _ in iter_parts(deps, plan, items=False):
+        plan.absorb(tally)
     check_data(plan, deps.config.abort_missing_activity_percent)
     if plan.status == "planned":
         check_caps(plan, deps.config.max_actions, deps.config.max_percent)
     if plan.status == "planned" and plan.dry_run:
         plan.status = "dry-run"
-    return plan
+
+
+async def iter_parts(
+    deps: StaleDeps, plan: StalePlan, *, items: bool = True, acted: bool = False
+) -> AsyncIterator[tuple[dict[str, Any], list[PlanItem]]]:
+    """Each part's tally and items, in plan order (one part in memory at a time)."""
+    report = report_name(plan.run_id)
+    for name in plan.parts:
+        yield await read_part(deps.reports, report, name, acted=acted, items=items)

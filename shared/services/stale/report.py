@@ -1,5 +1,8 @@
-"""The stale sweep's reports: a formula-safe CSV, and the HTML report's context (rendered through the
-templates port: HTML is autoescaped by shared/adapters/templates.py).
+"""The stale sweep's reports: a formula-safe CSV, and the HTML report (rendered through the templates port:
+HTML is autoescaped by shared/adapters/templates.py).
+
+Both are streamed to the report store from the run's parts (one part in memory at a time), so a 100,000-guest
+report costs no more memory than a small one.
 
 Display names, UPNs and mail addresses are written by outsiders (a guest chooses its own display name), so every
 CSV cell that a spreadsheet would read as a formula is defused.
@@ -9,11 +12,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
-from typing import Any
+import logging
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
 
-from shared.domain.stale_plan import StalePlan
-from shared.ports.templates import StaleRenderer
+from shared.domain.stale_plan import PlanItem, StalePlan
+from shared.ports.reports import ReportStore
+from shared.services.stale.parts import read_part, report_name
+
+if TYPE_CHECKING:
+    from shared.services.stale.deps import StaleDeps
+
+log = logging.getLogger(__name__)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,46 +56,100 @@ CSV_COLUMNS = (
 )
 
 
-def render_csv(plan: StalePlan) -> bytes:
+def csv_row(plan: StalePlan, item: PlanItem) -> list[str]:
+    ev = item.evidence
+    row: Iterable[object] = (
+        plan.run_id,
+        item.action,
+        item.outcome,
+        item.user_id,
+        item.display_name,
+        item.user_principal_name,
+        item.mail,
+        item.home_domain,
+        item.reason,
+        ev.get("basis"),
+        ev.get("inactiveSince"),
+        ev.get("inactiveDays"),
+        ev.get("thresholdDays"),
+        ev.get("lastSignIn"),
+        ev.get("lastNonInteractiveSignIn"),
+        ev.get("lastSuccessfulSignIn"),
+        ev.get("stage"),
+        ev.get("stageSince"),
+    )
+    return [csv_cell(v) for v in row]
+
+
+async def iter_items(reports: ReportStore, plan: StalePlan) -> AsyncIterator[PlanItem]:
+    """The run's items with their outcomes, in plan order: acted parts once acted on; otherwise the plan's,
+    marked would-do (dry run) or not-done (capped, aborted)."""
+    acted = plan.status in ("applied", "incomplete")
+    for name in plan.parts:
+        _, items = await read_part(reports, report_name(plan.run_id), name, acted=acted)
+        for item in items:
+            if not acted:
+                item.outcome = "would-do" if plan.status == "dry-run" else "not-done"
+            yield item
+
+
+async def csv_chunks(deps: StaleDeps, plan: StalePlan) -> AsyncIterator[bytes]:
+    """The CSV, a part's worth of rows at a time; the BOM makes Excel read UTF-8 names correctly."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    for item in plan.items:
-        ev = item.evidence
-        row: Iterable[object] = (
-            plan.run_id,
-            item.action,
-            item.outcome,
-            item.user_id,
-            item.display_name,
-            item.user_principal_name,
-            item.mail,
-            item.home_domain,
-            item.reason,
-            ev.get("basis"),
-            ev.get("inactiveSince"),
-            ev.get("inactiveDays"),
-            ev.get("thresholdDays"),
-            ev.get("lastSignIn"),
-            ev.get("lastNonInteractiveSignIn"),
-            ev.get("lastSuccessfulSignIn"),
-            ev.get("stage"),
-            ev.get("stageSince"),
-        )
-        writer.writerow([csv_cell(v) for v in row])
-    return out.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8 names correctly
+    yield out.getvalue().encode("utf-8-sig")
+    rows = 0
+    async for item in iter_items(deps.reports, plan):
+        writer.writerow(csv_row(plan, item))
+        rows += 1
+        if rows % 500 == 0:
+            yield _drain(out)
+    yield _drain(out)
 
 
-def report_context(plan: StalePlan) -> dict[str, Any]:
-    """What the HTML report template is given."""
+def _drain(out: io.StringIO) -> bytes:
+    text = out.getvalue()
+    out.seek(0)
+    out.truncate()
+    return text.encode("utf-8")
+
+
+class ReportView:
+    """The plan as the HTML template sees it: its fields, and `items` streamed from the parts."""
+
+    def __init__(self, plan: StalePlan, items: AsyncIterator[PlanItem]) -> None:
+        self._plan = plan
+        self.items = items
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._plan, name)
+
+
+def report_context(deps: StaleDeps, plan: StalePlan) -> dict[str, Any]:
+    """What the HTML report template is given (`plan.items` is an async iterator)."""
     actions = sorted({a for counts in plan.per_domain.values() for a in counts})
     return {
-        "plan": plan,
+        "plan": ReportView(plan, iter_items(deps.reports, plan)),
         "per_action": sorted(plan.counts.items()),
         "per_domain": sorted(plan.per_domain.items()),
         "actions": actions,
     }
 
 
-def render_html(templates: StaleRenderer, plan: StalePlan) -> bytes:
-    return templates.report_html(report_context(plan)).encode("utf-8")
+async def html_chunks(deps: StaleDeps, plan: StalePlan) -> AsyncIterator[bytes]:
+    async for text in deps.templates.report_html(report_context(deps, plan)):
+        yield text.encode("utf-8")
+
+
+async def write_reports(deps: StaleDeps, plan: StalePlan) -> list[str]:
+    """Stream the CSV and HTML reports; a report store that fails is logged, not fatal (the audit entry of the
+    run is written either way)."""
+    try:
+        return [
+            await deps.reports.write_stream(f"stale-{plan.run_id}.csv", csv_chunks(deps, plan), "text/csv"),
+            await deps.reports.write_stream(f"stale-{plan.run_id}.html", html_chunks(deps, plan), "text/html"),
+        ]
+    except OSError as exc:
+        log.error("stale sweep %s: the report could not be written: %s", plan.run_id, exc)
+        return []

@@ -20,21 +20,20 @@ Graph serves without advanced query parameters) that STALE_SCAN_CONCURRENCY work
   this stays within EXTRA_REQUESTS_BUDGET (5%) of the pages Graph needs anyway. A tenant too small to gain
   pays the span only, then is read in one chain (which includes the undated guests).
 - Throttling: a 429 on any range holds every range for its Retry-After (GraphGateway.throttle).
-- Memory: a bounded queue of pages between the workers and the consumer; nothing else is kept.
+- Memory: one page per range worker at a time; each page's decisions go to the report store (plan.py).
+- Resume: each range keeps a cursor (its pages and nextLink) in state (journal.py), so a run cut off reads on
+  from there.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 from shared.domain.directory import CreatedRange, DirectoryUser
-from shared.ports.graph import GraphError, ScanGraph
+from shared.ports.graph import ScanGraph
 
 log = logging.getLogger(__name__)
 
@@ -81,78 +80,6 @@ def plan_partitions(
     bounds = sorted({start + timedelta(seconds=int((step * i).total_seconds())) for i in range(1, pieces)})
     edges: list[datetime | None] = [None, *bounds, None]
     return [CreatedRange(edges[i], edges[i + 1]) for i in range(len(edges) - 1)]
-
-
-async def iter_guest_pages(
-    graph: ScanGraph, *, concurrency: int, now: datetime, with_sign_in_activity: bool = True
-) -> AsyncIterator[list[DirectoryUser]]:
-    """Every guest once, page by page, from `concurrency` ranges at a time (page order is not defined)."""
-    partitions: list[CreatedRange] = []
-    undated = 0
-    if concurrency > 1:
-        try:
-            span = await graph.guest_span()
-        except GraphError as exc:
-            if exc.status != 400:
-                raise
-            log.warning("the guest span query was refused (%s): reading the guests in one chain", exc)
-        else:
-            partitions = plan_partitions(span.dated, span.earliest, now, concurrency=concurrency)
-            if partitions:  # ranges miss the guests without a createdDateTime: are there any?
-                undated = await _undated(graph, span.dated)
-    if not partitions:
-        async for page in graph.iter_guest_pages(with_sign_in_activity=with_sign_in_activity):
-            yield page
-        return
-    pending = deque(partitions)
-    queue: asyncio.Queue[list[DirectoryUser] | BaseException | None] = asyncio.Queue(maxsize=2 * concurrency)
-
-    async def worker() -> None:
-        while pending:
-            part = pending.popleft()
-            pages = graph.iter_guest_pages(with_sign_in_activity=with_sign_in_activity, created=part)
-            async for page in pages:
-                await queue.put([user for user in page if part.owns(user)])
-
-    async def run() -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(concurrency, len(partitions))):
-                    group.create_task(worker())
-        except BaseExceptionGroup as failures:
-            await queue.put(failures.exceptions[0])
-            return
-        await queue.put(None)
-
-    runner = asyncio.create_task(run())
-    # The undated guests are found while the ranges are read: their chain reads no signInActivity, so it costs
-    # none of that quota, and the quota is what the ranges wait for.
-    finding = asyncio.create_task(undated_ids(graph)) if undated > 0 else None
-    try:
-        while (item := await queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-        if finding is not None:
-            async for page in read_by_id(graph, await finding, with_sign_in_activity=with_sign_in_activity):
-                yield page
-    finally:
-        for task in (runner, finding):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-
-async def _undated(graph: ScanGraph, dated: int) -> int:
-    """Guests without a createdDateTime (all minus the dated); if Graph refuses the count, assume some."""
-    try:
-        return await graph.count_guests() - dated
-    except GraphError as exc:
-        if exc.status != 400:
-            raise
-        log.warning("counting the guests was refused (%s): looking for guests without createdDateTime", exc)
-        return 1
 
 
 async def undated_ids(graph: ScanGraph) -> list[str]:
