@@ -20,6 +20,8 @@ import asyncio
 import json
 import math
 import resource
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +29,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Row, SimProcess, run_json, tenant_file
+from bench.common import ROOT, Row, SimProcess, run_json, tenant_file
 
 PAGE = 500  # user-list.md: at most 500 a page with signInActivity
 BATCH = 20
 LATENCY_MS = 250
 RSS_TARGET_MB = 200.0
+RSS_RATIO_TARGET = 1.2
 FLOOR_RATIO_TARGET = 1.05
 TIME_FLOOR_RATIO_TARGET = 1.10
 THROTTLED_SHARE_TARGET = 0.01
@@ -48,7 +51,26 @@ def quota_floor_s(pages: int, scale: float = QUOTA_SCALE) -> float:
     return max(0, math.ceil(pages / ACTIVITY_PER_MINUTE) - 1) * 60.0 / scale
 
 
-async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA_SCALE) -> dict[str, Any]:
+async def sweep(
+    url: str,
+    *,
+    concurrency: int,
+    apply: bool,
+    scale: float = QUOTA_SCALE,
+    folder: str | None = None,
+    lease_s: int = 300,
+) -> dict[str, Any]:
+    """One sweep in this process; `folder` keeps its state and reports (a second process continues a run the
+    first was killed in)."""
+    if folder is not None:
+        return await _sweep_in(Path(folder), url, concurrency=concurrency, apply=apply, scale=scale, lease_s=lease_s)
+    with tempfile.TemporaryDirectory() as reports:
+        return await _sweep_in(Path(reports), url, concurrency=concurrency, apply=apply, scale=scale, lease_s=lease_s)
+
+
+async def _sweep_in(
+    reports: Path, url: str, *, concurrency: int, apply: bool, scale: float, lease_s: int
+) -> dict[str, Any]:
     from shared.adapters.credentials import LocalTokenCredential, local_token_url
     from shared.adapters.graph import GraphConfig, GraphGateway
     from shared.adapters.reports import LocalFolderReportStore
@@ -58,32 +80,32 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
     from shared.ports.clock import utc_now
     from shared.services.stale import StaleConfig, StaleDeps, sweep_stale_guests
 
-    with tempfile.TemporaryDirectory() as reports:
-        async with GraphGateway(
-            LocalTokenCredential(token_url=local_token_url(url)),
-            GraphConfig(base_url=url, max_retries=10, quota_time_scale=scale),
-        ) as graph:
-            # The simulator process rebased the tenant onto its start and ticks with real time: the wall clock is
-            # its clock too (docs/local-development.md, "Dates").
-            deps = StaleDeps(
-                graph=graph,
-                state=SqliteStateStore(Path(reports) / "state.db", clock=utc_now),
-                reports=LocalFolderReportStore(Path(reports)),
-                templates=StaleTemplates(),
-                policy=StalePolicy(),
-                config=StaleConfig(
-                    dry_run=not apply,
-                    max_actions=100_000,
-                    max_percent=100.0,
-                    scan_concurrency=concurrency,
-                    sign_in_activity_per_minute=ACTIVITY_PER_MINUTE,
-                ),
-                clock=utc_now,
-            )
-            early = watch_retry_after(graph)
-            started = time.perf_counter()
-            plan = await sweep_stale_guests(deps)
-            wall = time.perf_counter() - started
+    async with GraphGateway(
+        LocalTokenCredential(token_url=local_token_url(url)),
+        GraphConfig(base_url=url, max_retries=10, quota_time_scale=scale),
+    ) as graph:
+        # The simulator process rebased the tenant onto its start and ticks with real time: the wall clock is
+        # its clock too (docs/local-development.md, "Dates").
+        deps = StaleDeps(
+            graph=graph,
+            state=SqliteStateStore(Path(reports) / "state.db", clock=utc_now),
+            reports=LocalFolderReportStore(Path(reports)),
+            templates=StaleTemplates(),
+            policy=StalePolicy(),
+            config=StaleConfig(
+                dry_run=not apply,
+                max_actions=100_000,
+                max_percent=100.0,
+                scan_concurrency=concurrency,
+                sign_in_activity_per_minute=ACTIVITY_PER_MINUTE,
+                lease_seconds=lease_s,
+            ),
+            clock=utc_now,
+        )
+        early = watch_retry_after(graph)
+        started = time.perf_counter()
+        plan = await sweep_stale_guests(deps)
+        wall = time.perf_counter() - started
     return {
         "wall_s": wall,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -92,6 +114,8 @@ async def sweep(url: str, *, concurrency: int, apply: bool, scale: float = QUOTA
         "acting": plan.acting,
         "counts": dict(plan.counts),
         "not_done": sum(n for outcome, n in plan.outcomes.items() if outcome not in ("done", "would-do")),
+        "run_id": plan.run_id,
+        "slices": plan.slices,
         "early": early(),
     }
 
@@ -214,14 +238,99 @@ def bench_size(guests: int, *, latency_ms: int, storm: float, concurrency: int) 
                 f"{applied['not_done']} not done",
             )
         )
+        rows.append(
+            Row(
+                name,
+                "peak RSS of the sweeping process (applied, reports written)",
+                f"{applied['rss_mb']:.0f} MB",
+                f"< {RSS_TARGET_MB:.0f} MB",
+                applied["rss_mb"] < RSS_TARGET_MB,
+                f"{applied['acting']:,} actions, each part of the plan read back and its outcomes written",
+            )
+        )
     return rows
 
 
+RESUME_LEASE_S = 3
+"""STALE_SWEEP_LEASE_SECONDS in the resume bench (300 in Azure): how long a killed run waits for its lease."""
+
+
+def bench_resume(guests: int, *, concurrency: int) -> list[Row]:
+    """SIGKILL the sweeping process halfway through reading, start a new one once the lease is out, and time
+    how long the new process takes to read on (process start, imports, token, taking the run over)."""
+    name = f"sweep {guests:,}"
+    pages = math.ceil(guests / PAGE)
+    with SimProcess(tenant_file(guests)) as sim, tempfile.TemporaryDirectory() as folder:
+        sim.call("throttling", time_scale=QUOTA_SCALE)
+        sim.call("reset")
+        args = [sys.executable, "-m", "bench.sweep", "--child", sim.base_url, "--concurrency", str(concurrency)]
+        args += ["--scale", str(QUOTA_SCALE), "--folder", folder, "--lease", str(RESUME_LEASE_S)]
+
+        def reads() -> int:
+            return int(sim.call("stats")["requests"].get("GET /users", 0))
+
+        first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: reads() >= pages // 2, timeout_s=CHILD_TIMEOUT_S)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at, read_before = time.monotonic(), reads()
+        time.sleep(max(0.0, killed_at + RESUME_LEASE_S - time.monotonic()))  # the dead process's lease runs out
+        restart = time.monotonic()
+        second = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        wait_for(lambda: reads() > read_before, timeout_s=CHILD_TIMEOUT_S)
+        first_page = time.monotonic() - restart
+        out, _ = second.communicate(timeout=CHILD_TIMEOUT_S)
+        result = json.loads(out.strip().splitlines()[-1])
+        again = reads() - pages
+    ok = result["guests"] == guests and result["slices"] == 2 and again <= 1
+    return [
+        Row(
+            name,
+            "resume after SIGKILL mid-sweep: new process start -> reading on",
+            f"{first_page:.2f} s",
+            "",
+            ok,
+            f"killed after {read_before} of {pages} pages; {again} page(s) read again; the resumed run read "
+            f"{result['guests']:,} guests in {result['slices']} slices, status {result['status']}. Add the lease "
+            f"(STALE_SWEEP_LEASE_SECONDS: {RESUME_LEASE_S} s here, 300 s in Azure) and one resume-timer tick "
+            "(<= 5 min) for the time a killed run waits in Azure",
+        )
+    ]
+
+
+def wait_for(condition: Callable[[], bool], *, timeout_s: float, poll_s: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bench waited too long")
+        time.sleep(poll_s)
+
+
 def run(sizes: list[int], *, latency_ms: int = LATENCY_MS, concurrency: int = 8, storm: float = 0.1) -> list[Row]:
-    """Every size; the 429 storm (`storm`: the share of list requests throttled) on the smallest only."""
+    """Every size; the 429 storm (`storm`: the share of list requests throttled) and the kill/resume on the
+    smallest only; then the ratio of the peak RSS at the largest size to the smallest."""
     rows: list[Row] = []
     for index, guests in enumerate(sorted(sizes)):
         rows += bench_size(guests, latency_ms=latency_ms, storm=storm if index == 0 else 0.0, concurrency=concurrency)
+        if index == 0:
+            rows += bench_resume(guests, concurrency=concurrency)
+    rss: dict[str, float] = {}
+    for row in rows:
+        if row.metric.startswith("peak RSS"):
+            rss[row.bench] = max(rss.get(row.bench, 0.0), float(row.value.split()[0]))
+    sizes_sorted = sorted(sizes)
+    if len(sizes_sorted) >= 2:
+        low, high = rss[f"sweep {sizes_sorted[0]:,}"], rss[f"sweep {sizes_sorted[-1]:,}"]
+        rows.append(
+            Row(
+                f"sweep {sizes_sorted[-1]:,} / {sizes_sorted[0]:,}",
+                "peak RSS ratio, largest tenant / smallest (plan and applied sweep, the highest of each)",
+                f"{high / low:.2f} ({high:.0f} MB / {low:.0f} MB)",
+                f"<= {RSS_RATIO_TARGET}",
+                high / low <= RSS_RATIO_TARGET,
+                "memory flat in the tenant's size: the plan and the reports stream through the report store",
+            )
+        )
     return rows
 
 
@@ -231,8 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--apply", action="store_true")
     parser.add_argument("--scale", type=float, default=QUOTA_SCALE)
+    parser.add_argument("--folder", help="keep state and reports here (default: a temporary folder)")
+    parser.add_argument("--lease", type=int, default=300, help="STALE_SWEEP_LEASE_SECONDS")
     args = parser.parse_args(argv)
-    result = asyncio.run(sweep(args.child, concurrency=args.concurrency, apply=args.apply, scale=args.scale))
+    result = asyncio.run(
+        sweep(
+            args.child,
+            concurrency=args.concurrency,
+            apply=args.apply,
+            scale=args.scale,
+            folder=args.folder,
+            lease_s=args.lease,
+        )
+    )
     print(json.dumps(result))
     return 0
 

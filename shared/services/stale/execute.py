@@ -149,8 +149,8 @@ async def _work(deps: StaleDeps, journal: RunJournal) -> StalePlan:
                 notes.append(f"{plan.not_done} action(s) not done; the next run takes them up again.")
             if plan.outcomes["uncertain"]:
                 notes.append(
-                    f"{plan.outcomes['uncertain']} warning(s) uncertain: an invocation died while mailing them; "
-                    "they were not sent again (see the report and the audit log)."
+                    f"{plan.outcomes['uncertain']} warning(s) uncertain: whether Graph sent them is unknown (an "
+                    "invocation died while mailing, or a timeout/5xx); not sent again (see the report and audit log)."
                 )
             plan.message = " ".join(notes)
         elif plan.status != "aborted":
@@ -233,9 +233,14 @@ async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, dep
             f"stale-{action}", item.user_id, item.scope, owner=deps.owner, lease_seconds=deps.config.lease_seconds
         )
         if claim.done:
-            # Done by this run in an invocation that was cut off before it wrote the part's outcomes: "done".
-            item.outcome = "done" if (claim.outcome or {}).get("runId") == plan.run_id else "already-done"
-            await write_memory(deps, item.user_id, (claim.outcome or {}).get("memory"))
+            outcome = claim.outcome or {}
+            await write_memory(deps, item.user_id, outcome.get("memory"))
+            if outcome.get("runId") == plan.run_id:
+                # Done by this run in an invocation cut off before it wrote the part's outcomes.
+                item.outcome = str(outcome.get("result") or "done")
+                await _flush_audit(deps, plan, item, action, outcome)
+            else:
+                item.outcome = "already-done"
         elif claim.held:
             item.outcome = "held"
         else:
@@ -280,16 +285,10 @@ async def _batch_action(
     already = await _already_done(won, action, deps)
     requests = [r for item, _ in won if item.user_id not in already for r in _requests(item, action)]
     results = {r.id: r for r in (await deps.graph.batch(requests) if requests else [])}
-    now = deps.clock()
     for item, claim in won:
         if item.user_id in already:
-            memory = memory_after(item, action, now, plan.run_id)
-            value = memory.to_json() if memory else None
-            await deps.state.complete(claim, {"memory": value, "recovered": True, "runId": plan.run_id})
             pending.pop(id(item))
-            await write_memory(deps, item.user_id, value)
-            item.outcome = "done"
-            await audit(deps, plan, item, "done", {"recovered": "an earlier attempt had done it"})
+            await _settle(deps, plan, item, claim, action, "done", {"recovered": "an earlier attempt had done it"})
             continue
         mine = [results[r.id] for r in _requests(item, action)]
         failures = [r for r in mine if not _succeeded(r, action)]
@@ -300,14 +299,8 @@ async def _batch_action(
             await deps.state.release(pending.pop(id(item)))
             await audit(deps, plan, item, "failed", {"graph": graph})
             continue
-        memory = memory_after(item, action, now, plan.run_id)
-        await deps.state.complete(
-            claim, {"memory": memory.to_json() if memory else None, "graph": graph, "runId": plan.run_id}
-        )
         pending.pop(id(item))
-        await write_memory(deps, item.user_id, memory.to_json() if memory else None)
-        item.outcome = "done"
-        await audit(deps, plan, item, "done", {"graph": graph})
+        await _settle(deps, plan, item, claim, action, "done", {"graph": graph})
 
 
 async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps: StaleDeps) -> set[str]:
@@ -323,6 +316,37 @@ async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps:
     return {uid for uid in retried if uid in found and found[uid].account_enabled is target}
 
 
+async def _settle(
+    deps: StaleDeps, plan: StalePlan, item: PlanItem, claim: Claim, action: Action, result: str, extra: dict[str, Any]
+) -> None:
+    """Record an action that happened: the ledger's completion carries the stage memory and the audit entry's
+    evidence (an outbox: one write), then the stage record and the audit entry are written from it. A process
+    killed in between leaves a completion that a continued run finds "done by this run" and flushes
+    (`_flush_audit`): the audit entry is written once, the stage record repaired."""
+    memory = memory_after(item, action, deps.clock(), plan.run_id)
+    outcome = {"memory": memory.to_json() if memory else None, "runId": plan.run_id, "result": result, "audit": extra}
+    await deps.state.complete(claim, outcome)
+    if action is Action.WARN:
+        await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
+    await write_memory(deps, item.user_id, outcome["memory"])
+    item.outcome = result
+    await audit(deps, plan, item, result, extra)
+
+
+async def _flush_audit(
+    deps: StaleDeps, plan: StalePlan, item: PlanItem, action: Action, outcome: dict[str, Any]
+) -> None:
+    """The audit entry of an action this run completed before it was cut off, unless it was written: looked up
+    by guest, action and run (only on this rare path)."""
+    since = plan.started - timedelta(minutes=1)
+    async for entry in deps.state.query(since, subject=item.user_id, action=f"stale-{action}"):
+        if entry.correlation_id == plan.run_id and entry.outcome == item.outcome:
+            return
+    if action is Action.WARN:
+        await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
+    await audit(deps, plan, item, item.outcome, dict(outcome.get("audit") or {}))
+
+
 MAIL_INTENT_KIND = "stale-mail-intent"
 """Written before a warning is mailed and removed once its claim is completed or released: a claim taken over
 while it exists means the process died while mailing, so whether the sponsors got it is unknown."""
@@ -334,48 +358,45 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
     for item, claim in won:
         recipients = sorted({c.mail for c in sponsors.get(item.user_id, ()) if c.mail})
         if claim.attempt > 1 and await deps.state.get(MAIL_INTENT_KIND, item.user_id) is not None:
-            await _uncertain_warning(plan, item, claim, recipients, now, deps)
+            await _uncertain_warning(plan, item, claim, recipients, deps)
             pending.pop(id(item))
             continue
         await deps.state.put(MAIL_INTENT_KIND, item.user_id, {"scope": item.scope, "runId": plan.run_id}, etag=ANY_ETAG)
         try:
             mailed = await _send_warnings(item, recipients, now, plan.run_id, deps)
         except GraphError as exc:
-            item.outcome = f"failed: {exc}"
+            if exc.status is None or exc.status >= 500:  # maybe sent (a timeout, a 5xx): never mail twice
+                await _uncertain_warning(plan, item, claim, recipients, deps, f"sendMail outcome unknown: {exc}")
+                pending.pop(id(item))
+                continue
+            item.outcome = f"failed: {exc}"  # refused: certainly not sent, the next run tries again
             await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
             await deps.state.release(pending.pop(id(item)))
             await audit(deps, plan, item, "failed", {"sponsors": recipients})
             continue
-        memory = memory_after(item, Action.WARN, now, plan.run_id)
-        assert memory is not None
-        await deps.state.complete(claim, {"memory": memory.to_json(), "mailed": mailed, "runId": plan.run_id})
-        pending.pop(id(item))
-        await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
-        await write_memory(deps, item.user_id, memory.to_json())
-        item.outcome = "done"
         extra: dict[str, Any] = {"mailed": mailed, "sponsors": recipients}
         groups = sorted({c.via_group for c in sponsors.get(item.user_id, ()) if c.via_group})
         if groups:
             extra["sponsorGroups"] = groups  # sponsors by membership of these sponsor groups
         if not recipients:
             extra["note"] = "the guest has no sponsor with a mail address"
-        await audit(deps, plan, item, "done", extra)
+        pending.pop(id(item))
+        await _settle(deps, plan, item, claim, Action.WARN, "done", extra)
 
 
 async def _uncertain_warning(
-    plan: StalePlan, item: PlanItem, claim: Claim, recipients: list[str], now: datetime, deps: StaleDeps
+    plan: StalePlan,
+    item: PlanItem,
+    claim: Claim,
+    recipients: list[str],
+    deps: StaleDeps,
+    note: str = "the process died while mailing this warning",
 ) -> None:
     """The warning may or may not have reached the sponsors: not mailed again (at most once), recorded as
     `uncertain` in the ledger, the report and the audit log, so an operator can check MAIL_SENDER's sent items.
     The guest's warning period starts as if it had been sent."""
-    memory = memory_after(item, Action.WARN, now, plan.run_id)
-    assert memory is not None
-    await deps.state.complete(claim, {"memory": memory.to_json(), "uncertain": True, "runId": plan.run_id})
-    await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
-    await write_memory(deps, item.user_id, memory.to_json())
-    item.outcome = "uncertain"
-    note = "the process died while mailing this warning: not sent again; check the sender's sent items"
-    await audit(deps, plan, item, "uncertain", {"sponsors": recipients, "note": note})
+    note += ": not sent again; check the sender's sent items"
+    await _settle(deps, plan, item, claim, Action.WARN, "uncertain", {"sponsors": recipients, "note": note})
     log.warning("stale sweep %s: the warning of %s is uncertain (%s)", plan.run_id, item.user_id, note)
 
 
