@@ -46,6 +46,9 @@ class Action(enum.StrEnum):
 ACTING = frozenset({Action.WARN, Action.DISABLE, Action.DELETE})
 """The actions that take something away; caps count these."""
 
+ACT_ORDER = (Action.REACTIVATE, Action.DELETE, Action.DISABLE, Action.WARN)
+"""The order a run acts in (and reports): good news first, then what ends an episode, then what starts one."""
+
 
 @dataclass(frozen=True, slots=True)
 class StageMemory:

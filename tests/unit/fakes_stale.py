@@ -47,6 +47,8 @@ class FakeStaleGraph:
             raise self.list_error
         guests = [u for u in sorted(self.users.values(), key=lambda u: u.id) if u.user_type == "Guest"]
         start = int(resume) if resume else 0
+        if not guests:
+            yield GuestPage([], None)  # Graph answers an empty first page
         while start < len(guests):
             self.pages_read += 1
             end = start + self.page_size

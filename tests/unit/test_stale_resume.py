@@ -372,3 +372,19 @@ async def test_a_range_whose_saved_link_expired_is_read_again_and_counted_once()
     assert plan.guests_seen == REFERENCE.plan.guests_seen and plan.counts == REFERENCE.plan.counts
     items = await items_of(deps_for(expiring, state, reports, clock), plan)
     assert sorted((i.user_id, str(i.action), i.outcome) for i in items) == REFERENCE.items
+
+
+class Silent(MortalGraph):
+    """A chain that ends without a page (no `value`, no nextLink)."""
+
+    async def guest_pages(
+        self, *, with_sign_in_activity: bool = True, created: CreatedRange | None = None, resume: str | None = None
+    ) -> AsyncIterator[GuestPage]:
+        for _ in ():
+            yield GuestPage([], None)
+
+
+async def test_a_tenant_without_guests_finishes_its_run() -> None:
+    _, state, reports, clock = await fresh()
+    plan = await sweep_stale_guests(deps_for(Silent([]), state, reports, clock))
+    assert plan.status == "applied" and plan.guests_seen == 0 and plan.parts == []

@@ -18,11 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.directory import OutgoingMail
-from shared.domain.stale import Action
+from shared.domain.stale import ACT_ORDER, Action
 from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_id
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
 from shared.ports.state import ANY_ETAG, Claim
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 REQUESTS_PER_USER = {Action.DISABLE: 2, Action.DELETE: 1, Action.REACTIVATE: 1, Action.WARN: 1}
 """Sub-requests per user and action (a disable is PATCH + revokeSignInSessions, a warning reads the sponsors):
 chunks fill a `$batch` of 20."""
-
-_ORDER = (Action.REACTIVATE, Action.DELETE, Action.DISABLE, Action.WARN)
 
 
 async def sweep_stale_guests(deps: StaleDeps, *, dry_run: bool | None = None, run_id: str | None = None) -> StalePlan:
@@ -201,28 +200,73 @@ async def _audit_run(deps: StaleDeps, plan: StalePlan) -> None:
 
 
 async def _execute(plan: StalePlan, deps: StaleDeps, journal: RunJournal) -> None:
-    """Act part by part from the first part not yet acted on."""
-    report = report_name(plan.run_id)
-    total = plan.items_planned
-    done = sum(plan.outcomes.values())
-    logged = time.monotonic()
-    for index in range(journal.acted, len(plan.parts)):
-        tally, items = await read_part(deps.reports, report, plan.parts[index])
-        for action in _ORDER:
-            mine = [i for i in items if i.action is action]
-            size = BATCH_LIMIT // REQUESTS_PER_USER[action]
-            for start in range(0, len(mine), size):
-                if await _run_chunk(plan, mine[start : start + size], action, deps):
-                    await journal.checkpoint()  # after work was done: every slice moves the run on
-                done += len(mine[start : start + size])
-                if deps.on_progress:
-                    deps.on_progress("acting", done, total)
-                if time.monotonic() - logged >= PROGRESS_LOG_SECONDS:
-                    logged = time.monotonic()
-                    log_progress(plan.run_id, "actions done", done, total, logged - journal.started_at)
-        await write_part(deps.reports, report, acted_name(plan.parts[index]), tally, items)
-        plan.outcomes.update(item.outcome for item in items)
-        await journal.update(acted=index + 1, outcomes=dict(plan.outcomes))
+    """Act action by action (reactivations first), in full `$batch`es that run across parts. The run record's
+    `acted` cursor ([action, part]) says that every item of that action in the parts before it is done and its
+    outcomes written (the part's `acted-<action>-` part); a run cut off continues from there."""
+    acting = _Acting(plan, deps, journal)
+    start_action, start_part = journal.acted_at
+    for index, action in enumerate(ACT_ORDER):
+        if index >= start_action:
+            await acting.run(index, action, start_part if index == start_action else 0)
+
+
+class _Acting:
+    """One action's pass over the parts: a FIFO of items (with their part) cut into full batches."""
+
+    def __init__(self, plan: StalePlan, deps: StaleDeps, journal: RunJournal) -> None:
+        self.plan, self.deps, self.journal = plan, deps, journal
+        self.report = report_name(plan.run_id)
+        self.total = plan.items_planned
+        self.done = sum(plan.outcomes.values())
+        self.logged = time.monotonic()
+
+    async def run(self, index: int, action: Action, first_part: int) -> None:
+        size = BATCH_LIMIT // REQUESTS_PER_USER[action]
+        queue: deque[tuple[int, PlanItem]] = deque()
+        open_parts: dict[int, list[PlanItem]] = {}
+        for part in range(first_part, len(self.plan.parts)):
+            _, items = await read_part(self.deps.reports, self.report, self.plan.parts[part])
+            mine = [item for item in items if item.action is action]
+            open_parts[part] = mine
+            queue.extend((part, item) for item in mine)
+            while len(queue) >= size:
+                await self._batch(action, [queue.popleft() for _ in range(size)])
+                await self._close(index, action, open_parts, queue, upto=part)
+            await self._close(index, action, open_parts, queue, upto=part)
+        if queue:
+            await self._batch(action, list(queue))
+            queue.clear()
+        await self._close(index, action, open_parts, queue, upto=len(self.plan.parts))
+
+    async def _batch(self, action: Action, chunk: list[tuple[int, PlanItem]]) -> None:
+        if await _run_chunk(self.plan, [item for _, item in chunk], action, self.deps):
+            await self.journal.checkpoint()  # after work was done: every slice moves the run on
+        self.done += len(chunk)
+        if self.deps.on_progress:
+            self.deps.on_progress("acting", self.done, self.total)
+        if time.monotonic() - self.logged >= PROGRESS_LOG_SECONDS:
+            self.logged = time.monotonic()
+            log_progress(self.plan.run_id, "actions done", self.done, self.total, self.logged - self.journal.started_at)
+
+    async def _close(
+        self,
+        index: int,
+        action: Action,
+        open_parts: dict[int, list[PlanItem]],
+        queue: deque[tuple[int, PlanItem]],
+        upto: int,
+    ) -> None:
+        """Write the outcomes of every part whose items of `action` are all done, and move the cursor past it."""
+        waiting = queue[0][0] if queue else upto + 1
+        finished = sorted(part for part in open_parts if part < waiting and part <= upto)
+        for part in finished:
+            items = open_parts.pop(part)
+            name = acted_name(self.plan.parts[part], str(action))
+            await write_part(self.deps.reports, self.report, name, {}, items)
+            self.plan.outcomes.update(item.outcome for item in items)
+        if finished:
+            nxt = (index, finished[-1] + 1) if finished[-1] + 1 < len(self.plan.parts) else (index + 1, 0)
+            await self.journal.update(acted=list(nxt), outcomes=dict(self.plan.outcomes))
 
 
 async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, deps: StaleDeps) -> bool:
@@ -306,13 +350,19 @@ async def _batch_action(
 async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps: StaleDeps) -> set[str]:
     """Users an earlier attempt acted on without recording it (its process died between Graph's answer and the
     ledger): only claims taken over (attempt > 1) are checked, by reading the account as it is now."""
-    retried = [item.user_id for item, claim in won if claim.attempt > 1]
+    target = action is Action.REACTIVATE  # the account enabled again; a disable: disabled
+    # Only a change from what the plan saw counts: an account someone else had disabled is still disabled (and
+    # its sessions revoked) by us, as in a run without a kill.
+    retried = [
+        item.user_id
+        for item, claim in won
+        if claim.attempt > 1 and (action is Action.DELETE or item.account_enabled is (not target))
+    ]
     if not retried or action is Action.WARN:
         return set()
     found = {u.id: u for u in await deps.graph.get_users(retried, with_sign_in_activity=False)}
     if action is Action.DELETE:
         return {uid for uid in retried if uid not in found}
-    target = action is Action.REACTIVATE  # the account enabled again; a disable: disabled
     return {uid for uid in retried if uid in found and found[uid].account_enabled is target}
 
 

@@ -4,7 +4,8 @@ A 100,000-guest sweep outlives one invocation under Graph's quotas (20 minutes o
 instance can be recycled, time out or be killed at any instruction. So a run keeps, in the state store:
 
 - its run record (kind `stale-run`, key = run id): phase (reading, acting, finished), the scan ranges it chose,
-  the lease of the invocation working on it, how far acting got (`acted`: parts done) and the outcomes so far;
+  the lease of the invocation working on it, how far acting got (`acted`: [action, part]) and the outcomes so
+  far;
 - one cursor per scan range (kind `stale-scan`, key `<run id>.<range>`): the pages read and written as parts,
   and the `@odata.nextLink` to continue from;
 - a pointer to the unfinished run of each mode (kind `stale-sweep`, key `current-apply` / `current-dry-run`).
@@ -139,8 +140,10 @@ class RunJournal:
         return max(1, len(self.ranges)) + (1 if self.undated else 0)
 
     @property
-    def acted(self) -> int:
-        return int(self.value.get("acted", 0))
+    def acted_at(self) -> tuple[int, int]:
+        """(action, part): where acting goes on (see execute._execute)."""
+        action, part = self.value.get("acted") or (0, 0)
+        return int(action), int(part)
 
     def plan(self) -> StalePlan:
         """The run's summary as far as the record knows it (counts are added from the parts when read)."""

@@ -117,6 +117,9 @@ class _Reader:
                     await self.journal.save(cursor)
                     await self.journal.checkpoint()
                     resumed = None
+                if not cursor.done:  # the chain ended without a last page saying so (no guests at all)
+                    cursor.done = True
+                    await self.journal.save(cursor)
             except GraphError as exc:
                 if resumed is None or exc.status not in RESUME_REFUSED:
                     raise
@@ -192,9 +195,9 @@ async def read_guests(deps: StaleDeps, journal: RunJournal, plan: StalePlan) -> 
 
 
 async def iter_parts(
-    deps: StaleDeps, plan: StalePlan, *, items: bool = True, acted: bool = False
+    deps: StaleDeps, plan: StalePlan, *, items: bool = True
 ) -> AsyncIterator[tuple[dict[str, Any], list[PlanItem]]]:
-    """Each part's tally and items, in plan order (one part in memory at a time)."""
+    """Each plan part's tally and items, in plan order (one part in memory at a time)."""
     report = report_name(plan.run_id)
     for name in plan.parts:
-        yield await read_part(deps.reports, report, name, acted=acted, items=items)
+        yield await read_part(deps.reports, report, name, items=items)

@@ -16,9 +16,10 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.stale import ACT_ORDER
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.reports import ReportStore
-from shared.services.stale.parts import read_part, report_name
+from shared.services.stale.parts import acted_name, read_part, report_name
 
 if TYPE_CHECKING:
     from shared.services.stale.deps import StaleDeps
@@ -85,12 +86,18 @@ async def iter_items(reports: ReportStore, plan: StalePlan) -> AsyncIterator[Pla
     """The run's items with their outcomes, in plan order: acted parts once acted on; otherwise the plan's,
     marked would-do (dry run) or not-done (capped, aborted)."""
     acted = plan.status in ("applied", "incomplete")
+    report = report_name(plan.run_id)
     for name in plan.parts:
-        _, items = await read_part(reports, report_name(plan.run_id), name, acted=acted)
-        for item in items:
-            if not acted:
+        _, items = await read_part(reports, report, name)
+        if not acted:
+            for item in items:
                 item.outcome = "would-do" if plan.status == "dry-run" else "not-done"
-            yield item
+                yield item
+            continue
+        for action in ACT_ORDER:
+            if any(item.action is action for item in items):
+                for item in (await read_part(reports, report, acted_name(name, str(action))))[1]:
+                    yield item
 
 
 async def csv_chunks(deps: StaleDeps, plan: StalePlan) -> AsyncIterator[bytes]:
@@ -98,7 +105,7 @@ async def csv_chunks(deps: StaleDeps, plan: StalePlan) -> AsyncIterator[bytes]:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
-    yield out.getvalue().encode("utf-8-sig")
+    yield _drain(out, "utf-8-sig")
     rows = 0
     async for item in iter_items(deps.reports, plan):
         writer.writerow(csv_row(plan, item))
@@ -108,11 +115,12 @@ async def csv_chunks(deps: StaleDeps, plan: StalePlan) -> AsyncIterator[bytes]:
     yield _drain(out)
 
 
-def _drain(out: io.StringIO) -> bytes:
+def _drain(out: io.StringIO, encoding: str = "utf-8") -> bytes:
+    """What was written since the last drain; the buffer starts over."""
     text = out.getvalue()
     out.seek(0)
     out.truncate()
-    return text.encode("utf-8")
+    return text.encode(encoding)
 
 
 class ReportView:
