@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -137,10 +138,24 @@ class World:
     def drained(self) -> bool:
         return all((c := self.broker.queue_counts(q))["available"] + c["locked"] + c["scheduled"] == 0 for q in QUEUES)
 
+    async def run_slices(self) -> list[int]:
+        """How many host lives each finished sweep run took (its `stale-run` audit entry)."""
+        async with SqliteStateStore(self.state_path) as state:
+            since = self.sim.clock.now() - timedelta(days=1)
+            return [int(dict(e.evidence).get("slices", 0)) async for e in state.query(since, action="stale-run")]  # type: ignore[call-overload]
+
     async def audit(self, action: str | None = None) -> list[tuple[str, str, str]]:
         async with SqliteStateStore(self.state_path) as state:
             since = self.sim.clock.now() - timedelta(days=1)
             return [(e.action, e.subject, e.outcome) async for e in state.query(since, action=action)]
+
+    def expire_dead_leases(self) -> int:
+        """Time passes for the killed host's ledger leases: in production each runs out LEASE_SECONDS (2 to 15
+        minutes) after the kill; here at once, before the next host starts (nobody alive holds one), so the
+        test does not wait minutes. The sweep's own run lease is left to run out (STALE_SWEEP_LEASE_SECONDS)."""
+        with contextlib.closing(sqlite3.connect(self.state_path)) as conn, conn:
+            now = self.sim.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            return conn.execute("UPDATE ledger SET lease_expires_at = ? WHERE status = 'held'", (now,)).rowcount
 
     def ledger_done(self, prefix: str) -> set[tuple[str, str]]:
         with contextlib.closing(sqlite3.connect(self.state_path)) as conn:
@@ -200,6 +215,15 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         await sinks.stop()
 
 
+async def until(world: World, condition: Any, timeout_s: float, what: str) -> None:
+    """`eventually`, failing with what a reader needs: the queues and the end of the live host's log."""
+    try:
+        await eventually(condition, timeout_s, what)
+    except AssertionError as exc:
+        queues = {q: world.broker.queue_counts(q) for q in QUEUES}
+        raise AssertionError(f"{exc}; kills {world.host.kills}; queues {queues}\n{world.host.log_tail()}") from None
+
+
 async def start_host(world: World, client: httpx.AsyncClient) -> None:
     world.host.start()
     await eventually(
@@ -249,6 +273,7 @@ async def test_sigkill_at_random_points_loses_and_repeats_nothing(world: World) 
             at = world.requests() + rng.randint(3, 60)
             await eventually(lambda: world.progressed(at), 120, "progress")  # noqa: B023
             world.host.kill(f"kill {kill + 1} after {world.requests()} Graph requests")
+            world.expire_dead_leases()
             await start_host(world, client)
             # what a restarted app does anyway on its timers: catch up on missed changes and sign-ins
             await world.host.invoke(client, "delta_backstop")
@@ -256,10 +281,10 @@ async def test_sigkill_at_random_points_loses_and_repeats_nothing(world: World) 
             await start_the_sweep(world, client)
 
         # -- the last life runs everything to the end ----------------------------------------------------------
-        await eventually(lambda: all(world.licensed(g) for g in guests), 180, "every redeemed guest's licence")
-        await eventually(lambda: len(world.tickets()) >= len(RISKY), 120, "a ticket per incident")
-        await eventually(lambda: sweep_finished(world), 180, "the sweep to finish (continued by the resume timer)")
-        await eventually(world.drained, 120, "every queue drained")
+        await until(world, lambda: all(world.licensed(g) for g in guests), 180, "every redeemed guest's licence")
+        await until(world, lambda: len(world.tickets()) >= len(RISKY), 120, "a ticket per incident")
+        await until(world, lambda: sweep_finished(world), 180, "the sweep to finish (continued by the resume timer)")
+        await until(world, world.drained, 120, "every queue drained")
     world.host.stop()
 
     failures: list[str] = []
@@ -320,7 +345,9 @@ async def test_sigkill_at_random_points_loses_and_repeats_nothing(world: World) 
                 "incidents": len(RISKY),
                 "notices_uncertain": sum(1 for o in notices.values() if o == "uncertain"),
                 "stale_actions": len(stale_audited),
-                "stale_slices": [o for a, _, o in audit if a == "stale-run"],
+                "stale_runs": [o for a, _, o in audit if a == "stale-run"],
+                "stale_run_slices": await world.run_slices(),
+                "graph_requests": world.requests(),
                 "queue_messages": {q: world.broker.stats[q]["sent"] for q in QUEUES},
             }
         ),
