@@ -22,7 +22,8 @@ import httpx
 from bench.common import ROOT, Row, run_json
 from local.world import app_settings, free_port
 
-HANDSHAKE_TARGET_S = 10.0
+HANDSHAKE_TARGET_S = 2.0
+"""Issue 16's target (Graph allows 10 s for the validation handshake)."""
 START_TIMEOUT_S = 60.0
 HEAVY = ("msgraph", "azure.servicebus", "azure.data.tables", "jinja2", "azure.identity")
 

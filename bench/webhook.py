@@ -25,7 +25,8 @@ from bench.common import Row
 from local.world import RunningWorld, eventually, running_world
 
 FIXTURE = Path(__file__).resolve().parents[1] / "local" / "fixtures" / "contoso.json"
-P99_TARGET_MS = 100.0
+P99_TARGET_MS = 50.0
+"""Issue 16's target at 200 notifications/s (Graph itself counts an endpoint slow at 2,900 ms)."""
 DRAIN_TIMEOUT_S = 120.0
 
 
