@@ -282,7 +282,7 @@ def bench_resume(guests: int, *, concurrency: int) -> list[Row]:
         out, _ = second.communicate(timeout=CHILD_TIMEOUT_S)
         result = json.loads(out.strip().splitlines()[-1])
         again = reads() - pages
-    ok = result["guests"] == guests and result["slices"] == 2 and again <= 1
+    ok = result["guests"] == guests and result["slices"] == 2 and again <= 2  # in hand and fetched ahead
     return [
         Row(
             name,

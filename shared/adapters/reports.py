@@ -56,15 +56,8 @@ class LocalFolderReportStore(ReportStore):
 
     async def write(self, name: str, content: bytes, content_type: str) -> str:
         path = self.folder / check_report_name(name)
-
-        def _write() -> None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_bytes(content)
-            tmp.replace(path)
-
         try:
-            await asyncio.to_thread(_write)
+            await asyncio.to_thread(_replace, path, content)
         except OSError as exc:
             raise ReportStoreError(
                 f"report {name} could not be written to folder {self.folder} ({self.setting}): {exc}"
@@ -97,15 +90,8 @@ class LocalFolderReportStore(ReportStore):
 
     async def put_part(self, report: str, name: str, content: bytes) -> None:
         path = self._part(report, name)
-
-        def _write() -> None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_bytes(content)
-            tmp.replace(path)
-
         try:
-            await asyncio.to_thread(_write)
+            await asyncio.to_thread(_replace, path, content)
         except OSError as exc:
             raise ReportStoreError(f"part {path} could not be written ({self.setting}): {exc}") from exc
 
@@ -115,6 +101,14 @@ class LocalFolderReportStore(ReportStore):
             return await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
             raise ReportStoreError(f"part {path} could not be read ({self.setting}): {exc}") from exc
+
+
+def _replace(path: Path, content: bytes) -> None:
+    """Write a file whole or not at all: a temporary file renamed into place (its folder made if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(content)
+    tmp.replace(path)
 
 
 def blob_name(name: str) -> str:

@@ -16,7 +16,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +117,7 @@ class FaultWorld:
         self.expired_leases += self.expire_dead_leases()
 
     def expire_dead_leases(self) -> int:
-        """Time passes for the dead worker's leases: in production each runs out LEASE_SECONDS (2 to 15 minutes)
-        after the crash; here at once, so the suite does not wait minutes. Nobody else is alive to hold one."""
-        with contextlib.closing(sqlite3.connect(self.state_path)) as conn, conn:
-            now = self.sim.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            return conn.execute("UPDATE ledger SET lease_expires_at = ? WHERE status = 'held'", (now,)).rowcount
+        return expire_dead_leases(self.state_path, self.sim.clock.now())
 
     async def send_poison(self, queue: str, bodies: list[bytes]) -> None:
         client = ServiceBusClient.from_connection_string(self.settings["SERVICEBUS_CONNECTION"])
@@ -155,6 +151,44 @@ class FaultWorld:
         AppServices.reset()
 
 
+def expire_dead_leases(state_path: Path, now: datetime) -> int:
+    """Time passes for a dead worker's ledger leases: in production each runs out LEASE_SECONDS (2 to 15
+    minutes) after the crash; here at once, so a test does not wait minutes. Call it while nobody else is alive
+    to hold one."""
+    with contextlib.closing(sqlite3.connect(state_path)) as conn, conn:
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return conn.execute("UPDATE ledger SET lease_expires_at = ? WHERE status = 'held'", (stamp,)).rowcount
+
+
+def busy_world_settings(
+    tmp_path: Path, sinks: Sinks, *, graph_url: str, servicebus: str, host_port: int, function_key: str, **extra: str
+) -> dict[str, str]:
+    """The app settings of a world where every flow is busy: risk over the last hour with the partners' sinks,
+    a real-mode sweep with its caps lifted; state in tmp_path/state.db."""
+    return app_settings(
+        graph_url=graph_url,
+        servicebus=servicebus,
+        host_port=host_port,
+        state_path=tmp_path / "state.db",
+        function_key=function_key,
+        client_state=CLIENT_STATE,
+        GRAPH_MAX_RETRIES="6",
+        RISK_LOOKBACK_MINUTES="60",
+        RISK_QUIET_MINUTES="120",
+        RISK_PARTNER_DIRECTORY=str(partner_directory(tmp_path / "partners.json", sinks)),
+        RISK_TICKET_ATTEMPTS="3",
+        E2E_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        E2E_SNOW_USER=SNOW_USER,
+        E2E_SNOW_PASSWORD=SNOW_PASSWORD,
+        STALE_DRY_RUN="false",
+        STALE_MAX_ACTIONS="1000",
+        STALE_MAX_PERCENT="100",
+        STALE_EXCLUDE_GROUP_IDS=NAMED["group-exclusions"],
+        STALE_REPORT_DIR=str(tmp_path / "reports"),
+        **extra,
+    )
+
+
 async def _bounded(step: Awaitable[None], timeout_s: float = 60.0) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(step, timeout_s)
@@ -174,26 +208,8 @@ async def fault_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncI
     port = free_port()
     state = tmp_path / "state.db"
     servicebus = broker.connection_string.replace("SharedAccessKey=local", f"SharedAccessKey={SB_KEY}")
-    settings = app_settings(
-        graph_url=sim.base_url,
-        servicebus=servicebus,
-        host_port=port,
-        state_path=state,
-        function_key=KEY,
-        client_state=CLIENT_STATE,
-        GRAPH_MAX_RETRIES="6",
-        RISK_LOOKBACK_MINUTES="60",
-        RISK_QUIET_MINUTES="120",
-        RISK_PARTNER_DIRECTORY=str(partner_directory(tmp_path / "partners.json", sinks)),
-        RISK_TICKET_ATTEMPTS="3",
-        E2E_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        E2E_SNOW_USER=SNOW_USER,
-        E2E_SNOW_PASSWORD=SNOW_PASSWORD,
-        STALE_DRY_RUN="false",
-        STALE_MAX_ACTIONS="1000",
-        STALE_MAX_PERCENT="100",
-        STALE_EXCLUDE_GROUP_IDS=NAMED["group-exclusions"],
-        STALE_REPORT_DIR=str(tmp_path / "reports"),
+    settings = busy_world_settings(
+        tmp_path, sinks, graph_url=sim.base_url, servicebus=servicebus, host_port=port, function_key=KEY
     )
     for name, value in settings.items():
         monkeypatch.setenv(name, value)  # app settings reach the worker as environment variables

@@ -38,11 +38,18 @@ import pytest
 
 from local.graph_sim import GraphSimulator
 from local.servicebus_broker import LocalServiceBusBroker, QueueOptions
-from local.world import app_settings, free_port
+from local.world import free_port
 from shared.adapters.state.sqlite import SqliteStateStore
 from shared.services.stale import current_run
-from tests.e2e.test_flow_risk import NAMED, SNOW_PASSWORD, SNOW_USER, WEBHOOK_SECRET, Sinks, partner_directory
-from tests.reliability.fault_world import QUEUES, pending_guests, risk_sign_ins, roomy_tenant
+from tests.e2e.test_flow_risk import NAMED, Sinks
+from tests.reliability.fault_world import (
+    QUEUES,
+    busy_world_settings,
+    expire_dead_leases,
+    pending_guests,
+    risk_sign_ins,
+    roomy_tenant,
+)
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.timeout(600)]
@@ -149,14 +156,6 @@ class World:
             since = self.sim.clock.now() - timedelta(days=1)
             return [(e.action, e.subject, e.outcome) async for e in state.query(since, action=action)]
 
-    def expire_dead_leases(self) -> int:
-        """Time passes for the killed host's ledger leases: in production each runs out LEASE_SECONDS (2 to 15
-        minutes) after the kill; here at once, before the next host starts (nobody alive holds one), so the
-        test does not wait minutes. The sweep's own run lease is left to run out (STALE_SWEEP_LEASE_SECONDS)."""
-        with contextlib.closing(sqlite3.connect(self.state_path)) as conn, conn:
-            now = self.sim.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            return conn.execute("UPDATE ledger SET lease_expires_at = ? WHERE status = 'held'", (now,)).rowcount
-
     def ledger_done(self, prefix: str) -> set[tuple[str, str]]:
         with contextlib.closing(sqlite3.connect(self.state_path)) as conn:
             rows = conn.execute("SELECT action, subject FROM ledger WHERE status = 'done' AND action LIKE ?", (prefix,))
@@ -174,30 +173,16 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     options = QueueOptions(max_delivery_count=10, lock_duration_s=10)
     broker = LocalServiceBusBroker({q: options for q in QUEUES}).start()
     port = free_port()
-    state = tmp_path / "state.db"
-    settings = app_settings(
+    settings = busy_world_settings(
+        tmp_path,
+        sinks,
         graph_url=sim.base_url,
         servicebus=broker.connection_string,
         host_port=port,
-        state_path=state,
         function_key=KEY,
-        client_state="client-state-real-kill",
-        GRAPH_MAX_RETRIES="6",
         GRAPH_PAGE_SIZE="20",
         GRAPH_SIGN_IN_ACTIVITY_PER_MINUTE=str(int(10 * QUOTA_SCALE)),
-        RISK_LOOKBACK_MINUTES="60",
-        RISK_QUIET_MINUTES="120",
-        RISK_PARTNER_DIRECTORY=str(partner_directory(tmp_path / "partners.json", sinks)),
-        RISK_TICKET_ATTEMPTS="3",
-        E2E_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        E2E_SNOW_USER=SNOW_USER,
-        E2E_SNOW_PASSWORD=SNOW_PASSWORD,
-        STALE_DRY_RUN="false",
-        STALE_MAX_ACTIONS="1000",
-        STALE_MAX_PERCENT="100",
         STALE_SCAN_CONCURRENCY="1",
-        STALE_EXCLUDE_GROUP_IDS=NAMED["group-exclusions"],
-        STALE_REPORT_DIR=str(tmp_path / "reports"),
         STALE_SWEEP_SCHEDULE="0 0 0 1 1 *",  # started by hand below, not by the clock
         STALE_RESUME_SCHEDULE="*/2 * * * * *",
         STALE_SWEEP_LEASE_SECONDS=str(LEASE_S),
@@ -205,7 +190,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     settings_file = tmp_path / "local.settings.json"
     settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": settings}))
     host = HostProcess(settings_file, port, tmp_path)
-    world = World(sim, broker, sinks, host, state)
+    world = World(sim, broker, sinks, host, tmp_path / "state.db")
     try:
         yield world
     finally:
@@ -273,7 +258,8 @@ async def test_sigkill_at_random_points_loses_and_repeats_nothing(world: World) 
             at = world.requests() + rng.randint(3, 60)
             await eventually(lambda: world.progressed(at), 120, "progress")  # noqa: B023
             world.host.kill(f"kill {kill + 1} after {world.requests()} Graph requests")
-            world.expire_dead_leases()
+            # the killed host's ledger leases run out at once (the sweep's own run lease is left to run out)
+            expire_dead_leases(world.state_path, sim.clock.now())
             await start_host(world, client)
             # what a restarted app does anyway on its timers: catch up on missed changes and sign-ins
             await world.host.invoke(client, "delta_backstop")

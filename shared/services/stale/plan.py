@@ -9,6 +9,7 @@ continues each range from its cursor: no page is read twice or skipped, and the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -19,7 +20,7 @@ from typing import Any
 from shared.domain.directory import CreatedRange, DirectoryUser
 from shared.domain.stale import StageMemory
 from shared.domain.stale_plan import PlanItem, StalePlan, add_to_plan, check_caps, check_data, part_name
-from shared.ports.graph import GraphError
+from shared.ports.graph import GraphError, GuestPage
 from shared.services.stale import scan
 from shared.services.stale.deps import StaleDeps, load_memories
 from shared.services.stale.journal import RangeCursor, RunJournal, log_progress
@@ -108,7 +109,7 @@ class _Reader:
         while not cursor.done:
             resumed = cursor.next
             try:
-                async for page in self.deps.graph.guest_pages(created=created, resume=cursor.next):
+                async for page in self._pages(created, cursor.next):
                     users = [u for u in page.users if created is None or created.owns(u)]
                     cursor.guests += await self._write_page(cursor, users)
                     cursor.pages += 1
@@ -131,6 +132,31 @@ class _Reader:
                 )
                 cursor.attempt, cursor.pages, cursor.next, cursor.guests = cursor.attempt + 1, 0, None, 0
                 await self.journal.save(cursor)
+
+    async def _pages(self, created: CreatedRange | None, resume: str | None) -> AsyncIterator[GuestPage]:
+        """The range's pages, the next one fetched while the caller decides and stores the current one (the
+        quota, not our own writes, stays the limit). A run cut off reads at most the pages fetched ahead again."""
+        queue: asyncio.Queue[GuestPage | Exception | None] = asyncio.Queue(maxsize=1)
+
+        async def fetch() -> None:
+            try:
+                async for page in self.deps.graph.guest_pages(created=created, resume=resume):
+                    await queue.put(page)
+            except Exception as exc:  # handed to the reader, which decides (a refused link reads the range again)
+                await queue.put(exc)
+                return
+            await queue.put(None)
+
+        task = asyncio.create_task(fetch())
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _read_undated(self, cursor: RangeCursor) -> None:
         """Guests without a createdDateTime: one id chain, then by id. Not continued mid-way (their chain is
