@@ -154,6 +154,9 @@ class CountingStateStore(StateStore):
 
     async def append(self, entry: AuditEntry) -> None:
         await self.inner.append(entry)
+        self._counted(entry)
+
+    def _counted(self, entry: AuditEntry) -> None:
         count_action(entry)
         with correlation(entry.correlation_id or _correlation_id.get()):
             audit_log.info(
@@ -193,8 +196,14 @@ class CountingStateStore(StateStore):
     async def claim(self, action: str, subject: str, scope: str, *, owner: str, lease_seconds: int) -> Claim:
         return await self.inner.claim(action, subject, scope, owner=owner, lease_seconds=lease_seconds)
 
-    async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
-        return await self.inner.complete(claim, outcome)
+    async def complete(self, claim: Claim, outcome: JSONInput, *, audit: AuditEntry | None = None) -> Claim:
+        done = await self.inner.complete(claim, outcome, audit=audit)
+        if audit is not None:
+            self._counted(audit)
+        return done
+
+    async def flush_outbox(self) -> int:
+        return await self.inner.flush_outbox()
 
     async def release(self, claim: Claim) -> bool:
         return await self.inner.release(claim)

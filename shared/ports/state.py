@@ -26,6 +26,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import enum
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -191,6 +192,10 @@ class AuditEntry:
     evidence: JSONInput = field(default_factory=dict)
     """Facts the decision rested on (last sign-in, thresholds, Graph request ids ...)."""
     correlation_id: str = ""
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """The entry's own identity, fixed when it is built. A completion's outbox is appended under it, so a
+    flush repeated or raced stores the entry once (every adapter); SQLite and the fake also store a plain
+    `append` of the same entry once. Entries stored before ids existed read back with an empty id."""
 
 
 # --- the ports ----------------------------------------------------------------------------------------------
@@ -232,9 +237,21 @@ class Ledger(abc.ABC):
         won again (takeover). Not re-entrant: the same owner claiming a live lease again gets HELD."""
 
     @abc.abstractmethod
-    async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
+    async def complete(self, claim: Claim, outcome: JSONInput, *, audit: AuditEntry | None = None) -> Claim:
         """Mark a WON claim as done with its outcome; later claims get DONE. Returns the DONE claim.
-        LeaseLostError if the lease was taken over meanwhile (then the new holder records the outcome)."""
+        LeaseLostError if the lease was taken over meanwhile (then the new holder records the outcome).
+
+        With `audit`, the entry is part of the same state write: once `complete` has written anything, the
+        completion and the audit entry are both durable, or the entry is pending in the ledger entry itself (an
+        outbox, where ledger and audit log cannot share a transaction) and is appended by whoever comes next:
+        this call a moment later, a `claim` that reads the entry, or `flush_outbox`. Never lost, never twice
+        (the entry's id makes the append idempotent). A process killed before the write leaves neither."""
+
+    async def flush_outbox(self) -> int:
+        """Append every audit entry a completion left pending (its process died between the ledger write and
+        the append); returns how many were appended now. Services call it when they start: cheap, safe to
+        call any time and concurrently. Adapters that write both in one transaction have nothing to flush."""
+        return 0
 
     @abc.abstractmethod
     async def release(self, claim: Claim) -> bool:

@@ -10,7 +10,9 @@ Triggered by a queued user change (a Graph notification or the delta backstop). 
 4. set the usage location first if needed (never overwriting one), check free seats, assign; a licence refused
    right after setting the usage location (replication lag) is retried with backoff;
 5. no free seat: one alert mail per SKU per day, the message rescheduled, the claim released: nothing lost;
-6. every action goes to the audit log; the claim is completed with the outcome.
+6. every action goes to the audit log; the claim is completed with the outcome, and the entry of the action the
+   claim stands for (the licence, the group membership) is written with that completion (one state write:
+   `Ledger.complete(..., audit=...)`), so no crash keeps the one without the other.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from shared.domain.licensing import (
 from shared.domain.messages import UserChanged
 from shared.ports.graph import GraphError, LicensingGraph
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
-from shared.ports.state import Claim, StateStore, claim_or_wait
+from shared.ports.state import AuditEntry, Claim, StateStore, claim_or_wait
 from shared.services.audit import Auditor
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class _NoSeats(Exception):
 
 async def license_guest(user_id: str, deps: LicensingDeps, correlation_id: str = "") -> LicenseOutcome:
     """License one guest if the policy says so; safe to call any number of times for the same change."""
+    await deps.state.flush_outbox()  # audit entries a killed worker's completions left pending
     claim = await claim_or_wait(
         deps.state,
         "license",
@@ -121,9 +124,10 @@ async def _license(user_id: str, claim: Claim, deps: LicensingDeps, correlation_
     if isinstance(decision, Skip):
         log.info("licensing %s: nothing to do (%s)", user_id, decision.reason)
         if decision.final:
+            recovered = None
             if decision.reason == SkipReason.ALREADY_LICENSED and claim.attempt > 1:
-                await _audit_interrupted_assignment(user_id, sku, deps, correlation_id)
-            await deps.state.complete(claim, {"status": "skipped", "reason": str(decision.reason)})
+                recovered = await _interrupted_assignment(user_id, sku, deps, correlation_id)
+            await deps.state.complete(claim, {"status": "skipped", "reason": str(decision.reason)}, audit=recovered)
         else:
             await deps.state.release(claim)
         return LicenseOutcome("skipped", reason=str(decision.reason))
@@ -133,17 +137,17 @@ async def _license(user_id: str, claim: Claim, deps: LicensingDeps, correlation_
     if isinstance(decision, AddToGroup):
         added = await deps.graph.add_group_member(decision.group_id, user_id)
         action = "add-to-licensing-group" if added else "already-in-licensing-group"
-        await _audit(deps, action, user_id, "invitation accepted", {"groupId": decision.group_id}, correlation_id)
+        entry = _entry(deps, action, user_id, "invitation accepted", {"groupId": decision.group_id}, correlation_id)
         actions.append(action)
     else:
         assert sku is not None
         try:
-            actions += await _assign_sku(user, sku, decision, deps, correlation_id)
+            entry = await _assign_sku(user, sku, decision, deps, correlation_id, actions)
         except _NoSeats as exc:
             await deps.state.release(claim)
             await _no_seats(user_id, exc, deps, correlation_id)
             return LicenseOutcome("rescheduled", reason=str(exc))
-    await deps.state.complete(claim, {"status": "licensed", "actions": actions})
+    await deps.state.complete(claim, {"status": "licensed", "actions": actions}, audit=entry)
     return LicenseOutcome("licensed", actions=tuple(actions))
 
 
@@ -169,9 +173,15 @@ def _no_seat_error(exc: GraphError) -> bool:
 
 
 async def _assign_sku(
-    user: DirectoryUser, sku: SubscribedSku, decision: AssignSku, deps: LicensingDeps, correlation_id: str
-) -> list[str]:
-    actions: list[str] = []
+    user: DirectoryUser,
+    sku: SubscribedSku,
+    decision: AssignSku,
+    deps: LicensingDeps,
+    correlation_id: str,
+    actions: list[str],
+) -> AuditEntry:
+    """Assign the SKU (setting the usage location first, audited at once); returns the assignment's audit entry,
+    which the claim's completion writes. `actions` gets what was done."""
     if decision.set_usage_location:
         await deps.graph.set_usage_location(user.id, decision.set_usage_location)
         await _audit(
@@ -198,7 +208,8 @@ async def _assign_sku(
         if _no_seat_error(exc):
             raise _NoSeats(sku, f"no free seat of {sku.sku_part_number}: {exc.message}") from exc
         raise
-    await _audit(
+    actions.append("assign-license")
+    return _entry(
         deps,
         "assign-license",
         user.id,
@@ -206,21 +217,20 @@ async def _assign_sku(
         {"skuId": sku.sku_id, "skuPartNumber": sku.sku_part_number, "disabledPlans": list(decision.disabled_plans)},
         correlation_id,
     )
-    actions.append("assign-license")
-    return actions
 
 
-async def _audit_interrupted_assignment(
+async def _interrupted_assignment(
     user_id: str, sku: SubscribedSku | None, deps: LicensingDeps, correlation_id: str
-) -> None:
-    """An earlier attempt of ours was interrupted (a killed worker) after Graph took the licence and before its
-    audit entry was written: record the assignment now, once, so the audit log shows every licence we gave."""
+) -> AuditEntry | None:
+    """An earlier attempt of ours was interrupted (a killed worker) after Graph took the licence and before the
+    claim's completion (which carries the audit entry) was written: the entry that records the assignment now,
+    once, so the audit log shows every licence we gave; None when one is there (an older worker's)."""
     since = deps.clock() - timedelta(days=1)
     if [e async for e in deps.state.query(since, action="assign-license", subject=user_id)]:
-        return
+        return None
     evidence = {"skuId": sku.sku_id, "skuPartNumber": sku.sku_part_number} if sku else {}
     reason = "found licensed after an interrupted attempt (its audit entry was not written)"
-    await _audit(deps, "assign-license", user_id, reason, evidence, correlation_id, outcome="recovered")
+    return _entry(deps, "assign-license", user_id, reason, evidence, correlation_id, outcome="recovered")
 
 
 async def _no_seats(user_id: str, exc: _NoSeats, deps: LicensingDeps, correlation_id: str) -> None:
@@ -275,8 +285,8 @@ async def _alert_no_seats(sku: SubscribedSku, now: datetime, deps: LicensingDeps
     except GraphError:
         await deps.state.release(claim)
         raise
-    await deps.state.complete(claim, {"sent": True, "recipients": list(deps.alerting.recipients)})
-    await _audit(deps, "alert-no-seats", sku.sku_id, "no free seat", {"day": day}, "")
+    entry = _entry(deps, "alert-no-seats", sku.sku_id, "no free seat", {"day": day}, "")
+    await deps.state.complete(claim, {"sent": True, "recipients": list(deps.alerting.recipients)}, audit=entry)
 
 
 async def _audit(
@@ -289,7 +299,19 @@ async def _audit(
     *,
     outcome: str = "done",
 ) -> None:
-    auditor = Auditor(deps.state, ACTOR, deps.clock)
-    await auditor.record(
+    await deps.state.append(_entry(deps, action, subject, reason, evidence, correlation_id, outcome=outcome))
+
+
+def _entry(
+    deps: LicensingDeps,
+    action: str,
+    subject: str,
+    reason: str,
+    evidence: dict[str, Any],
+    correlation_id: str,
+    *,
+    outcome: str = "done",
+) -> AuditEntry:
+    return Auditor(deps.state, ACTOR, deps.clock).entry(
         action, subject, outcome=outcome, reason=reason, evidence=evidence, correlation_id=correlation_id
     )

@@ -28,7 +28,7 @@ from typing import Literal
 from shared.domain.directory import OutgoingMail
 from shared.domain.risk import safe_subject
 from shared.ports.graph import DigestGraph, GraphError
-from shared.ports.state import Claim, StateStore
+from shared.ports.state import AuditEntry, Claim, StateStore
 from shared.ports.templates import RiskRenderer
 from shared.services.audit import Auditor
 from shared.services.risk_report import BlockedIncident, blocked_incidents
@@ -141,6 +141,7 @@ async def send_risk_digest(deps: DigestDeps) -> DigestOutcome:
     if not deps.sender or not deps.recipients:
         raise ValueError("risk digest: MAIL_SENDER and ADMIN_ALERT_RECIPIENTS are required when it is enabled")
     day = deps.clock().date().isoformat()
+    await deps.state.flush_outbox()  # audit entries a killed worker's completions left pending
     claim = await deps.state.claim(DIGEST, day, DIGEST_SCOPE, owner=deps.owner, lease_seconds=LEASE_SECONDS)
     if claim.done:
         log.info("risk digest for %s: already sent today", day)
@@ -173,14 +174,14 @@ async def _send(claim: Claim, digest: Digest, deps: DigestDeps, counts: dict[str
             await _audit(deps, digest.day, "failed", f"sendMail refused: {exc.status} {exc.code}", evidence)
             raise
         log.warning("risk digest for %s: sendMail outcome unknown (%s); not retried today", digest.day, exc)
-        await deps.state.complete(claim, {"status": "uncertain", **evidence})
-        await _audit(deps, digest.day, "uncertain", f"sendMail outcome unknown: {exc.status}", evidence)
+        entry = _entry(deps, digest.day, "uncertain", f"sendMail outcome unknown: {exc.status}", evidence)
+        await deps.state.complete(claim, {"status": "uncertain", **evidence}, audit=entry)
         return DigestOutcome("uncertain", counts["recent"], counts["still_open"])
     except BaseException:
         await deps.state.release(claim)
         raise
-    await deps.state.complete(claim, {"status": "sent", **evidence})
-    await _audit(deps, digest.day, "sent", "daily risk digest mailed to the admins", evidence)
+    entry = _entry(deps, digest.day, "sent", "daily risk digest mailed to the admins", evidence)
+    await deps.state.complete(claim, {"status": "sent", **evidence}, audit=entry)
     log.info("risk digest for %s: sent (%d new, %d older still open)", digest.day, *counts.values())
     return DigestOutcome("sent", counts["recent"], counts["still_open"])
 
@@ -201,4 +202,9 @@ def _mail(digest: Digest, sender: str, recipients: Sequence[str], deps: DigestDe
 
 
 async def _audit(deps: DigestDeps, day: str, outcome: str, reason: str, evidence: dict[str, object]) -> None:
-    await Auditor(deps.state, ACTOR, deps.clock).record(DIGEST, day, outcome=outcome, reason=reason, evidence=evidence)
+    await deps.state.append(_entry(deps, day, outcome, reason, evidence))
+
+
+def _entry(deps: DigestDeps, day: str, outcome: str, reason: str, evidence: dict[str, object]) -> AuditEntry:
+    """The digest's audit entry; a sent (or uncertain) digest's is written with its claim's completion."""
+    return Auditor(deps.state, ACTOR, deps.clock).entry(DIGEST, day, outcome=outcome, reason=reason, evidence=evidence)

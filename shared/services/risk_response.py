@@ -14,7 +14,8 @@ Two steps on the same message, each its own idempotent step in the ledger, keyed
   redelivers it and finally dead-letters it. Never silently dropped.
 
 Both steps run even if the other fails; then the first failure is raised. Every outcome is audited (the
-`guestwarden blocked` view reads the audit log).
+`guestwarden blocked` view reads the audit log); a step's outcome and its audit entry are one state write
+(`Ledger.complete(..., audit=...)`), so a worker killed at any point never leaves a done step unaudited.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from shared.domain.directory import DirectoryUser, OutgoingMail, TenantInformati
 from shared.domain.messages import RiskIncident
 from shared.domain.risk import Ticket, notice_recipients
 from shared.ports.graph import GraphError, ResponseGraph
-from shared.ports.state import ANY_ETAG, Claim, StateStore, claim_or_wait
+from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
 from shared.ports.templates import RiskRenderer
 from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
 from shared.services.audit import Auditor
@@ -79,6 +80,7 @@ class ResponseOutcome:
 
 
 async def respond_to_incident(incident: RiskIncident, deps: ResponseDeps, correlation_id: str = "") -> ResponseOutcome:
+    await deps.state.flush_outbox()  # audit entries a killed worker's completions left pending
     results: list[str] = []
     failures: list[BaseException] = []
     for step in (notify_guest, open_ticket):
@@ -110,20 +112,24 @@ async def _claim(action: str, incident: RiskIncident, deps: ResponseDeps) -> Cla
 async def _finish(
     claim: Claim, deps: ResponseDeps, incident: RiskIncident, outcome: str, reason: str, **evidence: Any
 ) -> str:
-    async def record() -> None:
-        await deps.state.complete(claim, {"status": outcome, "reason": reason, **evidence})
-        await _audit(deps, claim.action, incident, outcome, reason, evidence)
-
-    # One step: an invocation cancelled in between (a host shutting down) must not leave a done claim whose
-    # audit entry was never written; the redelivery would find it done and the admin would never see it.
-    await asyncio.shield(record())
+    entry = _entry(deps, claim.action, incident, outcome, reason, evidence)
+    # One state write: the completion and its audit entry (a killed worker leaves both or neither; the
+    # redelivery finds the step done only if the admin can see it). Shielded, so an invocation cancelled
+    # while it waits (a host shutting down) still finishes it rather than releasing a claim being completed.
+    await asyncio.shield(deps.state.complete(claim, {"status": outcome, "reason": reason, **evidence}, audit=entry))
     return outcome
 
 
 async def _audit(
     deps: ResponseDeps, action: str, incident: RiskIncident, outcome: str, reason: str, evidence: Mapping[str, Any]
 ) -> None:
-    await Auditor(deps.state, ACTOR, deps.clock).record(
+    await deps.state.append(_entry(deps, action, incident, outcome, reason, evidence))
+
+
+def _entry(
+    deps: ResponseDeps, action: str, incident: RiskIncident, outcome: str, reason: str, evidence: Mapping[str, Any]
+) -> AuditEntry:
+    return Auditor(deps.state, ACTOR, deps.clock).entry(
         action,
         incident.user_id,
         outcome=outcome,

@@ -18,6 +18,7 @@ from shared.adapters.state import (
     LEDGER_DONE,
     LEDGER_HELD,
     LEDGER_RELEASED,
+    OutboxHook,
     as_utc,
     check_audit_entry,
     check_etag,
@@ -53,8 +54,8 @@ class _LedgerEntry:
     outcome: str | None = None
 
 
-class MemoryStateStore(StateStore):
-    """State kept in dicts; gone when the object is."""
+class MemoryStateStore(OutboxHook, StateStore):
+    """State kept in dicts; gone when the object is. `complete(..., audit=...)` writes both under one lock."""
 
     def __init__(self, *, clock: Clock = utc_now) -> None:
         self._clock = clock
@@ -62,6 +63,7 @@ class MemoryStateStore(StateStore):
         self._records: dict[tuple[str, str], tuple[str, str]] = {}  # (kind, key) -> (json, etag)
         self._ledger: dict[tuple[str, str, str], _LedgerEntry] = {}
         self._audit: list[tuple[datetime, int, AuditEntry, str]] = []  # (at, seq, entry, evidence json)
+        self._audit_ids: set[str] = set()
 
     # --- records --------------------------------------------------------------------------------------------
 
@@ -148,9 +150,10 @@ class MemoryStateStore(StateStore):
             self._ledger[ident] = _LedgerEntry(LEDGER_HELD, owner, token, base.lease_expires_at, base.attempt)
             return replace(base, token=token)
 
-    async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
+    async def complete(self, claim: Claim, outcome: JSONInput, *, audit: AuditEntry | None = None) -> Claim:
         check_won(claim, "complete")
         text = encode_json("outcome", outcome)
+        checked = (audit, *check_audit_entry(audit)) if audit is not None else None
         await give_way()
         with self._lock:
             entry = self._entry_held_by(claim)
@@ -159,6 +162,9 @@ class MemoryStateStore(StateStore):
                     f"claim {claim.action}/{claim.subject}/{claim.scope} is no longer held by {claim.owner}"
                 )
             entry.status, entry.outcome, entry.lease_expires_at = LEDGER_DONE, text, None
+            if checked is not None:
+                self._store_audit(*checked)
+        self._after_ledger_write()
         return replace(claim, status=ClaimStatus.DONE, lease_expires_at=None, outcome=decode_json(text), token="")
 
     async def release(self, claim: Claim) -> bool:
@@ -181,10 +187,16 @@ class MemoryStateStore(StateStore):
 
     async def append(self, entry: AuditEntry) -> None:
         at, evidence = check_audit_entry(entry)
-        stored = replace(entry, at=at, evidence={})
         await give_way()
         with self._lock:
-            self._audit.append((at, len(self._audit), stored, evidence))
+            self._store_audit(entry, at, evidence)
+
+    def _store_audit(self, entry: AuditEntry, at: datetime, evidence: str) -> None:
+        """Under the lock: append, unless an entry with the same id is stored already."""
+        if entry.id in self._audit_ids:
+            return
+        self._audit_ids.add(entry.id)
+        self._audit.append((at, len(self._audit), replace(entry, at=at, evidence={}), evidence))
 
     async def query(
         self,

@@ -7,6 +7,7 @@ the services rely on is pinned here once. Time comes from a fake clock, never fr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -409,7 +410,8 @@ async def test_audit_append_and_query_in_time_order(backend: Backend) -> None:
     ]
     assert all(e.at.tzinfo is not None and e.at.utcoffset() == timedelta(0) for e in everything)
     first = everything[0]
-    assert first == entry(T0, subject="user-1", action="warn", dry_run=True, outcome="would-do")
+    assert first == entry(T0, subject="user-1", action="warn", dry_run=True, outcome="would-do", id=first.id)
+    assert len({e.id for e in everything}) == 4 and all(e.id for e in everything)
     assert everything[2].reason == ""
 
     # since is inclusive, until exclusive.
@@ -441,7 +443,126 @@ async def test_audit_refuses_naive_times_and_oversized_evidence(backend: Backend
     assert await collect(store.query(T0 - timedelta(days=1))) == []
 
 
+# --- completion + audit entry: one state write (the outbox) ------------------------------------------------
+
+
+class Killed(BaseException):
+    """The process dies here (nothing after it in that process runs)."""
+
+
+def die_once(store: StateStore) -> None:
+    """The next `complete(..., audit=...)` on `store` dies after its ledger write, before the audit append."""
+
+    def crash() -> None:
+        store.crash_after_ledger_write = None  # type: ignore[attr-defined]
+        raise Killed
+
+    store.crash_after_ledger_write = crash  # type: ignore[attr-defined]
+
+
+async def test_complete_with_an_audit_entry_makes_both_visible(backend: Backend) -> None:
+    store = backend.store
+    claim = await store.claim("license", "user-1", "sku:abc", owner="worker-a", lease_seconds=60)
+    audit = entry(T0, subject="user-1", action="assign-license")
+    done = await store.complete(claim, {"status": "licensed"}, audit=audit)
+    assert done.done and done.outcome == {"status": "licensed"}
+    assert (await store.claim("license", "user-1", "sku:abc", owner="worker-b", lease_seconds=60)).done
+    assert await collect(store.query(T0)) == [audit]
+    assert await store.flush_outbox() == 0  # nothing was left pending
+    assert await collect(backend.another().query(T0)) == [audit]
+
+
+async def test_a_crash_after_the_ledger_write_still_ends_with_one_audit_entry(backend: Backend) -> None:
+    store = backend.store
+    claim = await store.claim("license", "user-1", "sku:abc", owner="worker-a", lease_seconds=60)
+    audit = entry(T0, subject="user-1", action="assign-license")
+    die_once(store)
+    with pytest.raises(Killed):
+        await store.complete(claim, {"status": "licensed"}, audit=audit)
+
+    survivor = backend.another()  # the next process
+    await survivor.flush_outbox()
+    assert (await survivor.claim("license", "user-1", "sku:abc", owner="worker-b", lease_seconds=60)).done
+    assert await collect(survivor.query(T0)) == [audit]
+    for _ in range(2):  # flushing again, or reading the entry again, never appends a second one
+        await survivor.flush_outbox()
+        await backend.another().flush_outbox()
+        assert (await survivor.claim("license", "user-1", "sku:abc", owner="worker-c", lease_seconds=60)).done
+    assert await collect(survivor.query(T0)) == [audit]
+
+
+async def test_the_next_claim_of_a_completion_left_pending_appends_its_audit_entry(backend: Backend) -> None:
+    """No flush_outbox call at all: the redelivered message's claim reads the entry and finishes the append."""
+    store = backend.store
+    claim = await store.claim("risk-notify", "user-1", "incident-1", owner="worker-a", lease_seconds=60)
+    audit = entry(T0, subject="user-1", action="risk-notify", outcome="sent")
+    die_once(store)
+    with pytest.raises(Killed):
+        await store.complete(claim, {"status": "sent"}, audit=audit)
+    survivor = backend.another()
+    again = await survivor.claim("risk-notify", "user-1", "incident-1", owner="worker-b", lease_seconds=60)
+    assert again.done and again.outcome == {"status": "sent"}
+    assert await collect(survivor.query(T0)) == [audit]
+
+
+async def test_concurrent_flushes_append_a_pending_entry_once(backend: Backend) -> None:
+    store = backend.store
+    audits = []
+    for n in range(3):
+        claim = await store.claim("license", f"user-{n}", "sku:abc", owner="worker-a", lease_seconds=60)
+        audits.append(entry(T0, subject=f"user-{n}", action="assign-license", correlation_id=f"c{n}"))
+        die_once(store)
+        with pytest.raises(Killed):
+            await store.complete(claim, {"status": "licensed"}, audit=audits[-1])
+    survivors = [backend.another() for _ in range(3)]
+    await asyncio.gather(*(s.flush_outbox() for s in survivors))
+    stored = await collect(survivors[0].query(T0))
+    assert sorted(e.id for e in stored) == sorted(a.id for a in audits)
+
+
+async def test_a_completion_with_a_lost_lease_writes_no_audit_entry(backend: Backend) -> None:
+    store = backend.store
+    claim = await store.claim("license", "user-1", "sku:abc", owner="worker-a", lease_seconds=60)
+    backend.clock.advance(61)
+    taken = await store.claim("license", "user-1", "sku:abc", owner="worker-b", lease_seconds=60)
+    assert taken.won
+    with pytest.raises(LeaseLostError):
+        await store.complete(claim, {"status": "licensed"}, audit=entry(T0, subject="user-1"))
+    await store.flush_outbox()
+    assert await collect(store.query(T0)) == []
+
+
+async def test_an_entry_appended_twice_is_stored_once(backend: Backend) -> None:
+    if backend.name == "table":
+        pytest.skip("Table Storage dedupes an entry's outbox append only (its RowKey is fixed at completion)")
+    once = entry(T0)
+    await backend.store.append(once)
+    await backend.store.append(once)
+    assert await collect(backend.store.query(T0)) == [once]
+
+
 # --- adapter specifics ----------------------------------------------------------------------------------------
+
+
+async def test_a_sqlite_file_from_schema_version_1_gains_audit_ids(tmp_path: Path, clock: FakeClock) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, "
+            "action TEXT NOT NULL, subject TEXT NOT NULL, reason TEXT NOT NULL, dry_run INTEGER NOT NULL, "
+            "outcome TEXT NOT NULL, evidence TEXT NOT NULL, correlation_id TEXT NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO audit (at, actor, action, subject, reason, dry_run, outcome, evidence, correlation_id) "
+            "VALUES ('2025-03-01T23:59:00.000000Z', 'a', 'old', 's', '', 0, 'done', '{}', '')"
+        )
+    async with SqliteStateStore(path, clock=clock) as store:
+        new = entry(T0 + timedelta(seconds=1))
+        await store.append(new)
+        await store.append(new)
+        assert [(e.action, e.id) for e in await collect(store.query(T0))] == [("old", ""), (new.action, new.id)]
 
 
 async def test_sqlite_file_survives_reopen_and_audit_is_append_only(tmp_path: Path, clock: FakeClock) -> None:

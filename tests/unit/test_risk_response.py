@@ -370,19 +370,16 @@ async def test_a_cancelled_invocation_never_leaves_a_done_notice_unaudited() -> 
     deps, _ = make(world())
     store = deps.state
     entered, resume, audited = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    original_complete, original_append = store.complete, store.append
+    original_complete = store.complete
 
-    async def slow_complete(claim: Any, outcome: Any) -> Any:
+    async def slow_complete(claim: Any, outcome: Any, **audit: Any) -> Any:
         entered.set()
         await resume.wait()  # the host shuts down right here
-        return await original_complete(claim, outcome)
-
-    async def observed_append(entry: Any) -> None:
-        await original_append(entry)
+        done = await original_complete(claim, outcome, **audit)
         audited.set()
+        return done
 
     store.complete = slow_complete  # type: ignore[method-assign]
-    store.append = observed_append  # type: ignore[method-assign]
     task = asyncio.create_task(respond_to_incident(payload(), deps))
     await entered.wait()
     task.cancel()
@@ -392,5 +389,4 @@ async def test_a_cancelled_invocation_never_leaves_a_done_notice_unaudited() -> 
     await asyncio.wait_for(audited.wait(), timeout=5)  # the shielded step finishes on its own
     assert ("risk-notify", "sent") in await audit(deps)
     store.complete = original_complete  # type: ignore[method-assign]
-    store.append = original_append  # type: ignore[method-assign]
     assert (await respond_to_incident(payload(), deps)).notice == "already-done"

@@ -74,9 +74,9 @@ class MortalState(MemoryStateStore):
         self.process.write()
         return await super().claim(action, subject, scope, owner=owner, lease_seconds=lease_seconds)
 
-    async def complete(self, claim: Any, outcome: JSONInput) -> Any:
+    async def complete(self, claim: Any, outcome: JSONInput, **audit: Any) -> Any:
         self.process.write()
-        return await super().complete(claim, outcome)
+        return await super().complete(claim, outcome, **audit)
 
     async def append(self, entry: Any) -> Any:
         self.process.write()

@@ -8,7 +8,7 @@ the adapters here implement it: `sqlite.SqliteStateStore` (embedded, demo/local)
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Literal, TypeAlias
 
@@ -94,7 +94,7 @@ def check_lease(lease_seconds: object) -> int:
 def check_audit_entry(entry: AuditEntry) -> tuple[datetime, str]:
     """Validate an entry before it is stored; returns (at in UTC, encoded evidence)."""
     at = as_utc("AuditEntry.at", entry.at)
-    for name in ("actor", "action", "subject"):
+    for name in ("actor", "action", "subject", "id"):
         check_name(f"AuditEntry.{name}", getattr(entry, name))
     check_text("AuditEntry.reason", entry.reason)
     check_text("AuditEntry.outcome", entry.outcome)
@@ -102,6 +102,18 @@ def check_audit_entry(entry: AuditEntry) -> tuple[datetime, str]:
     if not isinstance(entry.dry_run, bool):
         raise InvalidValueError("AuditEntry.dry_run must be a bool")
     return at, encode_json("AuditEntry.evidence", entry.evidence)
+
+
+class OutboxHook:
+    """A test seam of every adapter: `crash_after_ledger_write` is called after `complete(..., audit=...)` has
+    written the ledger and before the audit entry is appended (where the two writes are one transaction:
+    after both). Raising from it is a process killed at that point. None (always, in production): nothing."""
+
+    crash_after_ledger_write: Callable[[], None] | None = None
+
+    def _after_ledger_write(self) -> None:
+        if self.crash_after_ledger_write is not None:
+            self.crash_after_ledger_write()
 
 
 def check_won(claim: Claim, operation: str) -> None:

@@ -26,6 +26,7 @@ from shared.adapters.state import (
     LEDGER_DONE,
     LEDGER_HELD,
     LEDGER_RELEASED,
+    OutboxHook,
     as_utc,
     check_audit_entry,
     check_etag,
@@ -52,7 +53,7 @@ from shared.ports.state import (
 
 _T = TypeVar("_T")
 _PAGE = 500
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -88,7 +89,8 @@ CREATE TABLE IF NOT EXISTS audit (
     dry_run INTEGER NOT NULL,
     outcome TEXT NOT NULL,
     evidence TEXT NOT NULL,
-    correlation_id TEXT NOT NULL
+    correlation_id TEXT NOT NULL,
+    entry_id TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (at, seq);
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit (subject, at, seq);
@@ -101,6 +103,32 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
+# After the migration (a file from schema version 1 has no entry_id column yet): one row per entry id, so
+# appending the same entry again stores nothing. Rows from before have none (NULLs never collide).
+_AUDIT_ID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS audit_by_id ON audit (entry_id)"
+
+_AUDIT_INSERT = (
+    "INSERT OR IGNORE INTO audit (at, actor, action, subject, reason, dry_run, outcome, evidence, correlation_id, "
+    "entry_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _audit_row(entry: AuditEntry) -> tuple[Any, ...]:
+    at, evidence = check_audit_entry(entry)
+    return (
+        _ts(at),
+        entry.actor,
+        entry.action,
+        entry.subject,
+        entry.reason,
+        int(entry.dry_run),
+        entry.outcome,
+        evidence,
+        entry.correlation_id,
+        entry.id,
+    )
+
+
 def _ts(moment: datetime) -> str:
     """Fixed-width UTC text, so string order is time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -110,8 +138,11 @@ def _parse_ts(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
-class SqliteStateStore(StateStore):
-    """State in one SQLite file (parent folders created), or ":memory:" (private to this instance)."""
+class SqliteStateStore(OutboxHook, StateStore):
+    """State in one SQLite file (parent folders created), or ":memory:" (private to this instance).
+
+    `complete(claim, outcome, audit=entry)` writes the completion and the audit entry in one transaction, so
+    there is never an outbox to flush."""
 
     def __init__(self, path: str | Path, *, clock: Clock = utc_now, busy_timeout_seconds: float = 30.0) -> None:
         self._path = str(path)
@@ -143,6 +174,10 @@ class SqliteStateStore(StateStore):
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _split_statements(_SCHEMA):
                     conn.execute(statement)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(audit)")}
+                if "entry_id" not in columns:  # a file from schema version 1
+                    conn.execute("ALTER TABLE audit ADD COLUMN entry_id TEXT")
+                conn.execute(_AUDIT_ID_INDEX)
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("COMMIT")
             except BaseException:
@@ -314,23 +349,28 @@ class SqliteStateStore(StateStore):
 
         return await self._run(work)
 
-    async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
+    async def complete(self, claim: Claim, outcome: JSONInput, *, audit: AuditEntry | None = None) -> Claim:
         check_won(claim, "complete")
         text = encode_json("outcome", outcome)
+        row = _audit_row(audit) if audit is not None else None
         now = _ts(as_utc("clock()", self._clock()))
 
         def work(conn: sqlite3.Connection) -> int:
-            cursor = conn.execute(
-                "UPDATE ledger SET status = ?, outcome = ?, lease_expires_at = NULL, updated_at = ? "
-                "WHERE action = ? AND subject = ? AND scope = ? AND status = ? AND token = ?",
-                (LEDGER_DONE, text, now, claim.action, claim.subject, claim.scope, LEDGER_HELD, claim.token),
-            )
-            return cursor.rowcount
+            with _immediate(conn):  # the completion and its audit entry: both or neither
+                cursor = conn.execute(
+                    "UPDATE ledger SET status = ?, outcome = ?, lease_expires_at = NULL, updated_at = ? "
+                    "WHERE action = ? AND subject = ? AND scope = ? AND status = ? AND token = ?",
+                    (LEDGER_DONE, text, now, claim.action, claim.subject, claim.scope, LEDGER_HELD, claim.token),
+                )
+                if cursor.rowcount == 1 and row is not None:
+                    conn.execute(_AUDIT_INSERT, row)
+                return cursor.rowcount
 
         if await self._run(work) != 1:
             raise LeaseLostError(
                 f"claim {claim.action}/{claim.subject}/{claim.scope} is no longer held by {claim.owner}"
             )
+        self._after_ledger_write()
         return replace(claim, status=ClaimStatus.DONE, lease_expires_at=None, outcome=decode_json(text), token="")
 
     async def release(self, claim: Claim) -> bool:
@@ -350,25 +390,10 @@ class SqliteStateStore(StateStore):
     # --- audit ----------------------------------------------------------------------------------------------
 
     async def append(self, entry: AuditEntry) -> None:
-        at, evidence = check_audit_entry(entry)
-        row = (
-            _ts(at),
-            entry.actor,
-            entry.action,
-            entry.subject,
-            entry.reason,
-            int(entry.dry_run),
-            entry.outcome,
-            evidence,
-            entry.correlation_id,
-        )
+        row = _audit_row(entry)
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO audit (at, actor, action, subject, reason, dry_run, outcome, evidence, "
-                "correlation_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
-            )
+            conn.execute(_AUDIT_INSERT, row)  # an entry already stored (same id) is not stored again
 
         await self._run(work)
 
@@ -391,7 +416,7 @@ class SqliteStateStore(StateStore):
         if action is not None:
             where.append("action = ?")
             params.append(action)
-        columns = "seq, at, actor, action, subject, reason, dry_run, outcome, evidence, correlation_id"
+        columns = "seq, at, actor, action, subject, reason, dry_run, outcome, evidence, correlation_id, entry_id"
         cursor_at: tuple[str, int] | None = None
         while True:
             page_where = list(where)
@@ -405,7 +430,7 @@ class SqliteStateStore(StateStore):
                 return conn.execute(sql, bound).fetchall()
 
             rows = await self._run(work)
-            for seq, at, actor, act, subj, reason, dry_run, outcome, evidence, correlation_id in rows:
+            for seq, at, actor, act, subj, reason, dry_run, outcome, evidence, correlation_id, entry_id in rows:
                 cursor_at = (at, seq)
                 yield AuditEntry(
                     at=_parse_ts(at),
@@ -417,6 +442,7 @@ class SqliteStateStore(StateStore):
                     outcome=outcome,
                     evidence=decode_json(evidence),
                     correlation_id=correlation_id,
+                    id=entry_id or "",
                 )
             if len(rows) < _PAGE:
                 return

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from shared.adapters.state import (
     LEDGER_DONE,
     LEDGER_HELD,
     LEDGER_RELEASED,
+    OutboxHook,
     as_utc,
     check_audit_entry,
     check_etag,
@@ -76,6 +76,9 @@ _MAX_KEY_CHARS = 512  # PartitionKey/RowKey are limited to 1 KiB (UTF-16)
 _TS_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 _TS_WIDTH = len("20250101T000000.000000Z")
 _CLAIM_ROUNDS = 8
+_PENDING = "Audit_"
+"""Prefix of the ledger properties holding the audit entity a completion still has to append, one property per
+audit property (each within Table Storage's 64 KiB), next to `AuditPending` = true."""
 
 
 def encode_key(*parts: str) -> str:
@@ -115,8 +118,14 @@ class _AppendOrder:
 _append_order = _AppendOrder()
 
 
-class TableStateStore(StateStore):
+class TableStateStore(OutboxHook, StateStore):
     """State in Azure Table Storage (or Azurite).
+
+    The ledger and the audit log are different tables (no transaction spans them), so `complete(claim,
+    outcome, audit=entry)` is an outbox: the completion and the audit entity, its RowKey fixed, are one ledger
+    write; then the entity is created in the audit table (409: it is there already) and cleared from the ledger
+    entry. What a dead process left pending is flushed by a `claim` that reads that ledger entry, or by
+    `flush_outbox` (a query on `AuditPending`, at most every `outbox_scan_seconds` per store).
 
     Give either `connection_string` (Azurite, key-based accounts; STATE_TABLE_CONNECTION) or `endpoint`
     (https://<account>.table.core.windows.net; STATE_TABLE_ENDPOINT) with an async `credential`. Without a
@@ -133,6 +142,7 @@ class TableStateStore(StateStore):
         managed_identity_client_id: str | None = None,
         table_prefix: str = "guestwarden",
         clock: Clock = utc_now,
+        outbox_scan_seconds: float = 60.0,
     ) -> None:
         if (connection_string is None) == (endpoint is None):
             raise ValueError("give exactly one of connection_string or endpoint")
@@ -152,6 +162,8 @@ class TableStateStore(StateStore):
         self._tables: dict[str, TableClient] | None = None
         self._tables_lock = asyncio.Lock()
         self._closed = False
+        self._outbox_scan_seconds = outbox_scan_seconds
+        self._outbox_scanned_at: float | None = None
 
     # --- plumbing -------------------------------------------------------------------------------------------
 
@@ -269,6 +281,8 @@ class TableStateStore(StateStore):
                 holder = str(entity.get("Holder", ""))
                 verdict = ledger_verdict(str(entity["Status"]), _aware(expires), now)
                 if verdict == "done":
+                    if entity.get("AuditPending"):  # its process died before appending the audit entry
+                        await self._flush_entity(table, entity)
                     outcome = entity.get("Outcome")
                     return replace(
                         won,
@@ -333,14 +347,58 @@ class TableStateStore(StateStore):
                 return False
         return True
 
-    async def complete(self, claim: Claim, outcome: JSONInput) -> Claim:
+    async def complete(self, claim: Claim, outcome: JSONInput, *, audit: AuditEntry | None = None) -> Claim:
         check_won(claim, "complete")
         text = encode_json("outcome", outcome)
-        if not await self._finish(claim, LEDGER_DONE, text):
-            raise LeaseLostError(
-                f"claim {claim.action}/{claim.subject}/{claim.scope} is no longer held by {claim.owner}"
-            )
+        pending = _audit_entity(audit) if audit is not None else None
+        pk, rk = encode_key(claim.subject), encode_key(claim.action, claim.scope)
+        entity = self._ledger_entity(pk, rk, claim, LEDGER_DONE, text)
+        if pending is not None:
+            entity |= {f"{_PENDING}{name}": value for name, value in pending.items()} | {"AuditPending": True}
+        table = await self._table(LEDGER)
+        with _translated(LEDGER_DONE):
+            try:
+                result = await table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=claim.token, match_condition=MatchConditions.IfNotModified
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                raise LeaseLostError(
+                    f"claim {claim.action}/{claim.subject}/{claim.scope} is no longer held by {claim.owner}"
+                ) from None
+        self._after_ledger_write()
+        if pending is not None:
+            await self._flush(table, entity, _etag_from_result(result), pending)
         return replace(claim, status=ClaimStatus.DONE, lease_expires_at=None, outcome=decode_json(text), token="")
+
+    async def flush_outbox(self) -> int:
+        now = time.monotonic()
+        if self._outbox_scanned_at is not None and now - self._outbox_scanned_at < self._outbox_scan_seconds:
+            return 0
+        self._outbox_scanned_at = now
+        table = await self._table(LEDGER)
+        flushed = 0
+        with _translated("scan the outbox"):
+            found = [entity async for entity in table.query_entities("AuditPending eq true")]
+        for entity in found:
+            await self._flush_entity(table, entity)
+            flushed += 1
+        return flushed
+
+    async def _flush_entity(self, table: TableClient, entity: Any) -> None:
+        pending = {name.removeprefix(_PENDING): value for name, value in entity.items() if name.startswith(_PENDING)}
+        await self._flush(table, dict(entity.items()), _etag_of(entity), pending)
+
+    async def _flush(self, ledger: TableClient, entity: dict[str, Any], etag: str, pending: dict[str, Any]) -> None:
+        """Append the pending audit entity (its RowKey is fixed: a second append is a 409, not a second entry),
+        then clear it from the ledger entry if nobody wrote that since (else someone else has cleared it)."""
+        audit = await self._table(AUDIT)
+        with _translated("append audit entry"), contextlib.suppress(ResourceExistsError):
+            await audit.create_entity(pending)
+        cleared = {k: v for k, v in entity.items() if not k.startswith(_PENDING) and k != "AuditPending"}
+        with _translated("clear the outbox"), contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            await ledger.update_entity(
+                cleared, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
 
     async def release(self, claim: Claim) -> bool:
         check_won(claim, "release")
@@ -349,20 +407,7 @@ class TableStateStore(StateStore):
     # --- audit ----------------------------------------------------------------------------------------------
 
     async def append(self, entry: AuditEntry) -> None:
-        at, evidence = check_audit_entry(entry)
-        entity: dict[str, Any] = {
-            "PartitionKey": f"{at:%Y%m%d}",
-            "RowKey": f"{at.strftime(_TS_FORMAT)}-{_append_order.next():020d}-{uuid.uuid4().hex[:8]}",
-            "At": at,
-            "Actor": entry.actor,
-            "Action": entry.action,
-            "Subject": entry.subject,
-            "Reason": entry.reason,
-            "DryRun": entry.dry_run,
-            "Outcome": entry.outcome,
-            "Evidence": evidence,
-            "CorrelationId": entry.correlation_id,
-        }
+        entity = _audit_entity(entry)
         table = await self._table(AUDIT)
         with _translated("append audit entry"):
             await table.create_entity(entity)
@@ -403,7 +448,27 @@ class TableStateStore(StateStore):
                     outcome=str(entity.get("Outcome", "")),
                     evidence=decode_json(entity["Evidence"]),
                     correlation_id=str(entity.get("CorrelationId", "")),
+                    id=str(entity.get("EntryId", "")),
                 )
+
+
+def _audit_entity(entry: AuditEntry) -> dict[str, Any]:
+    """The audit table entity of an entry, its RowKey fixed now (time, this process's append order, the id)."""
+    at, evidence = check_audit_entry(entry)
+    return {
+        "PartitionKey": f"{at:%Y%m%d}",
+        "RowKey": f"{at.strftime(_TS_FORMAT)}-{_append_order.next():020d}-{entry.id}",
+        "At": at,
+        "Actor": entry.actor,
+        "Action": entry.action,
+        "Subject": entry.subject,
+        "Reason": entry.reason,
+        "DryRun": entry.dry_run,
+        "Outcome": entry.outcome,
+        "Evidence": evidence,
+        "CorrelationId": entry.correlation_id,
+        "EntryId": entry.id,
+    }
 
 
 @contextlib.contextmanager

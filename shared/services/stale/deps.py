@@ -12,7 +12,7 @@ from shared.domain.stale import StageMemory, StalePolicy
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.graph import StaleGraph
 from shared.ports.reports import ReportStore
-from shared.ports.state import ANY_ETAG, StateStore
+from shared.ports.state import ANY_ETAG, AuditEntry, StateStore
 from shared.ports.templates import StaleRenderer
 from shared.services.audit import Auditor
 
@@ -73,8 +73,9 @@ async def write_memory(deps: StaleDeps, user_id: str, value: Any) -> None:
         await deps.state.delete(RECORD_KIND, user_id)
 
 
-async def audit(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, extra: dict[str, Any]) -> None:
-    await Auditor(deps.state, ACTOR, deps.clock).record(
+def audit_entry(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, extra: dict[str, Any]) -> AuditEntry:
+    """The audit entry of one item's action, with the evidence it rested on (correlation id = the run id)."""
+    return Auditor(deps.state, ACTOR, deps.clock).entry(
         f"stale-{item.action}",
         item.user_id,
         reason=item.reason,
@@ -82,3 +83,7 @@ async def audit(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, 
         evidence={**item.evidence, **extra, "scope": item.scope, "reEnable": item.enable},
         correlation_id=plan.run_id,
     )
+
+
+async def audit(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, extra: dict[str, Any]) -> None:
+    await deps.state.append(audit_entry(deps, plan, item, outcome, extra))

@@ -28,7 +28,7 @@ from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
 from shared.ports.state import ANY_ETAG, Claim
 from shared.services.audit import Auditor
-from shared.services.stale.deps import ACTOR, StaleDeps, audit, write_memory
+from shared.services.stale.deps import ACTOR, StaleDeps, audit, audit_entry, write_memory
 from shared.services.stale.journal import (
     RunJournal,
     RunTakenOver,
@@ -130,6 +130,7 @@ async def _abandon(deps: StaleDeps, run_id: str, record: dict[str, Any], started
 
 async def _work(deps: StaleDeps, journal: RunJournal) -> StalePlan:
     plan = journal.plan()
+    await deps.state.flush_outbox()  # audit entries a killed invocation's completions left pending
     try:
         if journal.phase == "reading":
             await read_guests(deps, journal, plan)
@@ -280,9 +281,10 @@ async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, dep
             outcome = claim.outcome or {}
             await write_memory(deps, item.user_id, outcome.get("memory"))
             if outcome.get("runId") == plan.run_id:
-                # Done by this run in an invocation cut off before it wrote the part's outcomes.
+                # Done (and audited) by this run in an invocation cut off before it wrote the part's outcomes.
                 item.outcome = str(outcome.get("result") or "done")
-                await _flush_audit(deps, plan, item, action, outcome)
+                if action is Action.WARN:
+                    await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
             else:
                 item.outcome = "already-done"
         elif claim.held:
@@ -369,32 +371,17 @@ async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps:
 async def _settle(
     deps: StaleDeps, plan: StalePlan, item: PlanItem, claim: Claim, action: Action, result: str, extra: dict[str, Any]
 ) -> None:
-    """Record an action that happened: the ledger's completion carries the stage memory and the audit entry's
-    evidence (an outbox: one write), then the stage record and the audit entry are written from it. A process
-    killed in between leaves a completion that a continued run finds "done by this run" and flushes
-    (`_flush_audit`): the audit entry is written once, the stage record repaired."""
+    """Record an action that happened: the ledger's completion and its audit entry in one state write (the
+    outbox, shared/ports/state.py), carrying the stage memory and the run id; then the stage record. A process
+    killed after the completion leaves a claim that a continued run finds "done by this run": its audit entry
+    is already there, and the stage record is repaired from the completion."""
     memory = memory_after(item, action, deps.clock(), plan.run_id)
-    outcome = {"memory": memory.to_json() if memory else None, "runId": plan.run_id, "result": result, "audit": extra}
-    await deps.state.complete(claim, outcome)
+    outcome = {"memory": memory.to_json() if memory else None, "runId": plan.run_id, "result": result}
+    await deps.state.complete(claim, outcome, audit=audit_entry(deps, plan, item, result, extra))
     if action is Action.WARN:
         await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
     await write_memory(deps, item.user_id, outcome["memory"])
     item.outcome = result
-    await audit(deps, plan, item, result, extra)
-
-
-async def _flush_audit(
-    deps: StaleDeps, plan: StalePlan, item: PlanItem, action: Action, outcome: dict[str, Any]
-) -> None:
-    """The audit entry of an action this run completed before it was cut off, unless it was written: looked up
-    by guest, action and run (only on this rare path)."""
-    since = plan.started - timedelta(minutes=1)
-    async for entry in deps.state.query(since, subject=item.user_id, action=f"stale-{action}"):
-        if entry.correlation_id == plan.run_id and entry.outcome == item.outcome:
-            return
-    if action is Action.WARN:
-        await deps.state.delete(MAIL_INTENT_KIND, item.user_id)
-    await audit(deps, plan, item, item.outcome, dict(outcome.get("audit") or {}))
 
 
 MAIL_INTENT_KIND = "stale-mail-intent"
