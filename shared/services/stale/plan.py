@@ -77,6 +77,10 @@ class _Reader:
         self.excluded: set[str] = set()
         self.read = 0
         self.total = journal.value.get("total")
+        self.tallies: dict[int, StalePlan] = {}
+        """Per piece, the counts of the pages this invocation wrote (of the piece's current attempt)."""
+        self.written: set[str] = set()
+        """The parts this invocation wrote: their counts are in `tallies`, not read back."""
         self._logged = time.monotonic()
 
     async def run(self, cursors: list[RangeCursor]) -> None:
@@ -131,6 +135,7 @@ class _Reader:
                     exc,
                 )
                 cursor.attempt, cursor.pages, cursor.next, cursor.guests = cursor.attempt + 1, 0, None, 0
+                self.tallies.pop(cursor.piece, None)
                 await self.journal.save(cursor)
 
     async def _pages(self, created: CreatedRange | None, resume: str | None) -> AsyncIterator[GuestPage]:
@@ -142,6 +147,7 @@ class _Reader:
             try:
                 async for page in self.deps.graph.guest_pages(created=created, resume=resume):
                     await queue.put(page)
+                    await queue.join()  # taken: fetch the next one while it is worked on (one page ahead)
             except Exception as exc:  # handed to the reader, which decides (a refused link reads the range again)
                 await queue.put(exc)
                 return
@@ -150,6 +156,7 @@ class _Reader:
         task = asyncio.create_task(fetch())
         try:
             while (item := await queue.get()) is not None:
+                queue.task_done()
                 if isinstance(item, Exception):
                     raise item
                 yield item
@@ -162,6 +169,7 @@ class _Reader:
         """Guests without a createdDateTime: one id chain, then by id. Not continued mid-way (their chain is
         cheap and rare): a cut-off reading is done again under a new attempt, whose parts replace the old."""
         cursor.attempt, cursor.pages, cursor.guests = cursor.attempt + 1, 0, 0
+        self.tallies.pop(cursor.piece, None)
         ids = await scan.undated_ids(self.deps.graph)
         async for users in scan.read_by_id(self.deps.graph, ids, with_sign_in_activity=True):
             cursor.guests += await self._write_page(cursor, users)
@@ -182,6 +190,10 @@ class _Reader:
                 items.append(item)
         name = part_name(cursor.piece, cursor.attempt, cursor.pages)
         await write_part(self.deps.reports, self.report, name, page.tally(), items)
+        self.tallies.setdefault(cursor.piece, StalePlan(self.plan.run_id, self.plan.started, False)).absorb(
+            page.tally()
+        )
+        self.written.add(name)
         self.read += page.guests_seen
         self._progress()
         return page.guests_seen
@@ -197,9 +209,10 @@ class _Reader:
 async def read_guests(deps: StaleDeps, journal: RunJournal, plan: StalePlan) -> None:
     """The reading phase, from wherever the run's cursors stand; then the counts of every part, the checks."""
     cursors = await journal.cursors()
+    reader = _Reader(deps, journal, plan, plan.started)
     if not all(c.done for c in cursors):
         try:
-            await _Reader(deps, journal, plan, plan.started).run(cursors)
+            await reader.run(cursors)
         except GraphError as exc:
             if exc.status not in (401, 403):
                 raise
@@ -211,8 +224,12 @@ async def read_guests(deps: StaleDeps, journal: RunJournal, plan: StalePlan) -> 
             return
         cursors = await journal.cursors()
     plan.parts = [name for cursor in cursors for name in cursor.parts()]
-    async for tally, _ in iter_parts(deps, plan, items=False):
-        plan.absorb(tally)
+    for piece in reader.tallies.values():  # counted while reading; the parts of earlier invocations are read back
+        plan.absorb(piece.tally())
+    report = report_name(plan.run_id)
+    for name in plan.parts:
+        if name not in reader.written:
+            plan.absorb((await read_part(deps.reports, report, name, items=False))[0])
     check_data(plan, deps.config.abort_missing_activity_percent)
     if plan.status == "planned":
         check_caps(plan, deps.config.max_actions, deps.config.max_percent)
