@@ -146,3 +146,32 @@ SIGN_IN_ACTIVITY_PAGING: MappingProxyType[str, PagingMode] = MappingProxyType(
 )
 DEFAULT_SIGN_IN_ACTIVITY_PAGING = "refuse-above-500"
 """The strict reading of today's docs: 500 at most, and more is an error rather than quietly less."""
+
+
+# How long the `$skiptoken` of a users list's `@odata.nextLink` stays valid. paging.md says to send the whole link
+# back as it is and names no lifetime; Graph does answer 400 `Directory_ExpiredPageToken` to old page tokens on
+# directory lists (msgraph-sdk-java#368). The stale sweep keeps a range's nextLink in state and may follow it in a
+# later invocation (shared/services/stale/journal.py), so the simulator plays both readings
+# (`sim.page_token_lifetime`) and the sweep is tested under each: followed as is, or refused and the range read again.
+PAGING = "concepts/paging.md"
+
+
+@dataclass(frozen=True)
+class PageTokenLifetime:
+    seconds: int | None
+    """None: a nextLink is honoured whenever it comes back."""
+    source: str
+
+
+PAGE_TOKEN_LIFETIMES: MappingProxyType[str, PageTokenLifetime] = MappingProxyType(
+    {
+        "unlimited": PageTokenLifetime(None, PAGING),
+        "expires-60s": PageTokenLifetime(60, f"{PAGING}; msgraph-sdk-java#368 (Directory_ExpiredPageToken)"),
+    }
+)
+DEFAULT_PAGE_TOKEN_LIFETIME = "unlimited"  # noqa: S105 (a mode name, not a secret)
+"""A chain read straight through (every request but a resumed sweep's) never meets the difference."""
+EXPIRED_PAGE_TOKEN = (
+    "Directory_ExpiredPageToken",
+    "The specified page token value has expired and can no longer be included in your request.",
+)

@@ -25,7 +25,7 @@ from aiohttp import web
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
 from local.graph_sim.contract_permissions import requirement
-from local.graph_sim.contract_queries import SIGN_IN_ACTIVITY_PAGING
+from local.graph_sim.contract_queries import PAGE_TOKEN_LIFETIMES, SIGN_IN_ACTIVITY_PAGING
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
 from local.graph_sim.identity import (
@@ -242,6 +242,19 @@ class GraphSimulator:
         if mode not in SIGN_IN_ACTIVITY_PAGING:
             raise ValueError(f"unknown paging mode {mode!r}: one of {', '.join(SIGN_IN_ACTIVITY_PAGING)}")
         self.store.sign_in_activity_paging = mode
+
+    @property
+    def page_token_lifetime(self) -> str:
+        """How long a users list's nextLink is honoured: a key of contract_queries.PAGE_TOKEN_LIFETIMES
+        ("unlimited" by default, "expires-60s" answers 400 Directory_ExpiredPageToken after 60 s of the
+        simulator's clock): paging.md names no lifetime."""
+        return self.store.page_token_lifetime
+
+    @page_token_lifetime.setter
+    def page_token_lifetime(self, mode: str) -> None:
+        if mode not in PAGE_TOKEN_LIFETIMES:
+            raise ValueError(f"unknown page token lifetime {mode!r}: one of {', '.join(PAGE_TOKEN_LIFETIMES)}")
+        self.store.page_token_lifetime = mode
 
     # change notifications (see local/graph_sim/notifications.py) ------------------------------------
     @property

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from local.graph_sim.clock import SimClock, iso_z, parse_dt, rebase_tenant
-from local.graph_sim.contract_queries import DEFAULT_SIGN_IN_ACTIVITY_PAGING
+from local.graph_sim.contract_queries import DEFAULT_PAGE_TOKEN_LIFETIME, DEFAULT_SIGN_IN_ACTIVITY_PAGING
 
 Json = dict[str, Any]
 DELETED_RETENTION = timedelta(days=30)
@@ -53,6 +53,7 @@ class TenantStore:
         self.delta_epoch = 0  # bumped by expire_delta_links(): older deltaLinks are no longer served
         self.delta_expiry_variant = "syncStateNotFound"  # ... and answer this way (resources/delta.py)
         self.sign_in_activity_paging = DEFAULT_SIGN_IN_ACTIVITY_PAGING  # contract_queries.SIGN_IN_ACTIVITY_PAGING
+        self.page_token_lifetime = DEFAULT_PAGE_TOKEN_LIFETIME  # contract_queries.PAGE_TOKEN_LIFETIMES
         # Called with (user id, change type) on every change, under self.lock (change notifications).
         self.listeners: list[Callable[[str, str], None]] = []
         self.recount_seats()

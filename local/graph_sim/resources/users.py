@@ -11,6 +11,8 @@ from local.graph_sim.context import SimContext
 from local.graph_sim.contract_queries import (
     ADVANCED,
     COUNT_SEGMENT_WITHOUT_EVENTUAL,
+    EXPIRED_PAGE_TOKEN,
+    PAGE_TOKEN_LIFETIMES,
     SIGN_IN_ACTIVITY_PAGING,
     USER_ORDERBY,
     USERS,
@@ -127,6 +129,7 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
     token = req.query.get("$skiptoken")
     if token:
         state = decode_token(token)
+        _refuse_expired(ctx, state)
         filter_text, select_text = state.get("f"), state.get("s")
         top_raw, count, after = state.get("t"), bool(state.get("c")), state.get("a")
     else:
@@ -158,11 +161,21 @@ def list_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimR
         body["@odata.count"] = count_matches(ctx.store, flt)
     if more:
         state = {"f": filter_text, "s": select_text, "t": top_raw, "c": count, "a": page[-1]["id"]}
+        state["i"] = ctx.clock.now().timestamp()  # when the link was issued (PAGE_TOKEN_LIFETIMES)
         if orderby:
             state.update(o=orderby, n=offset + len(page))
         body["@odata.nextLink"] = f"{req.base_url}/users?$skiptoken={encode_token(state)}"
     body["value"] = [user_view(user, select) for user in page]
     return json_response(body)
+
+
+def _refuse_expired(ctx: SimContext, state: dict[str, Any]) -> None:
+    """A page token older than the lifetime the simulator plays (contract_queries.PAGE_TOKEN_LIFETIMES)."""
+    lifetime = PAGE_TOKEN_LIFETIMES[ctx.store.page_token_lifetime].seconds
+    issued = state.get("i")
+    if lifetime is not None and issued is not None and ctx.clock.now().timestamp() - float(issued) > lifetime:
+        code, message = EXPIRED_PAGE_TOKEN
+        raise GraphError(400, code, message)
 
 
 def count_users(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:

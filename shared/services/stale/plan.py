@@ -134,6 +134,7 @@ class _Reader:
                     cursor.piece,
                     exc,
                 )
+                self.read -= cursor.guests  # progress: those guests are read again
                 cursor.attempt, cursor.pages, cursor.next, cursor.guests = cursor.attempt + 1, 0, None, 0
                 self.tallies.pop(cursor.piece, None)
                 await self.journal.save(cursor)
@@ -141,15 +142,17 @@ class _Reader:
     async def _pages(self, created: CreatedRange | None, resume: str | None) -> AsyncIterator[GuestPage]:
         """The range's pages, the next one fetched while the caller decides and stores the current one (the
         quota, not our own writes, stays the limit). A run cut off reads at most the pages fetched ahead again."""
-        queue: asyncio.Queue[GuestPage | Exception | None] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[GuestPage | BaseException | None] = asyncio.Queue()
 
         async def fetch() -> None:
             try:
                 async for page in self.deps.graph.guest_pages(created=created, resume=resume):
                     await queue.put(page)
                     await queue.join()  # taken: fetch the next one while it is worked on (one page ahead)
-            except Exception as exc:  # handed to the reader, which decides (a refused link reads the range again)
-                await queue.put(exc)
+            except BaseException as exc:  # the reader raises it: a refused link (read the range again), or worse
+                queue.put_nowait(exc)
+                if not isinstance(exc, Exception):
+                    raise
                 return
             await queue.put(None)
 
@@ -157,7 +160,7 @@ class _Reader:
         try:
             while (item := await queue.get()) is not None:
                 queue.task_done()
-                if isinstance(item, Exception):
+                if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
@@ -168,6 +171,7 @@ class _Reader:
     async def _read_undated(self, cursor: RangeCursor) -> None:
         """Guests without a createdDateTime: one id chain, then by id. Not continued mid-way (their chain is
         cheap and rare): a cut-off reading is done again under a new attempt, whose parts replace the old."""
+        self.read -= cursor.guests
         cursor.attempt, cursor.pages, cursor.guests = cursor.attempt + 1, 0, 0
         self.tallies.pop(cursor.piece, None)
         ids = await scan.undated_ids(self.deps.graph)
