@@ -30,6 +30,7 @@ from shared.ports.clock import Clock, utc_now
 from shared.ports.publisher import MessagePublisher
 from shared.ports.reports import ReportStore
 from shared.ports.state import StateStore
+from shared.services.attestation import AttestDeps
 from shared.services.delta import DeltaDeps
 from shared.services.licensing import LicensingDeps
 from shared.services.risk_detection import DetectionDeps
@@ -178,6 +179,18 @@ def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock
     )
 
 
+def attest_deps(
+    settings: Settings, graph: GraphGateway, state: StateStore, clock: Clock = utc_now
+) -> AttestDeps | None:
+    """The attestation page's wiring (the HTTP function and the CLI); None when links are off."""
+    from shared.adapters.templates import AttestTemplates
+
+    config = settings.stale.attestation()
+    if config is None:
+        return None
+    return AttestDeps(graph, state, AttestTemplates(settings.stale.template_dir), config, clock)
+
+
 APP_FEATURES = tuple(Feature)
 """The function app runs every flow, so every feature's settings are checked at start."""
 
@@ -287,6 +300,10 @@ class AppServices:
     # --- flow 4: stale guests ------------------------------------------------------------------------
     def stale(self) -> StaleDeps:
         return stale_deps(self.settings, self.graph, self.state, self.clock)
+
+    def attestation(self) -> AttestDeps | None:
+        """A sponsor's answer through its link (None: links are off, no STALE_ATTEST_SIGNING_KEY)."""
+        return attest_deps(self.settings, self.graph, self.state, self.clock)
 
     # --- flows 2/3: risk-blocked guests ---------------------------------------------------------------
     def risk_detection(self) -> DetectionDeps:

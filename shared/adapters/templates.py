@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from shared.domain.risk import Ticket, safe_subject
 from shared.ports.templates import RenderedNotice
 
-__all__ = ["BUILT_IN", "RiskTemplates", "StaleTemplates", "environment"]
+__all__ = ["BUILT_IN", "AttestTemplates", "RiskTemplates", "StaleTemplates", "environment"]
 
 BUILT_IN = Path(__file__).resolve().parents[1] / "templates"
 """shared/templates: one folder per flow."""
@@ -95,3 +95,15 @@ class StaleTemplates:
     def report_html(self, context: Mapping[str, Any]) -> AsyncIterator[str]:
         """The report as a stream of text: `plan.items` may be an async iterator (one part read at a time)."""
         return self._report_env.get_template("report.html").generate_async(context)
+
+
+class AttestTemplates:
+    """The sponsor attestation pages (shared/templates/attest/page.html; STALE_TEMPLATE_DIR's `attest/` folder
+    overrides it); implements the AttestRenderer port. Autoescaped: a guest's display name is its own choice."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        self._env = environment("attest", override_dir / "attest" if override_dir else None)
+        self._env.get_template("page.html")
+
+    def page(self, context: Mapping[str, Any]) -> str:
+        return self._env.get_template("page.html").render(context)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +30,9 @@ class Stage(enum.StrEnum):
     DELETED = "deleted"
     RESTORED = "restored"
     """An operator restored or re-enabled it: the inactivity clock restarts at `since`."""
+    KEPT = "kept"
+    """A sponsor kept it through an attestation link (shared.domain.attestation): nothing happens to it before
+    `until`; then it is judged again, with `since` counting as activity."""
 
 
 class Action(enum.StrEnum):
@@ -58,14 +62,31 @@ class StageMemory:
     since: datetime
     we_disabled: bool = False
     run_id: str = ""
+    episode: str = ""
+    """The lifecycle episode (warning -> disable -> delete) this stage belongs to: the warning's scope, carried
+    by the stages after it. Attestation links name it (an answer counts once per episode)."""
+    until: datetime | None = None
+    """KEPT only: the end of the sponsor's extension."""
+
+    @property
+    def episode_id(self) -> str:
+        """The episode, or for a warning recorded before episodes were (guestwarden < 0.17) one from its date."""
+        if self.episode:
+            return self.episode
+        return f"warned:{self.since.isoformat()}" if self.stage is Stage.WARNED else ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        value: dict[str, Any] = {
             "stage": str(self.stage),
             "since": self.since.isoformat(),
             "weDisabled": self.we_disabled,
             "runId": self.run_id,
         }
+        if self.episode:
+            value["episode"] = self.episode
+        if self.until is not None:
+            value["until"] = self.until.isoformat()
+        return value
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> StageMemory:
@@ -74,6 +95,8 @@ class StageMemory:
             since=datetime.fromisoformat(str(value["since"])),
             we_disabled=bool(value.get("weDisabled", False)),
             run_id=str(value.get("runId", "")),
+            episode=str(value.get("episode", "")),
+            until=datetime.fromisoformat(str(value["until"])) if value.get("until") else None,
         )
 
 
@@ -118,7 +141,7 @@ class Inactivity:
     """How long a guest has been inactive, and what that rests on."""
 
     basis: str
-    """activity | accepted-never-signed-in | invitation-pending | restored | unknown"""
+    """activity | accepted-never-signed-in | invitation-pending | restored | kept-by-sponsor | unknown"""
     since: datetime | None
     threshold_days: int
 
@@ -143,6 +166,10 @@ def inactivity(user: DirectoryUser, memory: StageMemory | None, policy: StalePol
         basis, since, threshold = "accepted-never-signed-in", accepted, policy.inactive_days
     if restored is not None and (since is None or restored > since):
         return Inactivity("restored", restored, policy.inactive_days)
+    if memory is not None and memory.stage is Stage.KEPT and (since is None or memory.since > since):
+        # A sponsor's "keep" counts as activity, for the days the sponsor gave (at least one).
+        days = max(1, math.ceil((memory.until - memory.since) / timedelta(days=1))) if memory.until else 1
+        return Inactivity("kept-by-sponsor", memory.since, days)
     if since is None:
         return Inactivity("unknown", None, threshold)
     return Inactivity(basis, since, threshold)
@@ -219,6 +246,10 @@ def decide(
     if not stale:
         if in_lifecycle:
             return _reactivate(user, memory, "active-again", evidence)
+        if how.basis == "kept-by-sponsor":
+            return StaleDecision(
+                Action.KEEP, "kept-by-sponsor", evidence, due=how.since + timedelta(days=how.threshold_days)
+            )
         return StaleDecision(Action.KEEP, "active", evidence)
     return _next_stage(user, memory, how, now, policy, evidence)
 
@@ -250,7 +281,7 @@ def _next_stage(
     reason = {"invitation-pending": "invitation-not-redeemed", "accepted-never-signed-in": "never-signed-in"}.get(
         how.basis, "inactive"
     )
-    if memory is None or memory.stage is Stage.RESTORED:
+    if memory is None or memory.stage in (Stage.RESTORED, Stage.KEPT):
         return StaleDecision(Action.WARN, reason, evidence, scope=f"inactive-since:{how.since.isoformat()}")
     if memory.stage is Stage.WARNED:
         due = memory.since + timedelta(days=policy.warn_grace_days)

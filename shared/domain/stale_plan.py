@@ -280,12 +280,14 @@ def check_caps(plan: StalePlan, max_actions: int, max_percent: float) -> None:
 def memory_after(item: PlanItem, action: Action, now: datetime, run_id: str) -> StageMemory | None:
     """What we remember of a guest once `action` was done to it; None: forget the episode."""
     if action is Action.WARN:
-        return StageMemory(Stage.WARNED, now, run_id=run_id)
+        return StageMemory(Stage.WARNED, now, run_id=run_id, episode=item.scope)
+    episode = item.memory.episode_id if item.memory else ""
     if action is Action.DISABLE:
-        return StageMemory(Stage.DISABLED, now, we_disabled=item.account_enabled is not False, run_id=run_id)
+        we_disabled = item.account_enabled is not False
+        return StageMemory(Stage.DISABLED, now, we_disabled=we_disabled, run_id=run_id, episode=episode)
     if action is Action.DELETE:
         we_disabled = item.memory.we_disabled if item.memory else False
-        return StageMemory(Stage.DELETED, now, we_disabled=we_disabled, run_id=run_id)
+        return StageMemory(Stage.DELETED, now, we_disabled=we_disabled, run_id=run_id, episode=episode)
     if item.restart_clock:
         return StageMemory(Stage.RESTORED, now, run_id=run_id)
     return None  # active again: forget the episode

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.domain.risk import Ticket
 
-__all__ = ["RenderedNotice", "RiskRenderer", "StaleRenderer"]
+__all__ = ["AttestRenderer", "RenderedNotice", "RiskRenderer", "StaleRenderer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,4 +46,12 @@ class StaleRenderer(Protocol):
 
     def report_html(self, context: Mapping[str, Any]) -> AsyncIterator[str]:
         """The run's HTML report, as a stream of text (its items are read while it renders)."""
+        ...
+
+
+class AttestRenderer(Protocol):
+    """The sponsor attestation pages (shared/templates/attest/)."""
+
+    def page(self, context: Mapping[str, Any]) -> str:
+        """The HTML page for `context["view"]` (confirm, keep, remove, refused ...), autoescaped."""
         ...

@@ -346,6 +346,11 @@ def _cross_checks(values: Mapping[str, str], features: set[Feature]) -> list[str
             "GRAPH_AUTH: local-token is refused unless GRAPH_BASE_URL is a loopback simulator "
             f"(GRAPH_BASE_URL is {base_url})"
         )
+    if values.get("STALE_ATTEST_SIGNING_KEY") and not values.get("STALE_ATTEST_BASE_URL"):
+        problems.append(
+            "STALE_ATTEST_BASE_URL: required when STALE_ATTEST_SIGNING_KEY is set (the app's public origin, "
+            "e.g. https://<app>.azurewebsites.net, that the sponsors' links point to)"
+        )
     problems += [p for r in REQUIREMENTS if (p := r.problem(values, features))]
     return problems
 

@@ -30,13 +30,17 @@ from shared.settings.types import (
     HttpEndpoint,
     Mailbox,
     NCrontab,
+    PublicOrigin,
     SecretHttpsUrl,
+    SigningKey,
+    SigningKeys,
 )
 
 if TYPE_CHECKING:
     from shared.adapters.graph import GraphConfig
     from shared.domain.licensing import LicensingPolicy
     from shared.domain.stale import StalePolicy
+    from shared.services.attestation import AttestConfig
     from shared.services.licensing import Alerting
     from shared.services.stale import StaleConfig
     from shared.services.subscriptions import SubscriptionConfig
@@ -522,7 +526,51 @@ class StaleSettings(Section):
     template_dir: Path | None = Field(
         None,
         alias="STALE_TEMPLATE_DIR",
-        description="Folder whose mail/report templates override the built-in ones in shared/templates/stale/.",
+        description="Folder whose mail/report templates override the built-in ones in shared/templates/stale/ "
+        "(and, in its `attest/` subfolder, the attestation page shared/templates/attest/page.html).",
+    )
+    fallback_reviewers: CommaList[Mailbox] = Field(
+        (),
+        alias="STALE_FALLBACK_REVIEWERS",
+        description="Comma-separated mailboxes that get a guest's warning (and attestation link) when the guest "
+        "has no sponsor with a mail address. Empty: such warnings are recorded but go to nobody.",
+    )
+    attest_signing_key: SigningKey | None = Field(
+        None,
+        alias="STALE_ATTEST_SIGNING_KEY",
+        description="HMAC key (32+ characters; a Key Vault reference in Azure) that signs the sponsors' "
+        "attestation links in warning mails. Set it (with STALE_ATTEST_BASE_URL) to turn the links on; "
+        "rotation: docs/stale-guests.md.",
+    )
+    attest_previous_keys: SigningKeys | None = Field(
+        None,
+        alias="STALE_ATTEST_PREVIOUS_KEYS",
+        description="Comma-separated earlier signing keys: links they signed still work (rotation); remove one "
+        "once STALE_ATTEST_LINK_DAYS have passed since it stopped signing.",
+    )
+    attest_base_url: PublicOrigin | None = Field(
+        None,
+        alias="STALE_ATTEST_BASE_URL",
+        description="The app's public origin (https://<app>.azurewebsites.net) that attestation links point to "
+        "(`/api/attest`).",
+    )
+    attest_keep_days: Annotated[int, Field(ge=1, le=365)] = Field(
+        90,
+        alias="STALE_ATTEST_KEEP_DAYS",
+        description="A sponsor's \"keep\" stops the guest's pending disable/delete and leaves it alone for this many "
+        "days (1-365); if it is still inactive then, it is warned again.",
+    )
+    attest_link_days: Annotated[int, Field(ge=0, le=730)] = Field(
+        0,
+        alias="STALE_ATTEST_LINK_DAYS",
+        description="How long an attestation link stays valid; 0 (the default): until the planned deletion "
+        "(STALE_WARN_GRACE_DAYS + STALE_DELETE_GRACE_DAYS), so a sponsor can still keep a disabled guest.",
+    )
+    attest_max_removals_per_day: Annotated[int, Field(ge=0, le=10000)] = Field(
+        20,
+        alias="STALE_ATTEST_MAX_REMOVALS_PER_DAY",
+        description='At most this many guests a UTC day are disabled by sponsors\' "remove now" answers; more are '
+        'refused (audited) and left to the nightly sweep. 0 turns "remove now" off.',
     )
 
     def policy(self) -> StalePolicy:
@@ -538,6 +586,23 @@ class StaleSettings(Section):
             exclude_group_ids=frozenset(self.exclude_group_ids),
             exclude_domains=self.exclude_domains,
             exclude_upn_patterns=self.exclude_upn_patterns,
+        )
+
+    def attestation(self) -> AttestConfig | None:
+        """The attestation links' settings, or None when they are off (no signing key)."""
+        from shared.services.attestation import AttestConfig
+
+        if self.attest_signing_key is None or not self.attest_base_url:
+            return None
+        previous = reveal(self.attest_previous_keys).split(",")
+        return AttestConfig(
+            keys=(reveal(self.attest_signing_key), *(k.strip() for k in previous if k.strip())),
+            base_url=self.attest_base_url,
+            keep_days=self.attest_keep_days,
+            link_days=self.attest_link_days or self.warn_grace_days + self.delete_grace_days,
+            max_removals_per_day=self.attest_max_removals_per_day,
+            fallback_reviewers=self.fallback_reviewers,
+            dry_run=self.dry_run,
         )
 
     def config(self, *, sign_in_activity_per_minute: int, mail_sender: str | None) -> StaleConfig:
@@ -556,6 +621,8 @@ class StaleSettings(Section):
             lease_seconds=self.lease_seconds,
             slice_seconds=self.slice_minutes * 60,
             resume_max_hours=self.resume_max_hours,
+            fallback_reviewers=self.fallback_reviewers,
+            attest=self.attestation(),
         )
 
 

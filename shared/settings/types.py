@@ -112,6 +112,28 @@ def _client_state(value: SecretStr) -> SecretStr:
     return value
 
 
+def _signing_key(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < 32:
+        raise ValueError("expected at least 32 characters (e.g. `openssl rand -base64 48`): a short key is guessable")
+    return value
+
+
+def _signing_keys(value: SecretStr) -> SecretStr:
+    for key in value.get_secret_value().split(","):
+        if key.strip():
+            _signing_key(SecretStr(key.strip()))
+    return value
+
+
+def _public_origin(value: str) -> str:
+    parts = urlsplit(value)
+    if not ((parts.scheme == "https" and parts.hostname) or (parts.scheme == "http" and is_loopback_url(value))):
+        raise ValueError("expected an https origin such as https://<app>.azurewebsites.net (http only on loopback)")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError("expected the origin only (scheme and host), without a path: links add /api/attest")
+    return value.rstrip("/")
+
+
 def _http_endpoint(value: str) -> str:
     if urlsplit(value).scheme not in ("https", "http"):
         raise ValueError("expected a URL such as https://<account>.table.core.windows.net")
@@ -180,3 +202,9 @@ SecretHttpsUrl = Annotated[SecretStr, AfterValidator(_https_secret_url)]
 ClientState = Annotated[SecretStr, AfterValidator(_client_state)]
 """Graph's clientState: 16-128 characters, never echoed."""
 BlobConnectionString = Annotated[SecretStr, AfterValidator(_blob_connection)]
+SigningKey = Annotated[SecretStr, AfterValidator(_signing_key)]
+"""An HMAC key: at least 32 characters, never echoed."""
+SigningKeys = Annotated[SecretStr, AfterValidator(_signing_keys)]
+"""Comma-separated HMAC keys, each at least 32 characters, never echoed."""
+PublicOrigin = Annotated[str, AfterValidator(_public_origin)]
+"""An https origin (scheme and host, no path); plain http only on loopback."""

@@ -58,6 +58,9 @@ class FakeStaleGraph:
     async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]:
         return [self.users[uid] for uid in user_ids if uid in self.users]
 
+    async def get_user(self, user_id: str) -> DirectoryUser | None:
+        return self.users.get(user_id)
+
     async def count_guests(self) -> int:
         return sum(1 for u in self.users.values() if u.user_type == "Guest")
 

@@ -387,7 +387,7 @@ def test_every_queue_and_connection_the_functions_bind_exists_in_infra_identity_
 
 
 def test_the_webhook_route_is_the_url_infra_gives_graph() -> None:
-    [http] = [f for f in indexed_app().functions.values() if f.trigger_type == "httpTrigger"]
+    http = indexed_app().functions["graph_notifications"]
     prefix = host_json()["extensions"]["http"]["routePrefix"]
     path = declared(FUNCTION_APP, "var")["notificationPath"].value
     assert path == f"/{prefix}/{http.trigger.route}"

@@ -127,7 +127,8 @@ def test_a_run_over_its_cap_stops_before_its_first_action(
 
 
 def test_only_the_sweep_and_restore_build_a_disable_or_a_delete() -> None:
-    """Every code path that can disable or delete a user goes through the sweep's policy and cap."""
+    """Every code path that can disable or delete a user goes through the sweep's policy and cap, or (a
+    sponsor's "remove now") the attestation's dry run and daily cap (tests/unit/test_attestation.py)."""
     pattern = re.compile(r"BatchOps\.(disable|soft_delete)\(|\.soft_delete_user\(|set_account_enabled\(")
     users = {
         str(path.relative_to(ROOT))
@@ -138,5 +139,6 @@ def test_only_the_sweep_and_restore_build_a_disable_or_a_delete() -> None:
     assert users <= {
         "shared/services/stale/execute.py",
         "shared/services/stale/restore.py",
+        "shared/services/attestation.py",
         "shared/adapters/graph/gateway.py",
     }, users

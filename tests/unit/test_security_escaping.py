@@ -133,6 +133,8 @@ def test_any_display_name_renders_inert_stale_mails_and_a_formula_free_cell(name
             "disable_on": "2026-12-07",
             "delete_on": "2027-01-06",
             "run_id": "run-1",
+            "attest_url": "https://guestwarden.example.net/api/attest?t=v1.a.b",
+            "keep_days": 90,
         }
 
     for template in ("guest_warning", "sponsor_warning"):

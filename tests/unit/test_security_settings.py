@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -78,13 +78,13 @@ def test_client_state_is_compared_in_constant_time() -> None:
 
 
 def test_the_webhook_route_requires_the_function_key() -> None:
-    """The only HTTP trigger is the Graph webhook, and it is declared with AuthLevel.FUNCTION (the e2e test in
-    tests/reliability proves the local host refuses it without ?code=)."""
+    """The HTTP triggers are the Graph webhook, declared with AuthLevel.FUNCTION (the e2e test in
+    tests/reliability proves the local host refuses it without ?code=), and the sponsors' attestation page, the
+    one anonymous route: its signed token is the credential (tests/unit/test_attestation.py)."""
     import function_app
 
     app = function_app.build_app()
     http = [f for f in app.get_functions() if (t := f.get_trigger()) and t.get_binding_name() == "httpTrigger"]
-    assert [f.get_function_name() for f in http] == ["graph_notifications"]
-    trigger: Any = http[0].get_trigger()  # an HttpTrigger, which carries auth_level
-    assert trigger.auth_level.name == "FUNCTION"
+    levels = {f.get_function_name(): cast(Any, f.get_trigger()).auth_level.name for f in http}
+    assert levels == {"graph_notifications": "FUNCTION", "attest": "ANONYMOUS"}
     assert "AuthLevel.FUNCTION" in inspect.getsource(functions.notifications)

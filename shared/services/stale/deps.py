@@ -14,6 +14,7 @@ from shared.ports.graph import StaleGraph
 from shared.ports.reports import ReportStore
 from shared.ports.state import ANY_ETAG, AuditEntry, StateStore
 from shared.ports.templates import StaleRenderer
+from shared.services.attestation import AttestConfig
 from shared.services.audit import Auditor
 
 ACTOR = "stale-sweep"
@@ -42,6 +43,10 @@ class StaleConfig:
     """STALE_SWEEP_SLICE_MINUTES in seconds: an invocation hands the run on after this (0: no limit, the CLI)."""
     resume_max_hours: float = 20
     """STALE_RESUME_MAX_HOURS: an unfinished run older than this is abandoned, and a new run decides again."""
+    fallback_reviewers: tuple[str, ...] = ()
+    """STALE_FALLBACK_REVIEWERS: who gets a warning when the guest has no sponsor with a mail address."""
+    attest: AttestConfig | None = None
+    """Sponsor attestation links in the warnings (None: off)."""
 
 
 Progress = Callable[[str, int, int | None], None]

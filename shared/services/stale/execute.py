@@ -19,10 +19,12 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.domain.directory import OutgoingMail
+from shared.domain.attestation import reviewer
+from shared.domain.directory import DirectoryContact, OutgoingMail
 from shared.domain.stale import ACT_ORDER, Action
 from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_id
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
@@ -393,14 +395,15 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
     sponsors = await deps.graph.sponsors_of([item.user_id for item, _ in won])
     now = deps.clock()
     for item, claim in won:
-        recipients = sorted({c.mail for c in sponsors.get(item.user_id, ()) if c.mail})
+        addressed = _addressees(sponsors.get(item.user_id, ()), deps.config.fallback_reviewers)
+        recipients = sorted(addressed)
         if claim.attempt > 1 and await deps.state.get(MAIL_INTENT_KIND, item.user_id) is not None:
             await _uncertain_warning(plan, item, claim, recipients, deps)
             pending.pop(id(item))
             continue
         await deps.state.put(MAIL_INTENT_KIND, item.user_id, {"scope": item.scope, "runId": plan.run_id}, etag=ANY_ETAG)
         try:
-            mailed = await _send_warnings(item, recipients, now, plan.run_id, deps)
+            mailed = await _send_warnings(item, addressed, now, plan.run_id, deps)
         except GraphError as exc:
             if exc.status is None or exc.status >= 500:  # maybe sent (a timeout, a 5xx): never mail twice
                 await _uncertain_warning(plan, item, claim, recipients, deps, f"sendMail outcome unknown: {exc}")
@@ -415,8 +418,12 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
         groups = sorted({c.via_group for c in sponsors.get(item.user_id, ()) if c.via_group})
         if groups:
             extra["sponsorGroups"] = groups  # sponsors by membership of these sponsor groups
-        if not recipients:
-            extra["note"] = "the guest has no sponsor with a mail address"
+        if not any(c.mail for c in sponsors.get(item.user_id, ())):
+            extra["note"] = "the guest has no sponsor with a mail address" + (
+                ": mailed to STALE_FALLBACK_REVIEWERS" if recipients else ""
+            )
+        if deps.config.attest is not None and mailed:
+            extra["attestationLinks"] = len(addressed)
         pending.pop(id(item))
         await _settle(deps, plan, item, claim, Action.WARN, "done", extra)
 
@@ -437,7 +444,23 @@ async def _uncertain_warning(
     log.warning("stale sweep %s: the warning of %s is uncertain (%s)", plan.run_id, item.user_id, note)
 
 
-async def _send_warnings(item: PlanItem, sponsors: list[str], now: datetime, run_id: str, deps: StaleDeps) -> list[str]:
+def _addressees(contacts: Iterable[DirectoryContact], reviewers: Iterable[str]) -> dict[str, str]:
+    """Who gets the warning: mail address -> the sponsor its attestation link names (the sponsor's object id;
+    a sponsor reached twice, directly and through a group, gets one mail). Without any sponsor with a mail
+    address, the fallback reviewers."""
+    addressed: dict[str, str] = {}
+    for contact in contacts:
+        if contact.mail and contact.mail.lower() not in addressed:
+            addressed[contact.mail.lower()] = contact.id
+    if not addressed:
+        addressed = {mail.lower(): reviewer(mail) for mail in reviewers}
+    return addressed
+
+
+async def _send_warnings(
+    item: PlanItem, sponsors: dict[str, str], now: datetime, run_id: str, deps: StaleDeps
+) -> list[str]:
+    """One mail per sponsor (each carries its own attestation link when links are on), then the guest's."""
     sender = deps.config.mail_sender
     if not sender:
         log.warning("stale sweep: no MAIL_SENDER, the warning of %s is recorded but not mailed", item.user_id)
@@ -455,12 +478,16 @@ async def _send_warnings(item: PlanItem, sponsors: list[str], now: datetime, run
         "disable_on": f"{disable_on:%Y-%m-%d}",
         "delete_on": f"{delete_on:%Y-%m-%d}",
         "run_id": run_id,
+        "attest_url": None,
+        "keep_days": deps.config.attest.keep_days if deps.config.attest else None,
     }
     mailed: list[str] = []
-    if sponsors:
-        subject, body = deps.templates.mail("sponsor_warning", context)
-        await deps.graph.send_mail(OutgoingMail(sender, tuple(sponsors), subject, body))
-        mailed += sponsors
+    for mail, sponsor in sorted(sponsors.items()):
+        attest = deps.config.attest
+        link = attest.link(item.user_id, sponsor, item.scope, now) if attest else None
+        subject, body = deps.templates.mail("sponsor_warning", {**context, "attest_url": link})
+        await deps.graph.send_mail(OutgoingMail(sender, (mail,), subject, body))
+        mailed.append(mail)
     if deps.config.notify_guest and item.mail:
         subject, body = deps.templates.mail("guest_warning", context)
         await deps.graph.send_mail(OutgoingMail(sender, (item.mail,), subject, body))
