@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import doctor, guests, ops, setup, stale, subscriptions
+from cli import attest, doctor, guests, ops, setup, stale, subscriptions
 
 app = typer.Typer(
     help="guestwarden: Entra B2B guest automation, operator commands.",
@@ -39,6 +39,7 @@ app.add_typer(stale.stale_app, name="stale")
 app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 app.add_typer(ops.deadletters_app, name="deadletters")
 app.add_typer(setup.setup_app, name="setup")
+app.add_typer(attest.attest_app, name="attest")
 
 
 def main() -> None:

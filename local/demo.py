@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -89,6 +90,9 @@ def demo_settings(out: Path, inbox: TicketInbox) -> dict[str, str]:
         "STALE_EXCLUDE_DOMAINS": "woodgrovebank.com",
         "STALE_EXCLUDE_GROUP_IDS": exclusions_group,
         "RISK_PARTNER_DIRECTORY": str(out / "partners.json"),
+        # sponsors' personal keep/remove links in the warning mails (a demo key; in Azure a Key Vault reference)
+        "STALE_ATTEST_SIGNING_KEY": "demo-attestation-signing-key-0123456789abcdef",
+        "STALE_FALLBACK_REVIEWERS": "guest-reviews@contoso.com",
         "DEMO_FABRIKAM_WEBHOOK_SECRET": inbox.secret,
     }
 
@@ -178,6 +182,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             warned.status == "applied" and len(sim.outbox) > mails_before,
             f"{len(sim.outbox) - mails_before} mail(s)",
         )
+        kept = await sponsor_keeps(sim, scenario, named["sponsored-stale"], "adele@contoso.com")
         sim.clock.advance(timedelta(days=settings.stale.warn_grace_days + 1))
         scenario.step(f"the clock jumps {settings.stale.warn_grace_days + 1} days")
         disabled = await sweep_stale_guests(deps, dry_run=False)
@@ -185,6 +190,10 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
         scenario.expect(
             f"{len(disabled_ids)} guests disabled after the warning period",
             bool(disabled_ids) and all(sim.user(u)["accountEnabled"] is False for u in disabled_ids),
+        )
+        scenario.expect(
+            f"the guest its sponsor kept is not disabled (kept until {kept})",
+            named["sponsored-stale"] not in disabled_ids and sim.user(named["sponsored-stale"])["accountEnabled"],
         )
         comeback = disabled_ids[0]
         sim.update_user(comeback, signInActivity={"lastNonInteractiveSignInDateTime": iso_z(sim.clock.now())})
@@ -215,6 +224,34 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
     await world.host.fire_timer("subscription_keeper")
     live = [s for s in sim.subscriptions() if s["resource"].strip("/") == "users"]
     scenario.expect("the subscription keeper recreates it through the handshake", len(live) == 1)
+
+
+async def sponsor_keeps(sim: Any, scenario: Scenario, guest: str, sponsor_mail: str) -> str:
+    """The sponsor opens the link in its warning mail (a page; nothing changes) and presses "keep"."""
+    from local.sponsor import attestation_links, open_link, press, recipients
+
+    name = sim.user(guest)["displayName"]
+    mails = [
+        m
+        for m in sim.outbox
+        if recipients(m) == [sponsor_mail] and name in m["message"]["subject"] and attestation_links(m)
+    ]
+    scenario.step(f"{sponsor_mail} opens the link in the warning about {name} and presses Keep")
+    if not mails:
+        scenario.expect(f"{sponsor_mail} got a personal attestation link about {name}", False)
+        return "-"
+    url = attestation_links(mails[-1])[0]
+    before = sim.user(guest)
+    page = await open_link(url)
+    scenario.expect(
+        "opening the link shows a confirmation page and changes nothing (mail scanners open links too)",
+        page.status == 200 and 'value="keep"' in page.html and sim.user(guest) == before,
+        f"HTTP {page.status}, CSP {page.headers.get('Content-Security-Policy', '-')[:24]}...",
+    )
+    answer = await press(url, page, "keep")
+    until = re.search(r"kept until (\d{4}-\d{2}-\d{2})", answer.html)
+    scenario.expect(f"the sponsor keeps {name}", answer.status == 200 and until is not None, f"HTTP {answer.status}")
+    return until.group(1) if until else "-"
 
 
 class TicketInbox:

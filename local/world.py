@@ -103,6 +103,8 @@ def app_settings(
         "RISK_ORGANISATION_NAME": "Contoso",
         "RISK_SUPPORT_CONTACT": "guest-help@contoso.com",
         "LOCAL_HOST_FUNCTION_KEY": function_key,
+        # where sponsors' attestation links point (they are on only with STALE_ATTEST_SIGNING_KEY)
+        "STALE_ATTEST_BASE_URL": f"http://127.0.0.1:{host_port}",
         **extra,
     }
 

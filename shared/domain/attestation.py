@@ -59,9 +59,11 @@ MIN_KEY_LENGTH = 32
 class TokenError(Exception):
     """Why a token was refused: `forged` (bad signature, unknown key, malformed), `expired`."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, token: AttestToken | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.token = token
+        """An expired token's content (its signature was valid); None for a forged one."""
 
 
 class Choice(enum.StrEnum):
@@ -160,7 +162,7 @@ def verify(text: str, keys: Sequence[str], now: datetime) -> AttestToken:
     except (KeyError, TypeError, ValueError):
         raise TokenError("forged", "the link is damaged") from None
     if now >= token.expires:
-        raise TokenError("expired", f"the link expired on {token.expires:%Y-%m-%d %H:%M} UTC")
+        raise TokenError("expired", f"the link expired on {token.expires:%Y-%m-%d %H:%M} UTC", token)
     return token
 
 

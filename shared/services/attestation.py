@@ -38,6 +38,7 @@ from shared.domain.attestation import (
     confirm_code,
     confirm_ok,
     judge,
+    reviewer,
     sign,
     token_digest,
     verify,
@@ -141,6 +142,41 @@ async def handle_attestation(request: AttestRequest, deps: AttestDeps) -> Attest
         return _page(deps, refused.status, "refused", reason=refused.reason, detail=refused.detail)
 
 
+class LinkRefused(ValueError):
+    """`sponsor_link` cannot make a link: the message says why, in the operator's terms."""
+
+
+@dataclass(frozen=True, slots=True)
+class SponsorLink:
+    url: str
+    guest_id: str
+    sponsor: str
+    episode: str
+    expires: datetime
+
+
+async def sponsor_link(deps: AttestDeps, guest_id: str, sponsor: str) -> SponsorLink:
+    """The link a sponsor (object id) or fallback reviewer (mail address) would get for the guest's current
+    review: what the warning mail carries, for an admin who needs to resend it (`guestwarden attest link`)."""
+    memory = await _memory(deps, guest_id)
+    if memory is None or memory.stage not in (Stage.WARNED, Stage.DISABLED) or not memory.episode_id:
+        stage = f"its stage is {memory.stage}" if memory else "guestwarden has not warned it"
+        raise LinkRefused(f"guest {guest_id} is not in a review a sponsor could answer ({stage})")
+    if "@" in sponsor:
+        if sponsor.lower() not in {m.lower() for m in deps.config.fallback_reviewers}:
+            raise LinkRefused(f"{sponsor} is not in STALE_FALLBACK_REVIEWERS; a sponsor is named by its object id")
+        key = reviewer(sponsor)
+    else:
+        sponsors = (await deps.graph.sponsors_of([guest_id])).get(guest_id, [])
+        if not any(c.id == sponsor for c in sponsors):
+            known = ", ".join(sorted(c.id for c in sponsors)) or "none"
+            raise LinkRefused(f"{sponsor} is not a sponsor of guest {guest_id} (its sponsors: {known})")
+        key = sponsor
+    now = deps.clock()
+    url = deps.config.link(guest_id, key, memory.episode_id, now)
+    return SponsorLink(url, guest_id, key, memory.episode_id, now + timedelta(days=deps.config.link_days))
+
+
 def _page(deps: AttestDeps, status: int, view: str, **context: Any) -> AttestReply:
     return AttestReply(status, deps.templates.page({"view": view, **context}))
 
@@ -149,7 +185,7 @@ def _token(raw: str, deps: AttestDeps) -> AttestToken:
     try:
         return verify(raw, deps.config.keys, deps.clock())
     except TokenError as exc:
-        raise _Refused(410 if exc.reason == "expired" else 403, exc.reason, str(exc)) from None
+        raise _Refused(410 if exc.reason == "expired" else 403, exc.reason, str(exc), exc.token) from None
 
 
 async def _memory(deps: AttestDeps, guest_id: str) -> StageMemory | None:
@@ -265,7 +301,7 @@ async def _decide(
         "episode": token.episode,
         "stage": str(memory.stage) if memory else None,
     }
-    auditor = Auditor(deps.state, f"sponsor:{sponsor_mail}", deps.clock)
+    auditor = Auditor(deps.state, _actor(token), deps.clock)
     if verdict.status == "remove":
         if deps.config.dry_run:
             await auditor.record(
@@ -330,9 +366,15 @@ async def _count_removal(deps: AttestDeps, now: datetime) -> bool:
     return False
 
 
+def _actor(token: AttestToken) -> str:
+    """Who answered, as the audit log's actor: `sponsor:<object id>` or `reviewer:<mail>` (the token's sponsor,
+    which its signature proves; the sponsor's mail is in the entry's evidence)."""
+    return token.sponsor if token.sponsor_is_reviewer else f"sponsor:{token.sponsor}"
+
+
 async def _audit_refused(deps: AttestDeps, raw: str, refused: _Refused) -> None:
     token = refused.token
-    actor = f"sponsor:{token.sponsor}" if token else REFUSED_ACTOR
+    actor = _actor(token) if token else REFUSED_ACTOR
     await Auditor(deps.state, actor, deps.clock).record(
         ACTION,
         token.guest_id if token else "unknown",

@@ -221,7 +221,7 @@ async def test_keep_stops_the_disable_and_the_guest_is_reviewed_again_after_the_
     assert record is not None and record.value["stage"] == "kept"
     entries = [e async for e in deps.state.query(START) if e.action == "stale-attest"]
     assert [(e.actor, e.outcome, e.evidence["sponsorMail"]) for e in entries] == [
-        ("sponsor:adele@contoso.com", "keep", "adele@contoso.com")
+        ("sponsor:s1", "keep", "adele@contoso.com")
     ]
     clock.advance(20)  # past the warning grace: stale-2 is disabled, stale-1 is not
     await sweep_stale_guests(deps)
