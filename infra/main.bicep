@@ -47,6 +47,11 @@ param graphClientState string
 
 @secure()
 @minLength(32)
+@description('The HMAC key that signs the sponsors\' attestation links (STALE_ATTEST_SIGNING_KEY, stored in Key Vault). azure.yaml\'s preprovision hook generates one; rotation: docs/stale-guests.md.')
+param attestSigningKey string
+
+@secure()
+@minLength(32)
 @description('The function key Graph puts in the notificationUrl. azure.yaml\'s preprovision hook generates one; the postdeploy hook installs it as the `graph-webhook` function key.')
 param webhookFunctionKey string
 
@@ -119,6 +124,7 @@ module keyVault 'modules/keyvault.bicep' = {
     principalId: identity.outputs.principalId
     operatorPrincipalId: principalId
     graphClientState: graphClientState
+    attestSigningKey: attestSigningKey
   }
 }
 

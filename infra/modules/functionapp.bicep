@@ -112,6 +112,15 @@ var baseSettings = [
     value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=graph-notification-url)'
   }
   {
+    name: 'STALE_ATTEST_SIGNING_KEY'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=stale-attest-signing-key)'
+  }
+  {
+    // the sponsors' links point here; set your custom domain instead if the app has one (docs/deploy.md)
+    name: 'STALE_ATTEST_BASE_URL'
+    value: 'https://${name}.azurewebsites.net'
+  }
+  {
     name: 'SUBSCRIPTION_SCHEDULE'
     value: '0 0 */6 * * *'
   }

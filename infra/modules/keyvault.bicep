@@ -1,5 +1,5 @@
 // Key Vault (RBAC) for the secrets the app reads through Key Vault references: the Graph clientState, the
-// notification URL (it carries the function key; written by functionapp.bicep) and the partner ticket sinks'
+// attestation links' signing key, the notification URL (it carries the function key; written by functionapp.bicep) and the partner ticket sinks'
 // secrets (created by the operator: docs/deploy.md).
 param name string
 param location string
@@ -10,6 +10,8 @@ param principalId string
 param operatorPrincipalId string = ''
 @secure()
 param graphClientState string
+@secure()
+param attestSigningKey string
 
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -33,6 +35,14 @@ resource clientState 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: 'graph-client-state'
   properties: {
     value: graphClientState
+  }
+}
+
+resource attestKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'stale-attest-signing-key'
+  properties: {
+    value: attestSigningKey
   }
 }
 

@@ -589,7 +589,7 @@ def test_azure_yaml_deploys_this_app_with_the_secrets_infra_expects() -> None:
     assert re.search(r"^  guestwarden:\n    project: \.\n    language: python\n    host: function$", text, re.MULTILINE)
     # the secrets preprovision generates (posix and windows) are the ones the secure parameters read
     given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
-    secure = {given[name]["value"] for name in ("graphClientState", "webhookFunctionKey")}
+    secure = {given[name]["value"] for name in ("graphClientState", "webhookFunctionKey", "attestSigningKey")}
     posix = re.search(r"for name in ([A-Z_ ]+); do", text)
     windows = re.search(r"foreach \(\$name in ([A-Z_', ]+)\)", text)
     assert posix and windows
@@ -770,7 +770,7 @@ def test_deploy_doc_names_every_azd_variable_and_manual_step() -> None:
     doc = (ROOT / "docs" / "deploy.md").read_text()
     given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     variables = {m.group(1) for p in given.values() for m in re.finditer(r"\$\{([A-Z_]+)", p["value"])}
-    generated = {"GRAPH_CLIENT_STATE", "GRAPH_WEBHOOK_KEY"}  # preprovision sets them
+    generated = {"GRAPH_CLIENT_STATE", "GRAPH_WEBHOOK_KEY", "STALE_ATTEST_SIGNING_KEY"}  # preprovision sets them
     azd_builtin = {"AZURE_ENV_NAME", "AZURE_PRINCIPAL_ID"}
     undocumented = [v for v in variables - generated - azd_builtin if f"azd env set {v} " not in doc]
     assert not undocumented, f"docs/deploy.md does not say how to set: {undocumented}"
