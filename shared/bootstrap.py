@@ -10,6 +10,7 @@ import asyncio
 import os
 import weakref
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -171,9 +172,11 @@ def stale_deps(settings: Settings, graph: GraphGateway, state: StateStore, clock
         state=state,
         reports=build_report_store(s),
         templates=StaleTemplates(s.stale.template_dir),
-        policy=s.stale.policy(),
+        policy=s.stale.policy(licensing_group_id=s.licensing.group_id if s.licensing.mode == "group" else None),
         config=s.stale.config(
-            sign_in_activity_per_minute=s.graph.sign_in_activity_per_minute, mail_sender=s.mail.sender
+            sign_in_activity_per_minute=s.graph.sign_in_activity_per_minute,
+            mail_sender=s.mail.sender,
+            alert_recipients=s.mail.alert_recipients,
         ),
         clock=clock,
     )
@@ -188,6 +191,8 @@ def attest_deps(
     config = settings.stale.attestation()
     if config is None:
         return None
+    sweep = stale_deps(settings, graph, state, clock)  # what "remove now" takes back, who hears of a shortfall
+    config = replace(config, reclaim=sweep.policy, alerting=sweep.config.alerting)
     return AttestDeps(graph, state, AttestTemplates(settings.stale.template_dir), config, clock)
 
 

@@ -168,14 +168,14 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
         "4. stale sweep",
         "User.EnableDisableAccount.All",
-        "disable (`accountEnabled=false`) and re-enable guests",
+        "disable (`accountEnabled=false`) and re-enable guests (the sweep, and a sponsor's keep/remove answer)",
         "disabling and re-enabling fail with 403",
         Feature.STALE,
     ),
     _row(
         "4. stale sweep",
         "User.RevokeSessions.All",
-        "revoke a disabled guest's sessions",
+        "revoke a disabled guest's sessions (the sweep, and a sponsor's \"remove now\")",
         "revoking fails with 403: a disabled guest keeps its sessions until their tokens expire",
         Feature.STALE,
     ),

@@ -89,6 +89,7 @@ class TenantStore:
         return user
 
     def add_user(self, user: Json) -> None:
+        add_direct_license_states(user, str(user.get("createdDateTime") or ""))
         self.users[user["id"]] = user
         bisect.insort(self._sorted_ids, user["id"])
         self._upn[str(user.get("userPrincipalName", "")).lower()] = user["id"]
@@ -131,6 +132,8 @@ class TenantStore:
         return [group for group in self.groups.values() if user_id in group["members"]]
 
     # licenses --------------------------------------------------------------------------------------
+    # licenseassignmentstate.md: licenseAssignmentStates lists every assignment, direct ones with a null
+    # assignedByGroup; a fixture that lists assignedLicenses only gets the direct states they imply.
     def recount_seats(self) -> None:
         for sku in self.skus.values():
             sku["consumedUnits"] = 0
@@ -161,3 +164,25 @@ class TenantStore:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+
+def add_direct_license_states(user: Json, when: str) -> None:
+    """Give every assigned licence that no state covers a direct licenseAssignmentState (assignedByGroup
+    null), as Graph lists it."""
+    states = user.setdefault("licenseAssignmentStates", [])
+    covered = {str(state.get("skuId", "")).lower() for state in states}
+    for assigned in user.get("assignedLicenses") or []:
+        sku_id = str(assigned.get("skuId", ""))
+        if sku_id.lower() not in covered:
+            states.append(direct_license_state(sku_id, assigned.get("disabledPlans") or [], when))
+
+
+def direct_license_state(sku_id: str, disabled_plans: list[Any], when: str) -> Json:
+    return {
+        "assignedByGroup": None,
+        "disabledPlans": list(disabled_plans),
+        "error": "None",
+        "lastUpdatedDateTime": when,
+        "skuId": sku_id,
+        "state": "Active",
+    }

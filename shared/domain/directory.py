@@ -53,6 +53,11 @@ class DirectoryUser:
     usage_location: str | None = None
     assigned_sku_ids: frozenset[str] = field(default_factory=frozenset)
     sign_in_activity: SignInActivity | None = None
+    direct_sku_ids: frozenset[str] | None = None
+    """SKUs assigned to the user directly (licenseAssignmentStates with no assignedByGroup) that hold a seat
+    (state not Error); None when licenseAssignmentStates was not read."""
+    licensing_group_ids: frozenset[str] = field(default_factory=frozenset)
+    """Groups whose group-based licensing gives the user a licence (licenseAssignmentStates.assignedByGroup)."""
 
     @property
     def is_guest(self) -> bool:

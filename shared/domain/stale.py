@@ -55,6 +55,37 @@ ACT_ORDER = (Action.REACTIVATE, Action.DELETE, Action.DISABLE, Action.WARN)
 
 
 @dataclass(frozen=True, slots=True)
+class Reclaim:
+    """Licences taken from a guest when it is disabled (STALE_RECLAIM_LICENSES): its directly assigned SKUs and
+    its membership of the licensing group (LICENSE_GROUP_ID). Recorded, so a return gives them back."""
+
+    sku_ids: tuple[str, ...] = ()
+    group_ids: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.sku_ids or self.group_ids)
+
+    @property
+    def count(self) -> int:
+        return len(self.sku_ids) + len(self.group_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"skus": list(self.sku_ids), "groups": list(self.group_ids)}
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Reclaim:
+        return cls(tuple(str(s) for s in value.get("skus") or ()), tuple(str(g) for g in value.get("groups") or ()))
+
+
+def reclaim_of(user: DirectoryUser, policy: StalePolicy) -> Reclaim:
+    """What disabling `user` takes back under `policy` (nothing when reclaiming is off)."""
+    if not policy.reclaim_licenses:
+        return Reclaim()
+    groups = (policy.licensing_group_id,) if policy.licensing_group_id in user.licensing_group_ids else ()
+    return Reclaim(tuple(sorted(user.direct_sku_ids or ())), tuple(g for g in groups if g))
+
+
+@dataclass(frozen=True, slots=True)
 class StageMemory:
     """What we recorded about a guest: its stage, since when, and whether WE disabled the account."""
 
@@ -67,6 +98,8 @@ class StageMemory:
     by the stages after it. Attestation links name it (an answer counts once per episode)."""
     until: datetime | None = None
     """KEPT only: the end of the sponsor's extension."""
+    reclaimed: Reclaim | None = None
+    """DISABLED/DELETED: the licences taken back when we disabled the account (given back on return)."""
 
     @property
     def episode_id(self) -> str:
@@ -86,6 +119,8 @@ class StageMemory:
             value["episode"] = self.episode
         if self.until is not None:
             value["until"] = self.until.isoformat()
+        if self.reclaimed:
+            value["reclaimed"] = self.reclaimed.to_json()
         return value
 
     @classmethod
@@ -97,6 +132,7 @@ class StageMemory:
             run_id=str(value.get("runId", "")),
             episode=str(value.get("episode", "")),
             until=datetime.fromisoformat(str(value["until"])) if value.get("until") else None,
+            reclaimed=Reclaim.from_json(value["reclaimed"]) if isinstance(value.get("reclaimed"), dict) else None,
         )
 
 
@@ -112,6 +148,9 @@ class StalePolicy:
     exclude_group_ids: frozenset[str] = frozenset()
     exclude_domains: frozenset[str] = frozenset()
     exclude_upn_patterns: tuple[str, ...] = ()
+    reclaim_licenses: bool = False
+    """Take a disabled guest's direct licences (and licensing-group membership) back; give them back on return."""
+    licensing_group_id: str | None = None
 
     def upn_excluded(self, upn: str | None) -> str | None:
         """The first pattern (fnmatch, case-insensitive) matching the UPN, if any."""

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.directory import DirectoryUser
-from shared.domain.stale import ACTING, Action, Stage, StageMemory, StalePolicy, decide
+from shared.domain.stale import ACTING, Action, Reclaim, Stage, StageMemory, StalePolicy, decide, reclaim_of
 
 __all__ = [
     "PlanItem",
@@ -132,6 +132,8 @@ class StalePlan:
     reports: list[str] = field(default_factory=list)
     slices: int = 1
     """How many invocations the run took (a run cut off is continued by the next one)."""
+    licences_to_reclaim: int = 0
+    """Licences (direct SKUs and licensing-group memberships) the run's disables take back."""
 
     @property
     def acting(self) -> int:
@@ -155,6 +157,7 @@ class StalePlan:
             "acceptedWithoutSignInActivity": self.accepted_without_activity,
             "counts": dict(self.counts),
             "perDomain": {domain: dict(counts) for domain, counts in self.per_domain.items()},
+            "licencesToReclaim": self.licences_to_reclaim,
         }
 
     def absorb(self, tally: dict[str, Any]) -> None:
@@ -164,6 +167,7 @@ class StalePlan:
         self.accepted_guests += int(tally.get("acceptedGuests", 0))
         self.accepted_without_activity += int(tally.get("acceptedWithoutSignInActivity", 0))
         self.counts.update({str(k): int(v) for k, v in (tally.get("counts") or {}).items()})
+        self.licences_to_reclaim += int(tally.get("licencesToReclaim", 0))
         for domain, counts in (tally.get("perDomain") or {}).items():
             self.per_domain.setdefault(sys.intern(str(domain)), Counter()).update(
                 {str(k): int(v) for k, v in counts.items()}
@@ -182,6 +186,7 @@ class StalePlan:
             "counts": dict(sorted(self.counts.items())),
             "perDomain": {d: dict(sorted(c.items())) for d, c in sorted(self.per_domain.items())},
             "outcomes": dict(sorted(self.outcomes.items())),
+            "licencesToReclaim": self.licences_to_reclaim,
             "slices": self.slices,
             "reports": self.reports,
         }
@@ -219,6 +224,9 @@ def add_to_plan(
     evidence = dict(decision.evidence)
     if decision.due:
         evidence["due"] = decision.due.isoformat()
+    if decision.action is Action.DISABLE and (reclaim := reclaim_of(user, policy)):
+        evidence["reclaim"] = reclaim.to_json()
+        plan.licences_to_reclaim += reclaim.count
     return PlanItem(
         user_id=user.id,
         display_name=user.display_name or "",
@@ -277,17 +285,23 @@ def check_caps(plan: StalePlan, max_actions: int, max_percent: float) -> None:
         )
 
 
-def memory_after(item: PlanItem, action: Action, now: datetime, run_id: str) -> StageMemory | None:
-    """What we remember of a guest once `action` was done to it; None: forget the episode."""
+def memory_after(
+    item: PlanItem, action: Action, now: datetime, run_id: str, reclaimed: Reclaim | None = None
+) -> StageMemory | None:
+    """What we remember of a guest once `action` was done to it (a disable: with the licences it took back);
+    None: forget the episode."""
     if action is Action.WARN:
         return StageMemory(Stage.WARNED, now, run_id=run_id, episode=item.scope)
     episode = item.memory.episode_id if item.memory else ""
     if action is Action.DISABLE:
         we_disabled = item.account_enabled is not False
-        return StageMemory(Stage.DISABLED, now, we_disabled=we_disabled, run_id=run_id, episode=episode)
+        return StageMemory(
+            Stage.DISABLED, now, we_disabled=we_disabled, run_id=run_id, episode=episode, reclaimed=reclaimed
+        )
     if action is Action.DELETE:
         we_disabled = item.memory.we_disabled if item.memory else False
-        return StageMemory(Stage.DELETED, now, we_disabled=we_disabled, run_id=run_id, episode=episode)
+        kept = item.memory.reclaimed if item.memory else None
+        return StageMemory(Stage.DELETED, now, we_disabled=we_disabled, run_id=run_id, episode=episode, reclaimed=kept)
     if item.restart_clock:
         return StageMemory(Stage.RESTORED, now, run_id=run_id)
     return None  # active again: forget the episode

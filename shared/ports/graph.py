@@ -172,6 +172,17 @@ class BatchOps:
         return BatchRequest(f"delete:{user_id}", "DELETE", f"/users/{user_id}")
 
     @staticmethod
+    def remove_licenses(user_id: str, sku_ids: Sequence[str]) -> BatchRequest:
+        """Take directly assigned SKUs back (`POST /users/{id}/assignLicense` with only removeLicenses)."""
+        body = {"addLicenses": [], "removeLicenses": list(sku_ids)}
+        return BatchRequest(f"unlicense:{user_id}", "POST", f"/users/{user_id}/assignLicense", body)
+
+    @staticmethod
+    def remove_member(group_id: str, user_id: str) -> BatchRequest:
+        """Leave a group (`DELETE /groups/{id}/members/{memberId}/$ref`)."""
+        return BatchRequest(f"leave:{group_id}:{user_id}", "DELETE", f"/groups/{group_id}/members/{user_id}/$ref")
+
+    @staticmethod
     def restore(user_id: str) -> BatchRequest:
         return BatchRequest(
             f"restore:{user_id}", "POST", f"/directory/deletedItems/{user_id}/restore", {}, idempotent=False
@@ -291,7 +302,17 @@ class ScanGraph(Protocol):
     async def get_users(self, user_ids: Sequence[str], *, with_sign_in_activity: bool) -> list[DirectoryUser]: ...
 
 
-class StaleGraph(ScanGraph, Mailer, Protocol):
+class ReturnGraph(Mailer, Protocol):
+    """Giving reclaimed licences back (shared/services/stale/reclaim.py): seats, the SKU, the group."""
+
+    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
+
+    async def assign_license(self, user_id: str, sku_id: str, disabled_plans: Sequence[str] = ()) -> None: ...
+
+    async def add_group_member(self, group_id: str, user_id: str) -> bool: ...
+
+
+class StaleGraph(ScanGraph, ReturnGraph, Protocol):
     """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
 
     async def group_member_ids(self, group_id: str) -> set[str]:
@@ -303,7 +324,7 @@ class StaleGraph(ScanGraph, Mailer, Protocol):
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...
 
 
-class AttestGraph(Protocol):
+class AttestGraph(ReturnGraph, Protocol):
     """What a sponsor's answer needs of Graph (shared.services.attestation): the guest, its sponsors (is the
     answer's sponsor still one?), and the `$batch` that disables, revokes or enables it."""
 

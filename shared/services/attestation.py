@@ -44,11 +44,13 @@ from shared.domain.attestation import (
     verify,
 )
 from shared.domain.directory import DirectoryUser
-from shared.domain.stale import Stage, StageMemory
-from shared.ports.graph import AttestGraph, BatchOps, BatchRequest, GraphError
+from shared.domain.stale import Reclaim, Stage, StageMemory, StalePolicy, reclaim_of
+from shared.ports.graph import AttestGraph, BatchOps, BatchRequest, BatchResult, GraphError
 from shared.ports.state import ANY_ETAG, Claim, ConflictError, StateStore
 from shared.ports.templates import AttestRenderer
 from shared.services.audit import Auditor
+from shared.services.licensing import Alerting
+from shared.services.stale.reclaim import give_back, reclaim_requests, reclaimed_from
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,10 @@ class AttestConfig:
     max_removals_per_day: int = 20
     fallback_reviewers: tuple[str, ...] = ()
     dry_run: bool = True
+    reclaim: StalePolicy = field(default_factory=StalePolicy)
+    """The sweep's policy, for what "remove now" takes back with the account (STALE_RECLAIM_LICENSES)."""
+    alerting: Alerting = field(default_factory=lambda: Alerting(None, ()))
+    """Who is told when a kept guest's licences cannot be given back."""
 
     def url(self, token: str) -> str:
         return f"{self.base_url.rstrip('/')}/api/{ROUTE}?{urlencode({'t': token})}"
@@ -313,15 +319,23 @@ async def _decide(
             return _page(deps, 429, "capped", guest=guest, cap=deps.config.max_removals_per_day), False
         assert memory is not None
         we_disabled = user is not None and user.account_enabled is not False
-        verdict = Judgement(
-            "remove",
-            memory=StageMemory(
-                Stage.DISABLED, now, we_disabled=we_disabled, run_id=memory.run_id, episode=token.episode
-            ),
+        reclaim = reclaim_of(user, deps.config.reclaim) if user is not None else Reclaim()
+        core = [BatchOps.disable(token.guest_id), BatchOps.revoke_sessions(token.guest_id)]
+        results = await _graph(deps, core, reclaim_requests(token.guest_id, reclaim))
+        reclaimed, failed = reclaimed_from(token.guest_id, reclaim, results)
+        if reclaimed or failed:
+            evidence.update(reclaimed=reclaimed.to_json(), reclaimFailed=failed)
+        disabled = StageMemory(
+            Stage.DISABLED,
+            now,
+            we_disabled=we_disabled,
+            run_id=memory.run_id,
+            episode=token.episode,
+            reclaimed=reclaimed or None,
         )
-        await _graph(deps, [BatchOps.disable(token.guest_id), BatchOps.revoke_sessions(token.guest_id)], guest)
+        verdict = Judgement("remove", memory=disabled)
     elif verdict.enable:
-        await _graph(deps, [BatchOps.enable(token.guest_id)], guest)
+        await _graph(deps, [BatchOps.enable(token.guest_id)])
     if verdict.memory is not None:
         evidence["until"] = verdict.memory.until.isoformat() if verdict.memory.until else None
     outcome = {"choice": str(choice), "sponsor": token.sponsor, "sponsorMail": sponsor_mail, "result": verdict.status}
@@ -336,18 +350,34 @@ async def _decide(
     await deps.state.complete(claim, outcome, audit=entry)
     if verdict.memory is not None:
         await deps.state.put(RECORD_KIND, token.guest_id, verdict.memory.to_json(), etag=ANY_ETAG)
+    if verdict.enable and memory is not None:
+        await give_back(
+            deps.graph,
+            deps.state,
+            deps.clock,
+            token.guest_id,
+            memory.reclaimed,
+            deps.config.alerting,
+            actor=_actor(token),
+            correlation_id=token.episode,
+        )
     log.info("attestation: %s for guest %s (%s)", verdict.status, token.guest_id, verdict.detail or choice)
     return _page(deps, 200, verdict.status, guest=guest, detail=verdict.detail, enabled=verdict.enable), True
 
 
-async def _graph(deps: AttestDeps, requests: list[BatchRequest], guest: dict[str, str]) -> None:
+async def _graph(
+    deps: AttestDeps, requests: list[BatchRequest], optional: list[BatchRequest] | None = None
+) -> dict[str, BatchResult]:
+    """Run `requests` (all must succeed, or the answer is refused with 502) and `optional` (their results are
+    the caller's to judge) in one `$batch`."""
     try:
-        results = await deps.graph.batch(requests)
+        results = {r.id: r for r in await deps.graph.batch([*requests, *(optional or [])])}
     except GraphError as exc:
         raise _Refused(502, "graph", f"Microsoft Graph did not accept the change ({exc}); try again later") from None
-    failed = next((r for r in results if not r.ok), None)
+    failed = next((results[r.id] for r in requests if not results[r.id].ok), None)
     if failed is not None:
         raise _Refused(502, "graph", f"Microsoft Graph refused the change ({failed.status}); try again later")
+    return results
 
 
 async def _count_removal(deps: AttestDeps, now: datetime) -> bool:

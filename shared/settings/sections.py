@@ -529,6 +529,13 @@ class StaleSettings(Section):
         description="Folder whose mail/report templates override the built-in ones in shared/templates/stale/ "
         "(and, in its `attest/` subfolder, the attestation page shared/templates/attest/page.html).",
     )
+    reclaim_licenses: bool = Field(
+        True,
+        alias="STALE_RECLAIM_LICENSES",
+        description='When the sweep (or a sponsor\'s "remove now") disables a guest, take back its directly '
+        "assigned licences and its membership of LICENSE_GROUP_ID, record them, and give them back when the "
+        "guest returns (re-enabled, restored, kept) if seats allow; admins are mailed when they do not.",
+    )
     fallback_reviewers: CommaList[Mailbox] = Field(
         (),
         alias="STALE_FALLBACK_REVIEWERS",
@@ -573,8 +580,9 @@ class StaleSettings(Section):
         'refused (audited) and left to the nightly sweep. 0 turns "remove now" off.',
     )
 
-    def policy(self) -> StalePolicy:
-        """Thresholds and exclusions, in domain terms (shared.domain.stale)."""
+    def policy(self, *, licensing_group_id: str | None = None) -> StalePolicy:
+        """Thresholds and exclusions, in domain terms (shared.domain.stale); the licensing group (from the
+        licensing settings) is the one whose membership a disable takes back."""
         from shared.domain.stale import StalePolicy
 
         return StalePolicy(
@@ -586,6 +594,8 @@ class StaleSettings(Section):
             exclude_group_ids=frozenset(self.exclude_group_ids),
             exclude_domains=self.exclude_domains,
             exclude_upn_patterns=self.exclude_upn_patterns,
+            reclaim_licenses=self.reclaim_licenses,
+            licensing_group_id=licensing_group_id,
         )
 
     def attestation(self) -> AttestConfig | None:
@@ -605,8 +615,12 @@ class StaleSettings(Section):
             dry_run=self.dry_run,
         )
 
-    def config(self, *, sign_in_activity_per_minute: int, mail_sender: str | None) -> StaleConfig:
-        """How the sweep runs; the quota it paces to and the sender come from the Graph and mail settings."""
+    def config(
+        self, *, sign_in_activity_per_minute: int, mail_sender: str | None, alert_recipients: tuple[str, ...] = ()
+    ) -> StaleConfig:
+        """How the sweep runs; the quota it paces to, the sender and the admins come from the Graph and mail
+        settings."""
+        from shared.services.licensing import Alerting
         from shared.services.stale import StaleConfig
 
         return StaleConfig(
@@ -623,6 +637,7 @@ class StaleSettings(Section):
             resume_max_hours=self.resume_max_hours,
             fallback_reviewers=self.fallback_reviewers,
             attest=self.attestation(),
+            alerting=Alerting(mail_sender, alert_recipients),
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 
-from shared.domain.directory import CreatedRange, DirectoryContact, DirectoryUser, OutgoingMail
+from shared.domain.directory import CreatedRange, DirectoryContact, DirectoryUser, OutgoingMail, SubscribedSku
 from shared.ports.graph import BatchRequest, BatchResult, GraphError, GuestPage
 from shared.ports.reports import ReportStore, ReportStoreError
 from shared.services.stale import PlanItem, StaleDeps, StalePlan, iter_items
@@ -21,6 +21,7 @@ class FakeStaleGraph:
         self.deleted: dict[str, DirectoryUser] = {}
         self.sponsors: dict[str, list[DirectoryContact]] = {}
         self.groups: dict[str, set[str]] = {}
+        self.skus: dict[str, SubscribedSku] = {}
         self.outbox: list[OutgoingMail] = []
         self.writes: list[str] = []
         """Every state-changing batch item that succeeded, e.g. "PATCH /users/g1 {'accountEnabled': False}"."""
@@ -60,6 +61,27 @@ class FakeStaleGraph:
 
     async def get_user(self, user_id: str) -> DirectoryUser | None:
         return self.users.get(user_id)
+
+    async def list_subscribed_skus(self) -> list[SubscribedSku]:
+        return list(self.skus.values())
+
+    async def assign_license(self, user_id: str, sku_id: str, disabled_plans: Sequence[str] = ()) -> None:
+        sku = self.skus[sku_id]
+        if sku.free_units <= 0:
+            raise GraphError(400, "Request_BadRequest", "does not have any available licenses")
+        self.skus[sku_id] = replace(sku, consumed_units=sku.consumed_units + 1)
+        user = self.users[user_id]
+        self.users[user_id] = replace(
+            user,
+            assigned_sku_ids=user.assigned_sku_ids | {sku_id},
+            direct_sku_ids=(user.direct_sku_ids or frozenset()) | {sku_id},
+        )
+        self.writes.append(f"license {user_id} {sku_id}")
+
+    async def add_group_member(self, group_id: str, user_id: str) -> bool:
+        self.groups.setdefault(group_id, set()).add(user_id)
+        self.writes.append(f"join {group_id} {user_id}")
+        return True
 
     async def count_guests(self) -> int:
         return sum(1 for u in self.users.values() if u.user_type == "Guest")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from local.graph_sim.clock import iso_z
 from local.graph_sim.context import SimContext
 from local.graph_sim.errors import bad_request
 from local.graph_sim.messages import SimRequest, SimResponse, json_response
 from local.graph_sim.odata import parse_select, project
 from local.graph_sim.resources.common import json_body, metadata, require_user, user_view
 from local.graph_sim.router import Router
+from local.graph_sim.store import direct_license_state
 
 SKU_PROPERTIES = (
     "accountId",
@@ -72,9 +74,13 @@ def assign_license(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> 
             raise bad_request(
                 f"Subscription with SKU {store.skus[sku_id]['skuId']} does not have any available licenses."
             )
+    states = user.setdefault("licenseAssignmentStates", [])
     for sku_id in remove_ids:
         user["assignedLicenses"] = [e for e in user["assignedLicenses"] if str(e["skuId"]).lower() != sku_id]
         store.skus[sku_id]["consumedUnits"] = max(0, int(store.skus[sku_id]["consumedUnits"]) - 1)
+        user["licenseAssignmentStates"] = states = [
+            s for s in states if s.get("assignedByGroup") or str(s.get("skuId", "")).lower() != sku_id
+        ]
     for entry, sku_id in zip(adds, add_ids, strict=True):
         disabled = entry.get("disabledPlans") if isinstance(entry, dict) else None
         current = next((e for e in user["assignedLicenses"] if str(e["skuId"]).lower() == sku_id), None)
@@ -84,6 +90,7 @@ def assign_license(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> 
         sku = store.skus[sku_id]
         user["assignedLicenses"].append({"disabledPlans": list(disabled or []), "skuId": sku["skuId"]})
         sku["consumedUnits"] = int(sku["consumedUnits"]) + 1
+        states.append(direct_license_state(sku["skuId"], list(disabled or []), iso_z(ctx.clock.now())))
     body_out = {"@odata.context": metadata(req, "users/$entity"), **user_view(user, None)}
     return json_response(body_out)
 

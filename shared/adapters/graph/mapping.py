@@ -64,6 +64,7 @@ USER_FIELDS: tuple[str, ...] = (
     "accountEnabled",
     "usageLocation",
     "assignedLicenses",
+    "licenseAssignmentStates",
 )
 """What guestwarden reads of a user. signInActivity is added only where needed: it needs Entra ID P1 and
 AuditLog.Read.All, and it caps the page size."""
@@ -143,6 +144,7 @@ def user_from_graph(user: Any) -> DirectoryUser:
             for lic in (get("assignedLicenses") or ())
             if _is_object(lic) and (sku := _reader(lic)("skuId"))
         ),
+        **_license_states(get("licenseAssignmentStates")),
         sign_in_activity=None
         if last is None
         else SignInActivity(
@@ -151,6 +153,25 @@ def user_from_graph(user: Any) -> DirectoryUser:
             last_successful_sign_in=timestamp(last("lastSuccessfulSignInDateTime")),
         ),
     )
+
+
+def _license_states(states: Any) -> dict[str, Any]:
+    """Direct SKUs and licensing groups from licenseAssignmentStates (licenseassignmentstate.md: assignedByGroup
+    is null for a direct assignment; an assignment in state Error holds no seat)."""
+    if states is None:
+        return {}
+    direct: set[str] = set()
+    groups: set[str] = set()
+    for state in states:
+        if not _is_object(state):
+            continue
+        read = _reader(state)
+        group, sku = read("assignedByGroup"), read("skuId")
+        if group:
+            groups.add(str(group))
+        elif sku and str(read("state") or "Active") != "Error":
+            direct.add(str(sku).lower())
+    return {"direct_sku_ids": frozenset(direct), "licensing_group_ids": frozenset(groups)}
 
 
 user_from_json = user_from_graph

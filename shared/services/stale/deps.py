@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.domain.stale import StageMemory, StalePolicy
 from shared.domain.stale_plan import PlanItem, StalePlan
@@ -14,8 +14,11 @@ from shared.ports.graph import StaleGraph
 from shared.ports.reports import ReportStore
 from shared.ports.state import ANY_ETAG, AuditEntry, StateStore
 from shared.ports.templates import StaleRenderer
-from shared.services.attestation import AttestConfig
 from shared.services.audit import Auditor
+from shared.services.licensing import Alerting
+
+if TYPE_CHECKING:
+    from shared.services.attestation import AttestConfig
 
 ACTOR = "stale-sweep"
 RECORD_KIND = "stale-stage"
@@ -47,6 +50,8 @@ class StaleConfig:
     """STALE_FALLBACK_REVIEWERS: who gets a warning when the guest has no sponsor with a mail address."""
     attest: AttestConfig | None = None
     """Sponsor attestation links in the warnings (None: off)."""
+    alerting: Alerting = field(default_factory=lambda: Alerting(None, ()))
+    """Who is told when a returning guest's licences cannot be given back (MAIL_SENDER, ADMIN_ALERT_RECIPIENTS)."""
 
 
 Progress = Callable[[str, int, int | None], None]

@@ -25,7 +25,7 @@ from typing import Any
 
 from shared.domain.attestation import reviewer
 from shared.domain.directory import DirectoryContact, OutgoingMail
-from shared.domain.stale import ACT_ORDER, Action
+from shared.domain.stale import ACT_ORDER, Action, Reclaim
 from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_id
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
 from shared.ports.state import ANY_ETAG, Claim
@@ -41,13 +41,19 @@ from shared.services.stale.journal import (
 )
 from shared.services.stale.parts import acted_name, read_part, report_name, write_part
 from shared.services.stale.plan import PROGRESS_LOG_SECONDS, choose_ranges, iter_parts, read_guests
+from shared.services.stale.reclaim import give_back, reclaim_requests, reclaimed_from
 from shared.services.stale.report import write_reports
 
 log = logging.getLogger(__name__)
 
 REQUESTS_PER_USER = {Action.DISABLE: 2, Action.DELETE: 1, Action.REACTIVATE: 1, Action.WARN: 1}
-"""Sub-requests per user and action (a disable is PATCH + revokeSignInSessions, a warning reads the sponsors):
-chunks fill a `$batch` of 20."""
+"""Sub-requests per user and action (a disable is PATCH + revokeSignInSessions, a warning reads the sponsors),
+plus a disable's licence reclaim (`_cost`): chunks fill a `$batch` of 20."""
+
+
+def _cost(item: PlanItem, action: Action) -> int:
+    """How many `$batch` items acting on `item` takes."""
+    return REQUESTS_PER_USER[action] + len(reclaim_requests(item.user_id, _reclaim(item, action)))
 
 
 async def sweep_stale_guests(deps: StaleDeps, *, dry_run: bool | None = None, run_id: str | None = None) -> StalePlan:
@@ -224,7 +230,6 @@ class _Acting:
         self.logged = time.monotonic()
 
     async def run(self, index: int, action: Action, first_part: int) -> None:
-        size = BATCH_LIMIT // REQUESTS_PER_USER[action]
         queue: deque[tuple[int, PlanItem]] = deque()
         open_parts: dict[int, list[PlanItem]] = {}
         for part in range(first_part, len(self.plan.parts)):
@@ -232,13 +237,12 @@ class _Acting:
             mine = [item for item in items if item.action is action]
             open_parts[part] = mine
             queue.extend((part, item) for item in mine)
-            while len(queue) >= size:
-                await self._batch(action, [queue.popleft() for _ in range(size)])
+            while sum(_cost(item, action) for _, item in queue) >= BATCH_LIMIT:
+                await self._batch(action, _full_batch(queue, action))
                 await self._close(index, action, open_parts, queue, upto=part)
             await self._close(index, action, open_parts, queue, upto=part)
-        if queue:
-            await self._batch(action, list(queue))
-            queue.clear()
+        while queue:
+            await self._batch(action, _full_batch(queue, action))
         await self._close(index, action, open_parts, queue, upto=len(self.plan.parts))
 
     async def _batch(self, action: Action, chunk: list[tuple[int, PlanItem]]) -> None:
@@ -270,6 +274,16 @@ class _Acting:
         if finished:
             nxt = (index, finished[-1] + 1) if finished[-1] + 1 < len(self.plan.parts) else (index + 1, 0)
             await self.journal.update(acted=list(nxt), outcomes=dict(self.plan.outcomes))
+
+
+def _full_batch(queue: deque[tuple[int, PlanItem]], action: Action) -> list[tuple[int, PlanItem]]:
+    """Take from the front of `queue` as many items as fit one `$batch` (at least one)."""
+    chunk = [queue.popleft()]
+    used = _cost(chunk[0][1], action)
+    while queue and used + _cost(queue[0][1], action) <= BATCH_LIMIT:
+        used += _cost(queue[0][1], action)
+        chunk.append(queue.popleft())
+    return chunk
 
 
 async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, deps: StaleDeps) -> bool:
@@ -308,6 +322,11 @@ async def _run_chunk(plan: StalePlan, chunk: list[PlanItem], action: Action, dep
     return True
 
 
+def _reclaim(item: PlanItem, action: Action) -> Reclaim:
+    planned = item.evidence.get("reclaim") if action is Action.DISABLE else None
+    return Reclaim.from_json(planned) if isinstance(planned, dict) else Reclaim()
+
+
 def _requests(item: PlanItem, action: Action) -> list[BatchRequest]:
     if action is Action.DISABLE:
         return [BatchOps.disable(item.user_id), BatchOps.revoke_sessions(item.user_id)]
@@ -332,11 +351,18 @@ async def _batch_action(
 ) -> None:
     already = await _already_done(won, action, deps)
     requests = [r for item, _ in won if item.user_id not in already for r in _requests(item, action)]
+    # licences go with the account: taken back in the same batch (an earlier attempt may have disabled it)
+    requests += [r for item, _ in won for r in reclaim_requests(item.user_id, _reclaim(item, action))]
     results = {r.id: r for r in (await deps.graph.batch(requests) if requests else [])}
     for item, claim in won:
+        reclaimed, reclaim_failed = reclaimed_from(item.user_id, _reclaim(item, action), results)
+        extra: dict[str, Any] = {}
+        if reclaimed or reclaim_failed:
+            extra = {"reclaimed": reclaimed.to_json(), "reclaimFailed": reclaim_failed}
         if item.user_id in already:
             pending.pop(id(item))
-            await _settle(deps, plan, item, claim, action, "done", {"recovered": "an earlier attempt had done it"})
+            extra["recovered"] = "an earlier attempt had done it"
+            await _settle(deps, plan, item, claim, action, "done", extra, reclaimed)
             continue
         mine = [results[r.id] for r in _requests(item, action)]
         failures = [r for r in mine if not _succeeded(r, action)]
@@ -345,10 +371,21 @@ async def _batch_action(
             error = failures[0].error
             item.outcome = f"failed: {error}" if error else "failed"
             await deps.state.release(pending.pop(id(item)))
-            await audit(deps, plan, item, "failed", {"graph": graph})
+            await audit(deps, plan, item, "failed", {"graph": graph, **extra})
             continue
         pending.pop(id(item))
-        await _settle(deps, plan, item, claim, action, "done", {"graph": graph})
+        await _settle(deps, plan, item, claim, action, "done", {"graph": graph, **extra}, reclaimed)
+        if action is Action.REACTIVATE and item.enable and item.memory is not None:
+            await give_back(
+                deps.graph,
+                deps.state,
+                deps.clock,
+                item.user_id,
+                item.memory.reclaimed,
+                deps.config.alerting,
+                actor=ACTOR,
+                correlation_id=plan.run_id,
+            )
 
 
 async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps: StaleDeps) -> set[str]:
@@ -371,13 +408,20 @@ async def _already_done(won: list[tuple[PlanItem, Claim]], action: Action, deps:
 
 
 async def _settle(
-    deps: StaleDeps, plan: StalePlan, item: PlanItem, claim: Claim, action: Action, result: str, extra: dict[str, Any]
+    deps: StaleDeps,
+    plan: StalePlan,
+    item: PlanItem,
+    claim: Claim,
+    action: Action,
+    result: str,
+    extra: dict[str, Any],
+    reclaimed: Reclaim | None = None,
 ) -> None:
     """Record an action that happened: the ledger's completion and its audit entry in one state write (the
     outbox, shared/ports/state.py), carrying the stage memory and the run id; then the stage record. A process
     killed after the completion leaves a claim that a continued run finds "done by this run": its audit entry
     is already there, and the stage record is repaired from the completion."""
-    memory = memory_after(item, action, deps.clock(), plan.run_id)
+    memory = memory_after(item, action, deps.clock(), plan.run_id, reclaimed or None)
     outcome = {"memory": memory.to_json() if memory else None, "runId": plan.run_id, "result": result}
     await deps.state.complete(claim, outcome, audit=audit_entry(deps, plan, item, result, extra))
     if action is Action.WARN:

@@ -11,6 +11,7 @@ from shared.ports.graph import BatchOps, GraphError
 from shared.ports.state import ANY_ETAG
 from shared.services.audit import Auditor
 from shared.services.stale.deps import ACTOR, LEASE_SECONDS, RECORD_KIND, StaleDeps
+from shared.services.stale.reclaim import give_back
 
 RESTORE_WINDOW = timedelta(days=30)
 
@@ -53,10 +54,26 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
     restored = StageMemory(Stage.RESTORED, now, run_id=memory.run_id)
     await deps.state.complete(claim, {"memory": restored.to_json()})
     await deps.state.put(RECORD_KIND, user_id, restored.to_json(), etag=ANY_ETAG)
+    returned = await give_back(
+        deps.graph,
+        deps.state,
+        lambda: now,
+        user_id,
+        memory.reclaimed,
+        deps.config.alerting,
+        actor=ACTOR,
+        correlation_id=memory.run_id,
+    )
     undone = "re-enabled" if memory.we_disabled else "left-disabled"
     status = "restored" if memory.stage is Stage.DELETED else undone
     # an account someone else had disabled before guestwarden acted goes back to that: disabled
     detail = "" if memory.we_disabled else "it was disabled before guestwarden acted, so it stays disabled"
+    if returned is not None and (returned.short or returned.failed):
+        detail = (
+            detail + "; " if detail else ""
+        ) + "licences not all given back (no seat: {}{}), admins alerted".format(
+            ", ".join(returned.short) or "-", "; " + "; ".join(returned.failed) if returned.failed else ""
+        )
     await Auditor(deps.state, ACTOR, lambda: now).record(
         "stale-restore",
         user_id,
