@@ -40,6 +40,22 @@ class Condition:
     def __str__(self) -> str:
         return f"{self.setting}={self.value}"
 
+    def __and__(self, other: Condition | AllOf) -> AllOf:
+        return AllOf((self, *(other.conditions if isinstance(other, AllOf) else (other,))))
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """A row that applies only when every one of its conditions holds (`A & B`)."""
+
+    conditions: tuple[Condition, ...]
+
+    def holds(self, settings: Settings) -> bool:
+        return all(condition.holds(settings) for condition in self.conditions)
+
+    def __str__(self) -> str:
+        return ", ".join(str(condition) for condition in self.conditions)
+
 
 @dataclass(frozen=True)
 class PermissionRow:
@@ -51,7 +67,7 @@ class PermissionRow:
     """What breaks without it (empty: the flow cannot run at all)."""
     features: frozenset[Feature]
     """The row applies when any of these features is enabled."""
-    when: Condition | None = None
+    when: Condition | AllOf | None = None
 
     def applies(self, features: Iterable[Feature], settings: Settings | None) -> bool:
         if not self.features & set(features):
@@ -60,7 +76,7 @@ class PermissionRow:
 
 
 def _row(
-    flow: str, permission: str, why: str, without: str, *features: Feature, when: Condition | None = None
+    flow: str, permission: str, why: str, without: str, *features: Feature, when: Condition | AllOf | None = None
 ) -> PermissionRow:
     return PermissionRow(flow, permission, why, without, frozenset(features), when)
 
@@ -68,6 +84,8 @@ def _row(
 SKU_MODE = Condition("LICENSE_MODE", "sku")
 GROUP_MODE = Condition("LICENSE_MODE", "group")
 REAL_SWEEP = Condition("STALE_DRY_RUN", "false")
+RECLAIM = Condition("STALE_RECLAIM_LICENSES", "true") & REAL_SWEEP
+"""Licences are taken back (and so given back) only by a real sweep, or a sponsor's answer in one."""
 
 PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
@@ -193,6 +211,32 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "warning mails fail with 403",
         Feature.STALE,
         when=REAL_SWEEP,
+    ),
+    _row(
+        "4. stale sweep",
+        "LicenseAssignment.ReadWrite.All",
+        "licence reclaim: take a disabled guest's direct licences back and give them back when it returns "
+        "(`POST /users/{id}/assignLicense`)",
+        "disables still happen; reclaiming fails (audited as `reclaimFailed`), so the seats stay taken",
+        Feature.STALE,
+        when=RECLAIM,
+    ),
+    _row(
+        "4. stale sweep",
+        "Organization.Read.All",
+        "licence reclaim: `GET /subscribedSkus`, the free seats before giving a licence back",
+        "a returning guest's licences are not given back (the re-enable or restore itself works)",
+        Feature.STALE,
+        when=RECLAIM,
+    ),
+    _row(
+        "4. stale sweep",
+        "GroupMember.ReadWrite.All",
+        "licence reclaim with LICENSE_MODE=group: leave and rejoin the licensing group "
+        "(`DELETE /groups/{id}/members/{id}/$ref`, `POST /groups/{id}/members/$ref`)",
+        "the licensing-group membership of a disabled guest stays (audited as `reclaimFailed`)",
+        Feature.STALE,
+        when=RECLAIM,
     ),
     _row(
         "inventory (`guestwarden guests`)",

@@ -116,10 +116,32 @@ class FakeStaleGraph:
             self.users[user.id] = user
             self.writes.append(f"restore {user.id}")
             return BatchResult(r.id, 200, {"id": user.id})
+        if r.method == "DELETE" and parts[0] == "groups":  # /groups/{id}/members/{user}/$ref
+            members = self.groups.get(parts[1], set())
+            if parts[3] not in members:
+                return BatchResult(r.id, 404, _error(404, "Request_ResourceNotFound"))
+            members.discard(parts[3])
+            self.writes.append(f"leave {parts[1]} {parts[3]}")
+            return BatchResult(r.id, 204)
         user_id = parts[1]
         user = self.users.get(user_id)
         if user is None:
             return BatchResult(r.id, 404, _error(404, "Request_ResourceNotFound"))
+        if r.method == "POST" and parts[-1] == "assignLicense":
+            removed = {str(sku) for sku in (r.body or {})["removeLicenses"]}
+            if not removed <= set(user.direct_sku_ids or ()):
+                return BatchResult(r.id, 400, _error(400, "User does not have a corresponding license."))
+            for sku_id in removed:
+                sku = self.skus.get(sku_id)
+                if sku is not None:
+                    self.skus[sku_id] = replace(sku, consumed_units=sku.consumed_units - 1)
+            self.users[user_id] = replace(
+                user,
+                assigned_sku_ids=user.assigned_sku_ids - removed,
+                direct_sku_ids=(user.direct_sku_ids or frozenset()) - removed,
+            )
+            self.writes.append(f"unlicense {user_id} {','.join(sorted(removed))}")
+            return BatchResult(r.id, 200, {"id": user_id})
         if r.method == "PATCH":
             enabled = bool((r.body or {})["accountEnabled"])
             self.users[user_id] = replace(user, account_enabled=enabled)

@@ -50,7 +50,10 @@ def test_stale_sweep_roles_and_mail_only_for_a_real_sweep() -> None:
         "User.RevokeSessions.All",
         "User.ReadWrite.All",
     }
-    assert required_permissions(stale, settings(STALE_DRY_RUN="false")) == dry | {"Mail.Send"}
+    reclaim = {"LicenseAssignment.ReadWrite.All", "Organization.Read.All", "GroupMember.ReadWrite.All"}
+    assert required_permissions(stale, settings(STALE_DRY_RUN="false")) == dry | {"Mail.Send"} | reclaim
+    no_reclaim = settings(STALE_DRY_RUN="false", STALE_RECLAIM_LICENSES="false")
+    assert required_permissions(stale, no_reclaim) == dry | {"Mail.Send"}
 
 
 def test_risk_needs_both_sign_in_log_roles_and_never_directory_write() -> None:
