@@ -42,6 +42,8 @@ class StaleConfig:
     """STALE_SWEEP_SLICE_MINUTES in seconds: an invocation hands the run on after this (0: no limit, the CLI)."""
     resume_max_hours: float = 20
     """STALE_RESUME_MAX_HOURS: an unfinished run older than this is abandoned, and a new run decides again."""
+    exclude_group_max_members: int = 50_000
+    """STALE_EXCLUDE_GROUP_MAX_MEMBERS: an exclusion group with more transitive members aborts the run."""
 
 
 Progress = Callable[[str, int, int | None], None]
