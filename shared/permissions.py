@@ -179,8 +179,9 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
         "4. stale sweep",
         "GroupMember.Read.All",
-        "read the exclusion groups' members (`GET /groups/{id}/members`; User.Read.All does not grant it)",
-        "the sweep fails with 403 before it judges anyone (it never acts without knowing who is excluded)",
+        "read the exclusion groups' members, nested groups' members included (`GET /groups/{id}/transitiveMembers`; "
+        "User.Read.All does not grant it); also the members of a sponsor group (`GET /groups/{id}/members`)",
+        "the sweep stops (aborted) before it judges anyone: it never acts without knowing who is excluded",
         Feature.STALE,
     ),
     _row(

@@ -196,6 +196,20 @@ ROUTES: tuple[RoutePermission, ...] = (
         "User.Read.All does not grant it",
     ),
     RoutePermission(
+        "GET /groups/{id}/transitiveMembers",
+        any_of(
+            "GroupMember.Read.All",
+            "GroupMember.ReadWrite.All",
+            "Group.Read.All",
+            "Group.ReadWrite.All",
+            "Directory.Read.All",
+        ),
+        meta("GroupMember", "Group", "Directory")
+        + "; "
+        + docs("api-reference/v1.0/api/group-list-transitivemembers.md"),
+        "User.Read.All does not grant it; Member.Read.Hidden for hidden-membership groups is not modelled",
+    ),
+    RoutePermission(
         "POST /groups/{id}/members/$ref",
         any_of("GroupMember.ReadWrite.All", "Group.ReadWrite.All", "Directory.ReadWrite.All"),
         meta("GroupMember", "Group", "Directory"),

@@ -175,3 +175,46 @@ EXPIRED_PAGE_TOKEN = (
     "Directory_ExpiredPageToken",
     "The specified page token value has expired and can no longer be included in your request.",
 )
+
+
+# A group's transitive members (`GET /groups/{id}/transitiveMembers`; the stale sweep reads its exclusion groups so).
+# group-list-transitivemembers.md: a flat list of every nested member (users, groups, devices, contacts, ...), each a
+# directoryObject with its @odata.type. `$filter`, `$search` and `$orderby`, and an OData cast such as
+# `/transitiveMembers/microsoft.graph.user`, need the advanced query parameters (ConsistencyLevel: eventual and
+# `$count=true`), which read an index that may lag recent changes; without them Graph refuses the option. The
+# simulator serves the default options only: an advanced option is refused without the headers (as Graph does) and
+# answered 501 with them (not modelled; guestwarden sends none). Page sizes: paging.md says only that APIs differ
+# and a page may hold fewer results than `$top` asks; the simulator uses the directory lists' 100 by default and 999
+# at most (user-list.md), and can serve smaller pages than asked (`sim.transitive_members_paging`) so that a
+# reader is tested on the server's page size, never on its own `$top`.
+GROUP_TRANSITIVE_MEMBERS = "api-reference/v1.0/api/group-list-transitivemembers.md"
+
+
+@dataclass(frozen=True)
+class MemberListing:
+    """What Graph serves on a group's member list, by query option."""
+
+    route: str
+    default_options: frozenset[str]
+    """Served without advanced query parameters (`$count=true` without ConsistencyLevel is ignored)."""
+    advanced_options: frozenset[str]
+    """Only with ConsistencyLevel: eventual and `$count=true` (refused without them)."""
+    default_page: int
+    source: str
+
+
+TRANSITIVE_MEMBERS = MemberListing(
+    "GET /groups/{id}/transitiveMembers",
+    frozenset({"$select", "$top", "$count", "$skiptoken"}),
+    frozenset({"$filter", "$search", "$orderby"}),
+    100,
+    f"{GROUP_TRANSITIVE_MEMBERS}; {ADVANCED_QUERIES}; {PAGING}",
+)
+
+TRANSITIVE_MEMBERS_PAGING: MappingProxyType[str, PagingMode] = MappingProxyType(
+    {
+        "refuse-above-999": PagingMode(999, True, f"{PAGING}; {USER_LIST} (directory lists: 999 at most)"),
+        "cap-5": PagingMode(5, False, f"{PAGING} (a page may hold fewer results than `$top` asks for)"),
+    }
+)
+DEFAULT_TRANSITIVE_MEMBERS_PAGING = "refuse-above-999"

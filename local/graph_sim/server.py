@@ -25,7 +25,7 @@ from aiohttp import web
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
 from local.graph_sim.contract_permissions import requirement
-from local.graph_sim.contract_queries import PAGE_TOKEN_LIFETIMES, SIGN_IN_ACTIVITY_PAGING
+from local.graph_sim.contract_queries import PAGE_TOKEN_LIFETIMES, SIGN_IN_ACTIVITY_PAGING, TRANSITIVE_MEMBERS_PAGING
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
 from local.graph_sim.identity import (
@@ -255,6 +255,18 @@ class GraphSimulator:
         if mode not in PAGE_TOKEN_LIFETIMES:
             raise ValueError(f"unknown page token lifetime {mode!r}: one of {', '.join(PAGE_TOKEN_LIFETIMES)}")
         self.store.page_token_lifetime = mode
+
+    @property
+    def transitive_members_paging(self) -> str:
+        """How `$top` is met on a group's transitiveMembers: a key of contract_queries.TRANSITIVE_MEMBERS_PAGING
+        ("refuse-above-999" by default; "cap-5" serves pages of 5 whatever `$top` asks, as paging.md allows)."""
+        return self.store.transitive_members_paging
+
+    @transitive_members_paging.setter
+    def transitive_members_paging(self, mode: str) -> None:
+        if mode not in TRANSITIVE_MEMBERS_PAGING:
+            raise ValueError(f"unknown paging mode {mode!r}: one of {', '.join(TRANSITIVE_MEMBERS_PAGING)}")
+        self.store.transitive_members_paging = mode
 
     # change notifications (see local/graph_sim/notifications.py) ------------------------------------
     @property

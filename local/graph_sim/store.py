@@ -11,7 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from local.graph_sim.clock import SimClock, iso_z, parse_dt, rebase_tenant
-from local.graph_sim.contract_queries import DEFAULT_PAGE_TOKEN_LIFETIME, DEFAULT_SIGN_IN_ACTIVITY_PAGING
+from local.graph_sim.contract_queries import (
+    DEFAULT_PAGE_TOKEN_LIFETIME,
+    DEFAULT_SIGN_IN_ACTIVITY_PAGING,
+    DEFAULT_TRANSITIVE_MEMBERS_PAGING,
+)
 
 Json = dict[str, Any]
 DELETED_RETENTION = timedelta(days=30)
@@ -54,6 +58,7 @@ class TenantStore:
         self.delta_expiry_variant = "syncStateNotFound"  # ... and answer this way (resources/delta.py)
         self.sign_in_activity_paging = DEFAULT_SIGN_IN_ACTIVITY_PAGING  # contract_queries.SIGN_IN_ACTIVITY_PAGING
         self.page_token_lifetime = DEFAULT_PAGE_TOKEN_LIFETIME  # contract_queries.PAGE_TOKEN_LIFETIMES
+        self.transitive_members_paging = DEFAULT_TRANSITIVE_MEMBERS_PAGING  # contract_queries.TRANSITIVE_MEMBERS_PAGING
         # Called with (user id, change type) on every change, under self.lock (change notifications).
         self.listeners: list[Callable[[str, str], None]] = []
         self.recount_seats()
@@ -130,6 +135,25 @@ class TenantStore:
     # groups ----------------------------------------------------------------------------------------
     def groups_of(self, user_id: str) -> list[Json]:
         return [group for group in self.groups.values() if user_id in group["members"]]
+
+    def transitive_members(self, group_id: str) -> list[Json]:
+        """Every object reached through the group's members and its nested groups' members, each once, in id
+        order; a cycle of nested groups ends where it started (the group is not its own member). Members may be
+        users or groups (a `members` entry names either); an id that is neither (a deleted user) is left out."""
+        seen: set[str] = {group_id}
+        found: dict[str, Json] = {}
+        pending = list(self.groups[group_id]["members"])
+        while pending:
+            member_id = pending.pop()
+            if member_id in seen:
+                continue
+            seen.add(member_id)
+            if member_id in self.users:
+                found[member_id] = self.users[member_id]
+            elif member_id in self.groups:
+                found[member_id] = self.groups[member_id]
+                pending.extend(self.groups[member_id]["members"])
+        return [found[key] for key in sorted(found)]
 
     # licenses --------------------------------------------------------------------------------------
     # licenseassignmentstate.md: licenseAssignmentStates lists every assignment, direct ones with a null

@@ -26,6 +26,7 @@ __all__ = [
     "add_to_plan",
     "check_caps",
     "check_data",
+    "check_exclusion_group",
     "memory_after",
     "new_run_id",
     "part_name",
@@ -269,6 +270,23 @@ def check_data(plan: StalePlan, abort_missing_activity_percent: float) -> None:
             "missing licence or permission: check the sample in the report, then raise the setting if these "
             "guests really never signed in. Nothing was changed."
         )
+
+
+def check_exclusion_group(plan: StalePlan, group_id: str, members_read: int, max_members: int) -> bool:
+    """An exclusion group is read whole (nested groups' members included) before anyone is judged: a guest
+    judged without it could be disabled while excluded. A group past `max_members` is most likely the wrong
+    group (all users, a dynamic group of every guest), and reading it would page for a long time: the run stops
+    at the first page past the cap, before acting. False (and the plan `aborted`) when the group is too large."""
+    if members_read <= max_members:
+        return True
+    plan.status = "aborted"
+    plan.message = (
+        f"Exclusion group {group_id} has more than {max_members} members: {members_read} read so far, nested "
+        f"groups' members included (STALE_EXCLUDE_GROUP_MAX_MEMBERS={max_members}). Reading stopped there, so "
+        "who is excluded is not known and nobody was judged. Nothing was changed: check that "
+        "STALE_EXCLUDE_GROUP_IDS names the group you meant, or raise STALE_EXCLUDE_GROUP_MAX_MEMBERS."
+    )
+    return False
 
 
 def check_caps(plan: StalePlan, max_actions: int, max_percent: float) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "GraphError",
     "InventoryGraph",
     "LicensingGraph",
+    "MemberPage",
     "ResponseGraph",
     "ScanGraph",
     "StaleGraph",
@@ -268,6 +269,16 @@ class GuestPage:
     """Opaque (Graph's `@odata.nextLink`); None on the last page. A run cut off continues from it."""
 
 
+@dataclass(frozen=True, slots=True)
+class MemberPage:
+    """One page of a group's transitive members."""
+
+    user_ids: tuple[str, ...]
+    """The users on the page (nested groups, devices and contacts are members too, but never guests)."""
+    members: int
+    """Every member the page held, whatever its type: what counts against the exclusion cap."""
+
+
 class ScanGraph(Protocol):
     """The stale sweep's reads of the guests (shared/services/stale/scan.py)."""
 
@@ -315,8 +326,10 @@ class ReturnGraph(Mailer, Protocol):
 class StaleGraph(ScanGraph, ReturnGraph, Protocol):
     """What the sweep needs of Graph (GraphGateway has it; tests pass a fake): the scan's reads, and these."""
 
-    async def group_member_ids(self, group_id: str) -> set[str]:
-        """The ids of a group's direct members (every page)."""
+    def transitive_member_pages(self, group_id: str) -> AsyncIterator[MemberPage]:
+        """A group's members, those of its nested groups included (each once), page by page as Graph cuts them.
+        The caller stops when it has read enough (STALE_EXCLUDE_GROUP_MAX_MEMBERS): a page not asked for is
+        never fetched."""
         ...
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...

@@ -506,7 +506,16 @@ class StaleSettings(Section):
     exclude_group_ids: CommaList[Guid] = Field(
         (),
         alias="STALE_EXCLUDE_GROUP_IDS",
-        description="Comma-separated object ids of groups whose (direct) members are never acted on.",
+        description="Comma-separated object ids of groups whose members are never acted on, members of groups "
+        "nested in them included (transitive members; needs GroupMember.Read.All).",
+    )
+    exclude_group_max_members: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        50_000,
+        alias="STALE_EXCLUDE_GROUP_MAX_MEMBERS",
+        description="The most transitive members (users, nested groups, devices, contacts) one exclusion group may "
+        "have. The sweep reads every exclusion group whole before judging anyone; a group past this is most likely "
+        "the wrong one (all users, a dynamic group of every guest) and would be paged for a long time, so the run "
+        "stops at the first page past it, before acting, with a message naming the group (status aborted).",
     )
     exclude_domains: CommaSet[DomainName] = Field(
         frozenset(),
@@ -638,6 +647,7 @@ class StaleSettings(Section):
             fallback_reviewers=self.fallback_reviewers,
             attest=self.attestation(),
             alerting=Alerting(mail_sender, alert_recipients),
+            exclude_group_max_members=self.exclude_group_max_members,
         )
 
 

@@ -191,12 +191,9 @@ async def test_without_group_member_read_the_sweep_fails_with_403_before_judging
     state = MemoryStateStore(clock=sim.clock.now)
     config = GraphConfig(base_url=sim.base_url, max_retries=0)
     async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gateway:
-        try:
-            plan = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
-        except GraphError as exc:
-            assert "403" in str(exc) and "Authorization_RequestDenied" in str(exc)
-        else:
-            assert plan.status != "applied", plan.message
-    assert set(sim.denied) == {"GET /groups/{id}/members"}
+        plan = await sweep_stale_guests(deps_for(sim, gateway, state, tmp_path))
+    assert plan.status == "aborted", plan.message
+    assert "GroupMember.Read.All" in plan.message and sim.named("group-exclusions") in plan.message
+    assert set(sim.denied) == {"GET /groups/{id}/transitiveMembers"}
     assert sim.outbox == []
     assert not [k for k in sim.requests if k.split()[-2] in ("PATCH", "DELETE") or "revoke" in k]

@@ -77,6 +77,7 @@ def samples(sim: GraphSimulator) -> dict[str, Sample]:
         "GET /groups": Sample("/groups"),
         "GET /groups/{id}": Sample(f"/groups/{group}"),
         "GET /groups/{id}/members": Sample(f"/groups/{group}/members"),
+        "GET /groups/{id}/transitiveMembers": Sample(f"/groups/{group}/transitiveMembers", {"$select": "id"}),
         "POST /groups/{id}/members/$ref": Sample(
             f"/groups/{group}/members/$ref", body={"@odata.id": f"https://graph.microsoft.com/v1.0/users/{guest}"}
         ),

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 
 from shared.domain.directory import CreatedRange, DirectoryContact, DirectoryUser, OutgoingMail, SubscribedSku
-from shared.ports.graph import BatchRequest, BatchResult, GraphError, GuestPage
+from shared.ports.graph import BatchRequest, BatchResult, GraphError, GuestPage, MemberPage
 from shared.ports.reports import ReportStore, ReportStoreError
 from shared.services.stale import PlanItem, StaleDeps, StalePlan, iter_items
 
@@ -22,6 +22,10 @@ class FakeStaleGraph:
         self.sponsors: dict[str, list[DirectoryContact]] = {}
         self.groups: dict[str, set[str]] = {}
         self.skus: dict[str, SubscribedSku] = {}
+        """group id -> member ids; a member that is itself a key here is a nested group."""
+        self.member_page_size = 999
+        self.member_pages_read: dict[str, int] = {}
+        """group id -> transitiveMembers pages handed out (a reader that stops early leaves the rest unread)."""
         self.outbox: list[OutgoingMail] = []
         self.writes: list[str] = []
         """Every state-changing batch item that succeeded, e.g. "PATCH /users/g1 {'accountEnabled': False}"."""
@@ -86,9 +90,23 @@ class FakeStaleGraph:
     async def count_guests(self) -> int:
         return sum(1 for u in self.users.values() if u.user_type == "Guest")
 
-    async def group_member_ids(self, group_id: str) -> set[str]:
-        (result,) = await self.batch([BatchRequest(f"members:{group_id}", "GET", f"/groups/{group_id}/members")])
-        return {str(m["id"]) for m in (result.body or {}).get("value", ())}
+    async def transitive_member_pages(self, group_id: str) -> AsyncIterator[MemberPage]:
+        """Like Graph: every member reached through nested groups once (cycles end), the group itself left out."""
+        if f"transitiveMembers:{group_id}" in self.item_status:
+            status = self.item_status[f"transitiveMembers:{group_id}"]
+            raise GraphError(status, "Authorization_RequestDenied", "Insufficient privileges (injected)")
+        seen, found, pending = {group_id}, [], sorted(self.groups.get(group_id, ()))
+        while pending:
+            member = pending.pop()
+            if member not in seen:
+                seen.add(member)
+                found.append(member)
+                pending.extend(sorted(self.groups.get(member, ())))
+        found.sort()
+        for start in range(0, max(1, len(found)), self.member_page_size):
+            chunk = found[start : start + self.member_page_size]
+            self.member_pages_read[group_id] = self.member_pages_read.get(group_id, 0) + 1
+            yield MemberPage(tuple(m for m in chunk if m not in self.groups), len(chunk))
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
         return {uid: list(self.sponsors.get(uid, [])) for uid in user_ids}

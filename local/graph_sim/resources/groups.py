@@ -1,4 +1,5 @@
-"""/groups: read, members (list, add and remove by $ref), and group-based licensing on membership."""
+"""/groups: read, members (list, add and remove by $ref), transitive members (nested groups flattened, paged), and
+group-based licensing on membership."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ from typing import Any
 
 from local.graph_sim.clock import iso_z
 from local.graph_sim.context import SimContext
-from local.graph_sim.errors import bad_request, not_found
+from local.graph_sim.contract_queries import TRANSITIVE_MEMBERS, TRANSITIVE_MEMBERS_PAGING
+from local.graph_sim.errors import GraphError, bad_request, not_found, unsupported_query
 from local.graph_sim.messages import SimRequest, SimResponse, empty_response, json_response
-from local.graph_sim.odata import parse_select
+from local.graph_sim.odata import decode_token, encode_token, parse_select, parse_top
 from local.graph_sim.resources.common import json_body, metadata, reference_id, typed_group, typed_user
+from local.graph_sim.resources.users import is_eventual
 from local.graph_sim.router import Router
 from local.graph_sim.store import TenantStore
+
+MAX_TOP = 999
+"""`$top` beyond this is never a page size (parse_top); the paging mode decides up to it."""
 
 
 def _group(ctx: SimContext, group_id: str) -> dict[str, Any]:
@@ -34,12 +40,61 @@ def get_group(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimRe
     return json_response({"@odata.context": metadata(req, "groups/$entity", select), **view})
 
 
+def _typed(ctx: SimContext, obj: dict[str, Any], select: list[str] | None) -> dict[str, Any]:
+    return typed_group(obj, select) if obj["id"] in ctx.store.groups else typed_user(obj, select)
+
+
 def list_members(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    """Direct members: users and nested groups, each with its @odata.type."""
     group = _group(ctx, params["id"])
     select = parse_select(req.query.get("$select"))
-    members = (ctx.store.users.get(member_id) for member_id in group["members"])
-    value = [typed_user(user, select) for user in members if user is not None]
+    members = (ctx.store.users.get(m) or ctx.store.groups.get(m) for m in group["members"])
+    value = [_typed(ctx, member, select) for member in members if member is not None]
     return json_response({"@odata.context": metadata(req, "directoryObjects"), "value": value})
+
+
+def list_transitive_members(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> SimResponse:
+    """Every nested member, each once (cycles end), paged by offset (contract_queries.TRANSITIVE_MEMBERS). A
+    nextLink carries the first request's options, as Graph's do (paging.md)."""
+    group = _group(ctx, params["id"])
+    listing = TRANSITIVE_MEMBERS
+    eventual = is_eventual(req)
+    token = req.query.get("$skiptoken")
+    state = decode_token(token) if token else {}
+    if token and state.get("g") != group["id"]:
+        raise bad_request("Invalid paging token.", code="Directory_ExpiredPageToken")
+    count = eventual and req.query.get("$count", "").lower() == "true"
+    for option in req.query:
+        if option in listing.default_options:
+            continue
+        if option in listing.advanced_options and count:
+            raise GraphError(501, "NotImplemented", f"The simulator does not model {option} on transitiveMembers.")
+        raise unsupported_query(
+            f"{option} on transitiveMembers needs the ConsistencyLevel: eventual header and $count=true."
+            if option in listing.advanced_options
+            else f"Query option '{option}' is not supported."
+        )
+    select_text = state.get("s") if token else req.query.get("$select")
+    top_raw = state.get("t") if token else req.query.get("$top")
+    select = parse_select(select_text)
+    top = parse_top(top_raw, listing.default_page, MAX_TOP)
+    paging = TRANSITIVE_MEMBERS_PAGING[ctx.store.transitive_members_paging]
+    if top > paging.maximum and paging.refuse_above:
+        raise unsupported_query(f"Invalid page size specified: '{top}'. Must be between 1 and {paging.maximum}.")
+    top = min(top, paging.maximum)
+    everyone = ctx.store.transitive_members(group["id"])
+    offset = int(state.get("n", 0))
+    page = everyone[offset : offset + top]
+    body: dict[str, Any] = {"@odata.context": metadata(req, "directoryObjects", select)}
+    if count and not token:
+        body["@odata.count"] = len(everyone)  # on the first page only (paging.md)
+    if offset + top < len(everyone):
+        nxt = {"g": group["id"], "s": select_text, "t": top_raw, "n": offset + top}
+        kept = "&".join(f"{k}={v}" for k, v in (("$select", select_text), ("$top", top_raw)) if v)
+        link = f"{req.base_url}/groups/{group['id']}/transitiveMembers?{kept + '&' if kept else ''}"
+        body["@odata.nextLink"] = f"{link}$skiptoken={encode_token(nxt)}"
+    body["value"] = [_typed(ctx, member, select) for member in page]
+    return json_response(body)
 
 
 def apply_group_licenses(store: TenantStore, group: dict[str, Any], user: dict[str, Any], now: str) -> None:
@@ -110,5 +165,6 @@ def register(router: Router) -> None:
     router.add("GET", "/groups", list_groups)
     router.add("GET", "/groups/{id}", get_group)
     router.add("GET", "/groups/{id}/members", list_members)
+    router.add("GET", "/groups/{id}/transitiveMembers", list_transitive_members)
     router.add("POST", "/groups/{id}/members/$ref", add_member)
     router.add("DELETE", "/groups/{id}/members/{memberId}/$ref", remove_member)

@@ -41,8 +41,13 @@ class BatchOps(PortBatchOps):
         )
 
     @staticmethod
-    def list_member_ids(group_id: str) -> BatchRequest:
-        return BatchRequest(f"members:{group_id}", "GET", f"/groups/{group_id}/members?$select=id&$top=999")
+    def list_transitive_member_ids(group_id: str) -> BatchRequest:
+        """group-list-transitivemembers.md: every member, nested groups' members included, as directoryObjects
+        (each with its @odata.type). Not the `/microsoft.graph.user` cast: the page says a cast needs advanced
+        query parameters (ConsistencyLevel: eventual, $count=true), i.e. an index that may lag recent changes."""
+        return BatchRequest(
+            f"transitiveMembers:{group_id}", "GET", f"/groups/{group_id}/transitiveMembers?$select=id&$top=999"
+        )
 
     @staticmethod
     def get_user(user_id: str, select: Sequence[str] = USER_FIELDS) -> BatchRequest:

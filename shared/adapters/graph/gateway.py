@@ -59,7 +59,7 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
-from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError, GuestPage
+from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError, GuestPage, MemberPage
 
 __all__ = ["SPONSOR_GROUP_MEMBERS", "GraphGateway"]
 
@@ -88,6 +88,11 @@ def _batch_relative(link: str) -> str:
     """An absolute nextLink as a batch-relative URL (batch items take /path?query)."""
     marker = link.find("/groups/")
     return link[marker:] if marker >= 0 else link
+
+
+def _maybe_user(item: dict[str, Any]) -> bool:
+    kind = str(item.get("@odata.type") or "").lower()
+    return not kind or kind.endswith(".user")
 
 
 SPONSOR_GROUP_MEMBERS = 25
@@ -235,10 +240,14 @@ class GraphGateway(GraphBatchClient):
                 raise error
         return users
 
-    async def group_member_ids(self, group_id: str) -> set[str]:
-        """A group's direct members' ids, following paging, through `$batch` GETs."""
-        members: set[str] = set()
-        request: BatchRequest | None = BatchOps.list_member_ids(group_id)
+    async def transitive_member_pages(self, group_id: str) -> AsyncIterator[MemberPage]:
+        """A group's transitive members page by page (`GET /groups/{id}/transitiveMembers?$select=id`, through
+        `$batch` GETs, following nextLink); the next page is asked for only when the caller wants it.
+
+        Users are told by their @odata.type, which Graph gives each object of a directoryObject collection; an
+        object without one is kept as a user (an id that is no guest excludes nobody, a guest left out would be
+        acted on). Graph lists a member reached through several nested groups once."""
+        request: BatchRequest | None = BatchOps.list_transitive_member_ids(group_id)
         while request is not None:
             (result,) = await self.batch([request])
             if not result.ok:
@@ -246,10 +255,11 @@ class GraphGateway(GraphBatchClient):
                 assert error is not None
                 raise error
             body = result.body or {}
-            members.update(str(m["id"]) for m in body.get("value", ()) if m.get("id"))
+            members = [m for m in body.get("value", ()) if isinstance(m, dict)]
+            users = tuple(str(m["id"]) for m in members if m.get("id") and _maybe_user(m))
             next_link = body.get("@odata.nextLink")
             request = replace(request, url=_batch_relative(str(next_link))) if next_link else None
-        return members
+            yield MemberPage(users, len(members))
 
     async def set_usage_location(self, user_id: str, country: str) -> None:
         await self._call(

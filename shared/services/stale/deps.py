@@ -52,6 +52,8 @@ class StaleConfig:
     """Sponsor attestation links in the warnings (None: off)."""
     alerting: Alerting = field(default_factory=lambda: Alerting(None, ()))
     """Who is told when a returning guest's licences cannot be given back (MAIL_SENDER, ADMIN_ALERT_RECIPIENTS)."""
+    exclude_group_max_members: int = 50_000
+    """STALE_EXCLUDE_GROUP_MAX_MEMBERS: an exclusion group with more transitive members aborts the run."""
 
 
 Progress = Callable[[str, int, int | None], None]

@@ -19,7 +19,15 @@ from typing import Any
 
 from shared.domain.directory import CreatedRange, DirectoryUser
 from shared.domain.stale import StageMemory
-from shared.domain.stale_plan import PlanItem, StalePlan, add_to_plan, check_caps, check_data, part_name
+from shared.domain.stale_plan import (
+    PlanItem,
+    StalePlan,
+    add_to_plan,
+    check_caps,
+    check_data,
+    check_exclusion_group,
+    part_name,
+)
 from shared.ports.graph import GraphError, GuestPage
 from shared.services.stale import scan
 from shared.services.stale.deps import StaleDeps, load_memories
@@ -64,6 +72,34 @@ async def _count(deps: StaleDeps) -> int | None:
         return None
 
 
+async def read_exclusions(deps: StaleDeps, plan: StalePlan) -> set[str] | None:
+    """The users of every exclusion group, nested groups' members included (transitive members); None, and the
+    plan aborted, as soon as one group is past STALE_EXCLUDE_GROUP_MAX_MEMBERS (its remaining pages unread)."""
+    excluded: set[str] = set()
+    cap = deps.config.exclude_group_max_members
+    for group_id in sorted(deps.policy.exclude_group_ids):
+        read = 0
+        try:
+            async for page in deps.graph.transitive_member_pages(group_id):
+                read += page.members
+                excluded.update(page.user_ids)
+                if not check_exclusion_group(plan, group_id, read, cap):  # the next page is never asked for
+                    log.warning("stale run %s: %s", plan.run_id, plan.message)
+                    return None
+        except GraphError as exc:
+            if exc.status not in (401, 403):
+                raise
+            plan.status = "aborted"
+            plan.message = (
+                f"Graph refused to list the members of exclusion group {group_id} ({exc.status} {exc.code}): the "
+                "app needs GroupMember.Read.All (User.Read.All does not grant it). Nobody was judged without "
+                "knowing who is excluded. Nothing was changed."
+            )
+            return None
+        log.info("stale run %s: exclusion group %s has %d transitive member(s)", plan.run_id, group_id, read)
+    return excluded
+
+
 class _Reader:
     """Reads the run's ranges from their cursors, writing each page's decisions as a part."""
 
@@ -84,8 +120,10 @@ class _Reader:
         self._logged = time.monotonic()
 
     async def run(self, cursors: list[RangeCursor]) -> None:
-        for group_id in sorted(self.deps.policy.exclude_group_ids):
-            self.excluded |= await self.deps.graph.group_member_ids(group_id)
+        excluded = await read_exclusions(self.deps, self.plan)
+        if excluded is None:  # an exclusion group past its cap: the plan says so, and nobody is judged
+            return
+        self.excluded = excluded
         self.memories = await load_memories(self.deps.state)
         self.read = sum(c.guests for c in cursors)
         ranges = self.journal.ranges
@@ -217,6 +255,8 @@ async def read_guests(deps: StaleDeps, journal: RunJournal, plan: StalePlan) -> 
     if not all(c.done for c in cursors):
         try:
             await reader.run(cursors)
+            if plan.status == "aborted":  # the exclusions could not be read whole: nothing was decided
+                return
         except GraphError as exc:
             if exc.status not in (401, 403):
                 raise
