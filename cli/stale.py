@@ -137,6 +137,8 @@ async def _print_plan(deps: StaleDeps, plan: StalePlan, as_json: bool) -> None:
     if plan.items_planned > shown:
         out.print(Text(f"(the first {shown} of {plan.items_planned} actions: the CSV report has them all)"))
     out.print(Text(f"{plan.guests_seen} guests; " + ", ".join(f"{k}: {v}" for k, v in sorted(plan.counts.items()))))
+    if plan.licences_to_reclaim:
+        out.print(Text(f"licences taken back with the disables: {plan.licences_to_reclaim} (STALE_RECLAIM_LICENSES)"))
     if plan.message:
         out.print(Text(plan.message, style="yellow"))
     for path in plan.reports:

@@ -36,6 +36,8 @@ class TenantStore:
         self.partner_tenants: list[Json] = doc.get("partnerTenants", [])
         self.named: dict[str, str] = doc.get("named", {})
         self.users: dict[str, Json] = {user["id"]: user for user in doc.get("users", [])}
+        for user in self.users.values():
+            add_direct_license_states(user, str(user.get("createdDateTime") or ""))
         self.deleted: dict[str, Json] = {user["id"]: user for user in doc.get("deletedUsers", [])}
         self.groups: dict[str, Json] = {group["id"]: group for group in doc.get("groups", [])}
         for group in self.groups.values():

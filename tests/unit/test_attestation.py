@@ -42,7 +42,7 @@ from shared.services.attestation import (
 )
 from shared.services.stale import RECORD_KIND, StaleConfig, restore_guest, sweep_stale_guests
 from tests.unit.fakes_stale import items_of
-from tests.unit.test_stale_service import START, Clock, guest, make_deps, tenant
+from tests.unit.test_stale_service import POLICY, START, Clock, guest, make_deps, tenant
 
 KEY = "k" * 40
 OLD_KEY = "o" * 40
@@ -149,9 +149,11 @@ def _link_token(url: str) -> str:
     return parse_qs(parts.query)["t"][0]
 
 
-async def _warned(config: AttestConfig = CONFIG, **kw: Any) -> tuple[Any, Any, Clock, AttestDeps, str]:
+async def _warned(
+    config: AttestConfig = CONFIG, graph: Any = None, **kw: Any
+) -> tuple[Any, Any, Clock, AttestDeps, str]:
     """A real sweep warns stale-1 (sponsor s1 = adele) and stale-2 (no sponsor -> fallback reviewers)."""
-    graph, clock = tenant(), Clock()
+    graph, clock = graph or tenant(), Clock()
     stale_config = StaleConfig(
         dry_run=False,
         max_actions=100,
@@ -160,7 +162,7 @@ async def _warned(config: AttestConfig = CONFIG, **kw: Any) -> tuple[Any, Any, C
         fallback_reviewers=("reviews@contoso.com",),
         attest=config,
     )
-    deps = make_deps(graph, clock, stale_config)
+    deps = make_deps(graph, clock, stale_config, policy=config.reclaim if config.reclaim.reclaim_licenses else POLICY)
     await sweep_stale_guests(deps)
     attest = AttestDeps(graph, deps.state, AttestTemplates(), config, clock)
     [mail] = [m for m in graph.outbox if m.to == ("adele@contoso.com",)]
@@ -333,3 +335,37 @@ async def test_a_link_of_an_earlier_episode_changes_nothing() -> None:
     reply = await handle_attestation(AttestRequest("POST", {}, fields, {"Origin": BASE}), attest)
     assert reply.status == 410
     assert "disable stale-1" not in graph.writes
+
+
+async def test_remove_takes_the_licences_back_and_keep_of_a_disabled_guest_gives_them_back() -> None:
+    from dataclasses import replace
+
+    from shared.domain.directory import SubscribedSku
+
+    sku = "078d2b04-f1bd-4111-bbd4-b4b1b354cef4"
+    config = replace(CONFIG, reclaim=replace(POLICY, reclaim_licenses=True), max_removals_per_day=5)
+
+    def licensed_tenant() -> Any:
+        graph = tenant()
+        for user_id in ("stale-1", "stale-2"):
+            graph.users[user_id] = replace(graph.users[user_id], direct_sku_ids=frozenset({sku}))
+        graph.skus[sku] = SubscribedSku(sku, "GUEST", enabled_units=3, consumed_units=3, capability_status="Enabled")
+        return graph
+
+    # remove now: the licence goes with the account, recorded for a restore
+    graph, deps, clock, attest, raw = await _warned(config, licensed_tenant())
+    removed = await post(attest, raw, "remove")
+    assert removed.status == 200 and f"unlicense stale-1 {sku}" in graph.writes
+    record = await deps.state.get(RECORD_KIND, "stale-1")
+    assert record is not None and record.value["reclaimed"] == {"skus": [sku], "groups": []}
+    assert (await restore_guest("stale-1", deps)).status == "re-enabled"
+    assert sku in (graph.users["stale-1"].direct_sku_ids or ())
+
+    # keep, after the sweep disabled the guest (and took its licence): enabled again, licence given back
+    graph, deps, clock, attest, raw = await _warned(config, licensed_tenant())
+    clock.advance(14)
+    await sweep_stale_guests(deps)
+    assert graph.users["stale-1"].account_enabled is False and not graph.users["stale-1"].direct_sku_ids
+    kept = await post(attest, raw, "keep")
+    assert kept.status == 200 and graph.users["stale-1"].account_enabled is True
+    assert sku in (graph.users["stale-1"].direct_sku_ids or ())

@@ -81,6 +81,11 @@ async def test_the_dry_run_shows_the_reclaim_and_takes_nothing() -> None:
     [item] = [i for i in await items_of(deps, plan) if i.user_id == "lic-1"]
     assert item.evidence["reclaim"] == {"skus": [SKU], "groups": [LICENSING_GROUP]}
     assert not [w for w in graph.writes if w.startswith(("unlicense", "leave"))]
+    files = deps.reports.files  # the CSV and HTML reports show what would be taken back
+    [csv_report] = [v.decode("utf-8-sig") for k, v in files.items() if k == f"stale-{plan.run_id}.csv"]
+    [html_report] = [v.decode() for k, v in files.items() if k == f"stale-{plan.run_id}.html"]
+    assert "licencesTakenBack" in csv_report and f"{SKU} {LICENSING_GROUP}" in csv_report
+    assert f"{SKU}, {LICENSING_GROUP}" in html_report and "Licences taken back with the disables" in html_report
 
 
 async def test_a_guest_who_signs_in_again_gets_its_licences_back() -> None:

@@ -54,6 +54,7 @@ CSV_COLUMNS = (
     "lastSuccessfulSignIn",
     "stage",
     "stageSince",
+    "licencesTakenBack",
 )
 
 
@@ -78,6 +79,7 @@ def csv_row(plan: StalePlan, item: PlanItem) -> list[str]:
         ev.get("lastSuccessfulSignIn"),
         ev.get("stage"),
         ev.get("stageSince"),
+        " ".join([*(ev.get("reclaim") or {}).get("skus", ()), *(ev.get("reclaim") or {}).get("groups", ())]),
     )
     return [csv_cell(v) for v in row]
 
