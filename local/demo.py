@@ -195,6 +195,17 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             f"the guest its sponsor kept is not disabled (kept until {kept})",
             named["sponsored-stale"] not in disabled_ids and sim.user(named["sponsored-stale"])["accountEnabled"],
         )
+        lars = named["stale-licensed"]
+        guest_sku = tenant["hints"]["guestSkuId"].lower()
+
+        def holds_licence(user: str) -> bool:
+            return guest_sku in {str(e["skuId"]).lower() for e in sim.user(user).get("assignedLicenses") or []}
+
+        scenario.expect(
+            f"{sim.user(lars)['displayName']}'s licence is taken back with the disable (the seat is free again)",
+            lars in disabled_ids and not holds_licence(lars),
+            f"{disabled.licences_to_reclaim} licence(s) taken back",
+        )
         comeback = disabled_ids[0]
         sim.update_user(comeback, signInActivity={"lastNonInteractiveSignInDateTime": iso_z(sim.clock.now())})
         scenario.step(f"{sim.user(comeback)['displayName']} signs in again during the grace period")
@@ -219,6 +230,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             and all(not sim.user(u).get("deletedDateTime") for u in deleted_ids),
             f"{len(restored)} guest(s) restored or re-enabled",
         )
+        scenario.expect(f"{sim.user(lars)['displayName']} gets the licence back with the restore", holds_licence(lars))
     sim.clock.reset()
     scenario.step("the clock returns to today; Graph dropped the /users subscription while it was weeks ahead")
     await world.host.fire_timer("subscription_keeper")
