@@ -146,6 +146,9 @@ async def handle_attestation(request: AttestRequest, deps: AttestDeps) -> Attest
     except _Refused as refused:
         await _audit_refused(deps, raw, refused)
         return _page(deps, refused.status, "refused", reason=refused.reason, detail=refused.detail)
+    except GraphError as exc:  # Graph unreachable or refusing a read: nothing was changed, the sponsor retries
+        log.warning("attestation: Graph failed while answering (%s)", exc)
+        return _page(deps, 503, "refused", reason="graph", detail="the directory cannot be reached right now")
 
 
 class LinkRefused(ValueError):

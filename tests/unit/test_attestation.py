@@ -33,6 +33,7 @@ from shared.domain.attestation import (
 )
 from shared.domain.directory import DirectoryContact
 from shared.domain.stale import Stage, StageMemory
+from shared.ports.graph import GraphError
 from shared.services.attestation import (
     AttestConfig,
     AttestDeps,
@@ -369,3 +370,16 @@ async def test_remove_takes_the_licences_back_and_keep_of_a_disabled_guest_gives
     kept = await post(attest, raw, "keep")
     assert kept.status == 200 and graph.users["stale-1"].account_enabled is True
     assert sku in (graph.users["stale-1"].direct_sku_ids or ())
+
+
+async def test_graph_unreachable_gets_a_503_page_and_changes_nothing() -> None:
+    graph, deps, _, attest, raw = await _warned()
+    before, writes = await snapshot(deps), list(graph.writes)
+
+    async def down(user_id: str) -> None:
+        raise GraphError(None, "transport", "connection reset")
+
+    graph.get_user = down
+    page = await get(attest, raw)
+    assert page.status == 503 and "cannot be reached" in page.html
+    assert await snapshot(deps) == before and graph.writes == writes
