@@ -12,7 +12,6 @@ import io
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,19 +35,6 @@ HINTS: dict[str, str] = TENANT["hints"]
 GUESTS = [u for u in TENANT["users"] if u.get("userType") == "Guest"]
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sim() -> Iterator[GraphSimulator]:
-    with GraphSimulator.from_fixture(FIXTURE).start() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def gateway(sim: GraphSimulator) -> AsyncIterator[GraphGateway]:
-    config = GraphConfig(base_url=sim.base_url, max_retries=3, batch_max_rounds=3)
-    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gw:
-        yield gw
 
 
 def _count(sim: GraphSimulator, key: str) -> int:

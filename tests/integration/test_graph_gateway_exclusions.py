@@ -5,30 +5,14 @@ page the caller does not ask for never fetched."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from local.graph_sim import GraphSimulator
-from shared.adapters.credentials import LocalTokenCredential
-from shared.adapters.graph import GraphConfig, GraphError, GraphGateway
-from tests.integration.test_graph_gateway import FIXTURE
+from shared.adapters.graph import GraphError, GraphGateway
 
 pytestmark = pytest.mark.timeout(60)
 PAGES = "BATCH GET /groups/{id}/transitiveMembers"
-
-
-@pytest.fixture
-def sim() -> Iterator[GraphSimulator]:
-    with GraphSimulator.from_fixture(FIXTURE).start() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def gateway(sim: GraphSimulator) -> AsyncIterator[GraphGateway]:
-    config = GraphConfig(base_url=sim.base_url, max_retries=3, batch_max_rounds=3)
-    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gw:
-        yield gw
 
 
 def add_members(sim: GraphSimulator, group_id: str, count: int) -> set[str]:
