@@ -4,7 +4,7 @@ findTenantInformationByTenantId, and the detection service over the fixture's na
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,12 +24,6 @@ NAMED: dict[str, str] = TENANT["named"]
 FABRIKAM = next(p for p in TENANT["partnerTenants"] if p["defaultDomainName"] == "fabrikam.com")
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sim() -> Iterator[GraphSimulator]:
-    with GraphSimulator.from_fixture(FIXTURE).start() as simulator:
-        yield simulator
 
 
 @pytest.fixture
