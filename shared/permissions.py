@@ -43,6 +43,10 @@ class Condition:
     def __and__(self, other: Condition | AllOf) -> AllOf:
         return AllOf((self, *(other.conditions if isinstance(other, AllOf) else (other,))))
 
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        return (self,)
+
 
 @dataclass(frozen=True)
 class AllOf:
@@ -52,6 +56,9 @@ class AllOf:
 
     def holds(self, settings: Settings) -> bool:
         return all(condition.holds(settings) for condition in self.conditions)
+
+    def __and__(self, other: Condition | AllOf) -> AllOf:
+        return AllOf((*self.conditions, *other.conditions))
 
     def __str__(self) -> str:
         return ", ".join(str(condition) for condition in self.conditions)
@@ -233,11 +240,11 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
         "4. stale sweep",
         "GroupMember.ReadWrite.All",
-        "licence reclaim with LICENSE_MODE=group: leave and rejoin the licensing group "
+        "licence reclaim: leave and rejoin the licensing group "
         "(`DELETE /groups/{id}/members/{id}/$ref`, `POST /groups/{id}/members/$ref`)",
         "the licensing-group membership of a disabled guest stays (audited as `reclaimFailed`)",
         Feature.STALE,
-        when=RECLAIM,
+        when=RECLAIM & GROUP_MODE,
     ),
     _row(
         "inventory (`guestwarden guests`)",

@@ -77,7 +77,7 @@ def guestwarden_default_roles() -> tuple[str, ...]:
     from shared.permissions import FLOWS, GROUP_MODE, applicable_rows, features_for
 
     rows = applicable_rows(features_for(FLOWS))
-    return tuple(sorted({row.permission for row in rows if row.when != GROUP_MODE}))
+    return tuple(sorted({row.permission for row in rows if row.when is None or GROUP_MODE not in row.when.conditions}))
 
 
 def graph_service_principal(tenant_id: str) -> Json:

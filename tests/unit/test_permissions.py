@@ -50,10 +50,14 @@ def test_stale_sweep_roles_and_mail_only_for_a_real_sweep() -> None:
         "User.RevokeSessions.All",
         "User.ReadWrite.All",
     }
-    reclaim = {"LicenseAssignment.ReadWrite.All", "Organization.Read.All", "GroupMember.ReadWrite.All"}
+    reclaim = {"LicenseAssignment.ReadWrite.All", "Organization.Read.All"}  # + GroupMember.ReadWrite.All in group mode
     assert required_permissions(stale, settings(STALE_DRY_RUN="false")) == dry | {"Mail.Send"} | reclaim
     no_reclaim = settings(STALE_DRY_RUN="false", STALE_RECLAIM_LICENSES="false")
     assert required_permissions(stale, no_reclaim) == dry | {"Mail.Send"}
+    group_mode = settings(
+        STALE_DRY_RUN="false", LICENSE_MODE="group", LICENSE_GROUP_ID="ca980d17-d628-5da6-a8b1-b1d630d894c0"
+    )
+    assert "GroupMember.ReadWrite.All" in required_permissions(stale, group_mode)
 
 
 def test_risk_needs_both_sign_in_log_roles_and_never_directory_write() -> None:
