@@ -68,6 +68,7 @@ def _row(
 SKU_MODE = Condition("LICENSE_MODE", "sku")
 GROUP_MODE = Condition("LICENSE_MODE", "group")
 REAL_SWEEP = Condition("STALE_DRY_RUN", "false")
+WELCOME_MAIL = Condition("LICENSE_WELCOME_MAIL", "true")
 
 PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
@@ -121,6 +122,14 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "the no-free-seat alert to admins (from `MAIL_SENDER` only: see below)",
         "the alert fails; licensing still reschedules",
         Feature.ALERTS,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "Mail.Send",
+        "the welcome mail to each guest guestwarden licensed (from `MAIL_SENDER` only: see below)",
+        "the welcome mail fails (4xx: the message is retried, then dead-lettered; the licence stays)",
+        Feature.LICENSING,
+        when=WELCOME_MAIL,
     ),
     _row(
         "2./3. risk-blocked guests",

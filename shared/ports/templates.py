@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.domain.risk import Ticket
 
-__all__ = ["RenderedNotice", "RiskRenderer", "StaleRenderer"]
+__all__ = ["RenderedNotice", "RiskRenderer", "StaleRenderer", "WelcomeRenderer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,4 +46,12 @@ class StaleRenderer(Protocol):
 
     def report_html(self, context: Mapping[str, Any]) -> AsyncIterator[str]:
         """The run's HTML report, as a stream of text (its items are read while it renders)."""
+        ...
+
+
+class WelcomeRenderer(Protocol):
+    """The licensing flow's welcome mail (shared/templates/licensing/welcome.*)."""
+
+    def welcome(self, context: Mapping[str, Any]) -> RenderedNotice:
+        """Subject, HTML body and text body of the mail a newly licensed guest gets."""
         ...

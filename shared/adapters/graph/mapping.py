@@ -22,6 +22,7 @@ from shared.domain.directory import (
     DirectoryContact,
     DirectoryUser,
     GraphSubscription,
+    ObjectIdentity,
     SignIn,
     SignInActivity,
     SubscribedSku,
@@ -142,6 +143,15 @@ def user_from_graph(user: Any) -> DirectoryUser:
             str(sku).lower()  # as str(UUID) gives them from the SDK
             for lic in (get("assignedLicenses") or ())
             if _is_object(lic) and (sku := _reader(lic)("skuId"))
+        ),
+        identities=tuple(
+            ObjectIdentity(
+                sign_in_type=(read := _reader(item))("signInType"),
+                issuer=read("issuer"),
+                issuer_assigned_id=read("issuerAssignedId"),
+            )
+            for item in (get("identities") or ())
+            if _is_object(item)
         ),
         sign_in_activity=None
         if last is None
