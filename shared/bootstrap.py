@@ -33,7 +33,7 @@ from shared.ports.reports import ReportStore
 from shared.ports.state import StateStore
 from shared.services.attestation import AttestDeps
 from shared.services.delta import DeltaDeps
-from shared.services.licensing import LicensingDeps
+from shared.services.licensing import LicensingDeps, WelcomeConfig
 from shared.services.risk_detection import DetectionDeps
 from shared.services.risk_digest import DigestDeps
 from shared.services.risk_response import ResponseDeps
@@ -219,6 +219,8 @@ class AppServices:
         self.state: StateStore = CountingStateStore(build_state_store(settings, self.clock))
         self.publisher = build_publisher(settings)
         self._risk: RiskWiring | None = None
+        self._welcome: WelcomeConfig | None = settings.licensing.welcome(settings.mail.sender)
+        """Built once: its templates are loaded (and a broken override refused) at start, not per message."""
 
     @classmethod
     def settings_once(cls) -> Settings:
@@ -278,6 +280,7 @@ class AppServices:
             alerting=s.mail.alerting(),
             clock=self.clock,
             no_seat_retry=s.licensing.no_seat_retry,
+            welcome=self._welcome,
         )
 
     def webhook(self) -> WebhookDeps:

@@ -93,6 +93,7 @@ GROUP_MODE = Condition("LICENSE_MODE", "group")
 REAL_SWEEP = Condition("STALE_DRY_RUN", "false")
 RECLAIM = Condition("STALE_RECLAIM_LICENSES", "true") & REAL_SWEEP
 """Licences are taken back (and so given back) only by a real sweep, or a sponsor's answer in one."""
+WELCOME_MAIL = Condition("LICENSE_WELCOME_MAIL", "true")
 
 PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
@@ -146,6 +147,14 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "the no-free-seat alert to admins (from `MAIL_SENDER` only: see below)",
         "the alert fails; licensing still reschedules",
         Feature.ALERTS,
+    ),
+    _row(
+        "1. licence on acceptance",
+        "Mail.Send",
+        "the welcome mail to each guest guestwarden licensed (from `MAIL_SENDER` only: see below)",
+        "the welcome mail fails (4xx: the message is retried, then dead-lettered; the licence stays)",
+        Feature.LICENSING,
+        when=WELCOME_MAIL,
     ),
     _row(
         "2./3. risk-blocked guests",

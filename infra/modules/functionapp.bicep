@@ -165,6 +165,11 @@ var baseSettings = [
     value: defaultUsageLocation
   }
   {
+    // the welcome mail's tenant-specific My Apps link (LICENSE_WELCOME_MAIL turns the mail on)
+    name: 'LICENSE_WELCOME_TENANT_ID'
+    value: tenant().tenantId
+  }
+  {
     name: 'MAIL_SENDER'
     value: mailSender
   }

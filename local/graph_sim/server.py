@@ -24,6 +24,7 @@ from aiohttp import web
 
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
+from local.graph_sim.contract_identities import guest_identities, host_identity
 from local.graph_sim.contract_permissions import requirement
 from local.graph_sim.contract_queries import PAGE_TOKEN_LIFETIMES, SIGN_IN_ACTIVITY_PAGING, TRANSITIVE_MEMBERS_PAGING
 from local.graph_sim.errors import GraphError, error_body
@@ -176,10 +177,25 @@ class GraphSimulator:
             user = self.user(key)
             return self.store.update_user(user["id"], props)
 
-    def redeem_invitation(self, key: str) -> dict[str, Any]:
-        """The guest accepts its invitation: externalUserState Accepted now; fires `updated`."""
+    def redeem_invitation(self, key: str, via: str | None = None) -> dict[str, Any]:
+        """The guest accepts its invitation: externalUserState Accepted now, and `identities` names the identity
+        provider it redeemed with (`via`: an issuer such as "google.com"; default: by its mail domain, see
+        local/graph_sim/contract_identities.py); fires `updated`."""
         stamp = iso_z(self.clock.now())
-        return self.update_user(key, externalUserState="Accepted", externalUserStateChangeDateTime=stamp)
+        with self.store.lock:
+            user = self.user(key)
+            upn = str(user.get("userPrincipalName") or "")
+            identities = guest_identities(
+                upn=upn,
+                host_domain=upn.rpartition("#EXT#@")[2] or self.store.tenant.get("defaultDomain", ""),
+                mail=user.get("mail"),
+                redeemed=True,
+                issuer=via,
+                partners=(p.get("defaultDomainName", "") for p in self.store.partner_tenants),
+            )
+            return self.update_user(
+                key, externalUserState="Accepted", externalUserStateChangeDateTime=stamp, identities=identities
+            )
 
     def invite_guest(self, mail: str, display_name: str | None = None, **props: Any) -> str:
         """Invite a B2B guest as Graph's invitation manager would (PendingAcceptance, #EXT# UPN); fires
@@ -213,6 +229,8 @@ class GraphSimulator:
             "signInActivity": None,
             "sponsors": [],
         }
+        upn = str(user["userPrincipalName"])
+        user["identities"] = [host_identity(upn, tenant_domain)]  # until redeemed (contract_identities.py)
         user.update(props)
         with self.store.lock:
             if self.store.find_user(user["userPrincipalName"]) or self.store.find_user(user["id"]):

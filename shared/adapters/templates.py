@@ -6,8 +6,8 @@ tickets) are not HTML, are never sent as HTML and are not escaped. Subjects are 
 (`safe_subject`: no controls, no bidi overrides). StrictUndefined: a template that names a variable we do not
 pass fails at its first render, not silently in an inbox.
 
-Templates live in shared/templates/<flow>/; an override folder (RISK_TEMPLATE_DIR, STALE_TEMPLATE_DIR) wins file
-by file, so an operator can override one template and keep the rest.
+Templates live in shared/templates/<flow>/; an override folder (RISK_TEMPLATE_DIR, STALE_TEMPLATE_DIR,
+LICENSE_WELCOME_TEMPLATE_DIR) wins file by file, so an operator can override one template and keep the rest.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from shared.domain.risk import Ticket, safe_subject
 from shared.ports.templates import RenderedNotice
 
-__all__ = ["BUILT_IN", "AttestTemplates", "RiskTemplates", "StaleTemplates", "environment"]
+__all__ = ["BUILT_IN", "AttestTemplates", "LicensingTemplates", "RiskTemplates", "StaleTemplates", "environment"]
 
 BUILT_IN = Path(__file__).resolve().parents[1] / "templates"
 """shared/templates: one folder per flow."""
@@ -107,3 +107,22 @@ class AttestTemplates:
 
     def page(self, context: Mapping[str, Any]) -> str:
         return self._env.get_template("page.html").render(context)
+
+
+class LicensingTemplates:
+    """The welcome mail of a newly licensed guest (shared/templates/licensing/); implements the WelcomeRenderer
+    port. Every template is loaded at construction: a missing or broken override fails at start, not in an inbox."""
+
+    TEMPLATES = ("welcome.subject.txt", "welcome.html", "welcome.txt")
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        self._env = environment("licensing", override_dir, keep_trailing_newline=True)
+        for name in self.TEMPLATES:
+            self._env.get_template(name)
+
+    def welcome(self, context: Mapping[str, Any]) -> RenderedNotice:
+        return RenderedNotice(
+            subject=safe_subject(self._env.get_template("welcome.subject.txt").render(context)),
+            html=self._env.get_template("welcome.html").render(context),
+            text=self._env.get_template("welcome.txt").render(context),
+        )

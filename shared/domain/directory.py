@@ -36,6 +36,18 @@ class SignInActivity:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectIdentity:
+    """One entry of a user's `identities` (objectidentity.md): who vouches for the person at sign-in. For a B2B
+    guest, after redemption, a `federated` entry names its identity provider (`MicrosoftAccount`, `mail`,
+    `google.com`, `ExternalAzureAD` ...: entra-docs external-id/user-properties.md); before, only the host
+    tenant's `userPrincipalName` entry is there."""
+
+    sign_in_type: str | None = None
+    issuer: str | None = None
+    issuer_assigned_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DirectoryUser:
     """A user object, with only what guestwarden selects."""
 
@@ -58,6 +70,8 @@ class DirectoryUser:
     (state not Error); None when licenseAssignmentStates was not read."""
     licensing_group_ids: frozenset[str] = field(default_factory=frozenset)
     """Groups whose group-based licensing gives the user a licence (licenseAssignmentStates.assignedByGroup)."""
+    identities: tuple[ObjectIdentity, ...] = ()
+    """Only when read with them (`$select=identities`, user.md: returned only on $select); empty otherwise."""
 
     @property
     def is_guest(self) -> bool:

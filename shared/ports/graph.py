@@ -196,7 +196,9 @@ class BatchOps:
 
 
 class LicensingGraph(Mailer, Protocol):
-    async def get_user(self, user_id: str) -> DirectoryUser | None: ...
+    async def get_user(self, user_id: str, *, with_identities: bool = False) -> DirectoryUser | None:
+        """`with_identities`: also read `identities` (returned only on $select; the welcome mail needs them)."""
+        ...
 
     async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
 

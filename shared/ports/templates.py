@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.domain.risk import Ticket
 
-__all__ = ["AttestRenderer", "RenderedNotice", "RiskRenderer", "StaleRenderer"]
+__all__ = ["AttestRenderer", "RenderedNotice", "RiskRenderer", "StaleRenderer", "WelcomeRenderer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,4 +54,12 @@ class AttestRenderer(Protocol):
 
     def page(self, context: Mapping[str, Any]) -> str:
         """The HTML page for `context["view"]` (confirm, keep, remove, refused ...), autoescaped."""
+        ...
+
+
+class WelcomeRenderer(Protocol):
+    """The licensing flow's welcome mail (shared/templates/licensing/welcome.*)."""
+
+    def welcome(self, context: Mapping[str, Any]) -> RenderedNotice:
+        """Subject, HTML body and text body of the mail a newly licensed guest gets."""
         ...

@@ -41,7 +41,8 @@ async def dispatch(message: Message, use_cases: UseCases, correlation_id: str = 
     match message:
         case UserChanged():
             outcome = await license_guest(message.user_id, use_cases.licensing(), correlation_id)
-            return f"user {message.user_id}: {outcome.status} {outcome.reason or ','.join(outcome.actions)}"
+            welcome = f"; welcome mail {outcome.welcome}" if outcome.welcome else ""
+            return f"user {message.user_id}: {outcome.status} {outcome.reason or ','.join(outcome.actions)}{welcome}"
         case LifecycleEvent():
             result = await handle_lifecycle_event(message, use_cases.subscriptions())
             if message.needs_resync:

@@ -12,18 +12,24 @@ Triggered by a queued user change (a Graph notification or the delta backstop). 
 5. no free seat: one alert mail per SKU per day, the message rescheduled, the claim released: nothing lost;
 6. every action goes to the audit log; the claim is completed with the outcome, and the entry of the action the
    claim stands for (the licence, the group membership) is written with that completion (one state write:
-   `Ledger.complete(..., audit=...)`), so no crash keeps the one without the other.
+   `Ledger.complete(..., audit=...)`), so no crash keeps the one without the other;
+7. with LICENSE_WELCOME_MAIL, a guest this processor licensed gets one welcome mail (the sign-in path that fits
+   its identity, shared.domain.welcome) under a claim of its own, ("welcome", user). The licence's completion
+   records that a welcome is owed, so a redelivered message finishes a welcome a killed worker left undone, and
+   guests licensed before the setting was turned on (or by someone else) are never mailed. A send whose outcome
+   is unknown (a timeout, a 5xx, a worker killed while sending) is recorded `uncertain` and never repeated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from tenacity import AsyncRetrying, retry_if_exception, retry_if_result, stop_after_attempt, wait_exponential
 
@@ -38,9 +44,11 @@ from shared.domain.licensing import (
     find_sku,
 )
 from shared.domain.messages import UserChanged
+from shared.domain.welcome import SkipWelcome, WelcomeMail, decide_welcome
 from shared.ports.graph import GraphError, LicensingGraph
 from shared.ports.publisher import MessagePublisher, OutgoingMessage
-from shared.ports.state import AuditEntry, Claim, StateStore, claim_or_wait
+from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
+from shared.ports.templates import WelcomeRenderer
 from shared.services.audit import Auditor
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,17 @@ class Alerting:
 
 
 @dataclass(frozen=True, slots=True)
+class WelcomeConfig:
+    """The welcome mail (LICENSE_WELCOME_* settings); absent from LicensingDeps when it is off."""
+
+    templates: WelcomeRenderer
+    sender: str
+    tenant_id: str
+    organisation: str
+    body_format: Literal["html", "text"] = "html"
+
+
+@dataclass(frozen=True, slots=True)
 class LicensingDeps:
     graph: LicensingGraph
     state: StateStore
@@ -73,6 +92,7 @@ class LicensingDeps:
     """Injected in tests so tenacity's backoff does not sleep for real."""
     read_attempts: int = 5
     owner: str = field(default_factory=lambda: f"license-{uuid.uuid4()}")
+    welcome: WelcomeConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,8 @@ class LicenseOutcome:
     """licensed | already-done | skipped | rescheduled"""
     reason: str = ""
     actions: tuple[str, ...] = ()
+    welcome: str = ""
+    """The welcome mail: sent | uncertain | skipped | already-done | in-progress | "" (none owed)."""
 
 
 class _NoSeats(Exception):
@@ -102,19 +124,33 @@ async def license_guest(user_id: str, deps: LicensingDeps, correlation_id: str =
         sleep=deps.sleep,
     )
     if claim.done:
-        return LicenseOutcome("already-done", reason="licensed earlier (idempotency ledger)")
+        welcome = ""
+        if deps.welcome is not None and (claim.outcome or {}).get(WELCOME_OWED):
+            welcome = await welcome_guest(user_id, None, deps, correlation_id)  # a killed worker's unfinished one
+        return LicenseOutcome("already-done", reason="licensed earlier (idempotency ledger)", welcome=welcome)
     if claim.held:
         raise RetryLater(f"licensing of {user_id} is in progress elsewhere (lease held by {claim.holder})")
     try:
-        outcome = await _license(user_id, claim, deps, correlation_id)
+        outcome, user = await _license(user_id, claim, deps, correlation_id)
     except BaseException:
         await deps.state.release(claim)
         raise
+    if deps.welcome is not None and outcome.welcome == "owed":  # the licence is completed: its own step now
+        return replace(outcome, welcome=await welcome_guest(user_id, user, deps, correlation_id))
     return outcome
 
 
-async def _license(user_id: str, claim: Claim, deps: LicensingDeps, correlation_id: str) -> LicenseOutcome:
+async def _license(
+    user_id: str, claim: Claim, deps: LicensingDeps, correlation_id: str
+) -> tuple[LicenseOutcome, DirectoryUser | None]:
+    """License the user under `claim` (completed or released here); returns the outcome and the user as read."""
     user = await _read_user(user_id, deps)
+    return await _license_user(user_id, user, claim, deps, correlation_id), user
+
+
+async def _license_user(
+    user_id: str, user: DirectoryUser | None, claim: Claim, deps: LicensingDeps, correlation_id: str
+) -> LicenseOutcome:
     sku = None
     if deps.policy.mode == "sku":
         assert deps.policy.sku_part_number
@@ -127,9 +163,13 @@ async def _license(user_id: str, claim: Claim, deps: LicensingDeps, correlation_
             recovered = None
             if decision.reason == SkipReason.ALREADY_LICENSED and claim.attempt > 1:
                 recovered = await _interrupted_assignment(user_id, sku, deps, correlation_id)
-            await deps.state.complete(claim, {"status": "skipped", "reason": str(decision.reason)}, audit=recovered)
-        else:
-            await deps.state.release(claim)
+            owed = recovered is not None and deps.welcome is not None  # the licence was ours after all
+            completed: dict[str, Any] = {"status": "skipped", "reason": str(decision.reason)}
+            if owed:
+                completed[WELCOME_OWED] = True
+            await deps.state.complete(claim, completed, audit=recovered)
+            return LicenseOutcome("skipped", reason=str(decision.reason), welcome="owed" if owed else "")
+        await deps.state.release(claim)
         return LicenseOutcome("skipped", reason=str(decision.reason))
 
     assert user is not None
@@ -147,12 +187,19 @@ async def _license(user_id: str, claim: Claim, deps: LicensingDeps, correlation_
             await deps.state.release(claim)
             await _no_seats(user_id, exc, deps, correlation_id)
             return LicenseOutcome("rescheduled", reason=str(exc))
-    await deps.state.complete(claim, {"status": "licensed", "actions": actions}, audit=entry)
-    return LicenseOutcome("licensed", actions=tuple(actions))
+    # welcome only guests this processor gave the licence (not one that was already in the group)
+    owed = deps.welcome is not None and bool({"assign-license", "add-to-licensing-group"} & set(actions))
+    completed = {"status": "licensed", "actions": actions}
+    if owed:
+        completed[WELCOME_OWED] = True
+    await deps.state.complete(claim, completed, audit=entry)
+    return LicenseOutcome("licensed", actions=tuple(actions), welcome="owed" if owed else "")
 
 
 async def _read_user(user_id: str, deps: LicensingDeps) -> DirectoryUser | None:
-    """Re-read the user; a guest who just accepted may not be readable for a moment (eventual consistency)."""
+    """Re-read the user; a guest who just accepted may not be readable for a moment (eventual consistency).
+    With the welcome mail on, its identities come along (one read serves the licence and the mail)."""
+    read = functools.partial(deps.graph.get_user, with_identities=deps.welcome is not None)
     retrying = AsyncRetrying(
         retry=retry_if_result(lambda user: user is None),
         stop=stop_after_attempt(deps.read_attempts),
@@ -160,7 +207,7 @@ async def _read_user(user_id: str, deps: LicensingDeps) -> DirectoryUser | None:
         retry_error_callback=lambda state: None,
         sleep=deps.sleep,
     )
-    user: DirectoryUser | None = await retrying(deps.graph.get_user, user_id)
+    user: DirectoryUser | None = await retrying(read, user_id)
     return user
 
 
@@ -315,3 +362,110 @@ def _entry(
     return Auditor(deps.state, ACTOR, deps.clock).entry(
         action, subject, outcome=outcome, reason=reason, evidence=evidence, correlation_id=correlation_id
     )
+
+
+# --- the welcome mail ------------------------------------------------------------------------------------------
+
+WELCOME = "welcome"
+"""The ledger action (and audit action) of the welcome mail: at most one per guest."""
+WELCOME_SCOPE = "mail"
+WELCOME_OWED = "welcomeOwed"
+"""Set in the licence claim's outcome when this processor licensed the guest with the welcome mail on."""
+WELCOME_SENDING = "license-welcome-sending"
+"""Written before the welcome is handed to Graph and removed once it is settled: found by a later attempt, it
+means an earlier one died while sending, so whether the guest got the mail is unknown."""
+
+
+async def welcome_guest(user_id: str, user: DirectoryUser | None, deps: LicensingDeps, correlation_id: str) -> str:
+    """Mail the guest how to sign in, at most once ever; `user` as licensing read it (None: read it here).
+
+    Returns sent | uncertain | skipped | already-done | in-progress. A refusal (4xx: certainly not sent) is
+    audited and raised, so the queue delivers the message again and the welcome is tried again, up to the
+    queue's delivery count; an unknown outcome (timeout, 5xx) is recorded `uncertain`, never sent twice."""
+    config = deps.welcome
+    assert config is not None, "the welcome mail is off"
+    claim = await claim_or_wait(
+        deps.state, WELCOME, user_id, WELCOME_SCOPE, owner=deps.owner, lease_seconds=LEASE_SECONDS, sleep=deps.sleep
+    )
+    if claim.done:
+        return "already-done"
+    if claim.held:
+        return "in-progress"  # another worker is mailing it: its claim settles it
+    if await deps.state.get(WELCOME_SENDING, user_id) is not None:
+        return await _settle_welcome(
+            claim, deps, user_id, "uncertain", "an earlier attempt died while sending: not sent again", correlation_id
+        )
+    try:
+        if user is None or not user.identities:
+            user = await _read_user(user_id, deps)
+        decision = decide_welcome(user, config.tenant_id)
+        if isinstance(decision, SkipWelcome):
+            if not decision.final:
+                await deps.state.release(claim)
+                return "skipped"
+            return await _settle_welcome(claim, deps, user_id, "skipped", str(decision.reason), correlation_id)
+        assert user is not None
+        mail = _welcome_mail(user, decision, config)
+        await deps.state.put(WELCOME_SENDING, user_id, {"at": deps.clock().isoformat()}, etag=ANY_ETAG)
+    except BaseException:
+        await deps.state.release(claim)
+        raise
+    evidence = {"path": str(decision.path), "format": config.body_format, "tenantLink": decision.my_apps_url}
+    try:
+        await deps.graph.send_mail(mail)
+    except GraphError as exc:
+        if exc.status is not None and 400 <= exc.status < 500:
+            await deps.state.delete(WELCOME_SENDING, user_id)  # refused: certainly not sent
+            await deps.state.release(claim)
+            await _audit(
+                deps,
+                WELCOME,
+                user_id,
+                f"sendMail refused: {exc.status} {exc.code}",
+                evidence,
+                correlation_id,
+                outcome="failed",
+            )
+            raise
+        log.warning("welcome mail of %s: sendMail outcome unknown (%s); not sent again", user_id, exc)
+        reason = f"sendMail outcome unknown ({exc.status}): not sent again; check the sender's sent items"
+        return await _settle_welcome(claim, deps, user_id, "uncertain", reason, correlation_id, evidence)
+    except BaseException:
+        await deps.state.release(claim)  # the marker stays: the next attempt records "uncertain", never re-sends
+        raise
+    return await _settle_welcome(
+        claim, deps, user_id, "sent", "licensed: told how to sign in", correlation_id, evidence
+    )
+
+
+async def _settle_welcome(
+    claim: Claim,
+    deps: LicensingDeps,
+    user_id: str,
+    status: str,
+    reason: str,
+    correlation_id: str,
+    evidence: dict[str, Any] | None = None,
+) -> str:
+    """Complete the welcome claim with its audit entry in one state write (shielded: a cancelled invocation still
+    finishes it), then drop the sending marker, which a completed claim never consults again."""
+    entry = _entry(deps, WELCOME, user_id, reason, evidence or {}, correlation_id, outcome=status)
+    await asyncio.shield(deps.state.complete(claim, {"status": status, "reason": reason}, audit=entry))
+    await deps.state.delete(WELCOME_SENDING, user_id)
+    return status
+
+
+def _welcome_mail(user: DirectoryUser, decision: WelcomeMail, config: WelcomeConfig) -> OutgoingMail:
+    context = {
+        "guest_name": user.display_name or "there",
+        "organisation": config.organisation,
+        "path": str(decision.path),
+        "my_apps_url": decision.my_apps_url,
+        "host_domain": decision.host_domain,
+        "sign_in_name": decision.sign_in_name,
+        "home_domain": decision.home_domain,
+    }
+    rendered = config.templates.welcome(context)
+    if config.body_format == "text":
+        return OutgoingMail(config.sender, (decision.recipient,), rendered.subject, rendered.text, body_type="Text")
+    return OutgoingMail(config.sender, (decision.recipient,), rendered.subject, rendered.html, body_type="HTML")

@@ -258,6 +258,18 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "when LICENSE_MODE=sku (a licence needs a usage location)",
         when="LICENSE_MODE=sku",
     ),
+    _need(
+        Feature.LICENSING,
+        "MAIL_SENDER",
+        "when LICENSE_WELCOME_MAIL=true (the welcome mail's sender)",
+        when="LICENSE_WELCOME_MAIL=true",
+    ),
+    _need(
+        Feature.LICENSING,
+        "LICENSE_WELCOME_TENANT_ID",
+        "when LICENSE_WELCOME_MAIL=true (the tenant-specific My Apps link)",
+        when="LICENSE_WELCOME_MAIL=true",
+    ),
     _need(Feature.ALERTS, "MAIL_SENDER", "to mail alerts to the admins"),
     _need(Feature.ALERTS, "ADMIN_ALERT_RECIPIENTS", "to mail alerts to the admins"),
     _need(Feature.RISK, "MAIL_SENDER", "to mail risk-blocked guests how to unblock themselves"),

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from shared.domain.licensing import LicensingPolicy
     from shared.domain.stale import StalePolicy
     from shared.services.attestation import AttestConfig
-    from shared.services.licensing import Alerting
+    from shared.services.licensing import Alerting, WelcomeConfig
     from shared.services.stale import StaleConfig
     from shared.services.subscriptions import SubscriptionConfig
 
@@ -289,6 +289,37 @@ class LicensingSettings(Section):
         alias="NO_SEAT_RETRY_MINUTES",
         description="When no seat is free, the guest's message is rescheduled this many minutes later.",
     )
+    welcome_mail: bool = Field(
+        False,
+        alias="LICENSE_WELCOME_MAIL",
+        description="Mail each guest guestwarden licenses, once, how to sign in: the path that fits its identity "
+        "(Microsoft account, email one-time passcode, Google, partner Entra tenant ...) and the tenant-specific My "
+        'Apps link. Needs MAIL_SENDER and LICENSE_WELCOME_TENANT_ID (docs/licensing.md, "Welcome mail").',
+    )
+    welcome_tenant_id: Guid | None = Field(
+        None,
+        alias="LICENSE_WELCOME_TENANT_ID",
+        description="This tenant's id, for the welcome mail's `https://myapps.microsoft.com/?tenantid=<id>` link "
+        "(infra sets it to the deployment's tenant).",
+    )
+    welcome_organisation: str | None = Field(
+        None,
+        alias="LICENSE_WELCOME_ORGANISATION",
+        description="Your organisation's name as the welcome mail shows it (default: \"the organisation that "
+        'invited you").',
+    )
+    welcome_format: Literal["html", "text"] = Field(
+        "html",
+        alias="LICENSE_WELCOME_FORMAT",
+        description="Body of the welcome mail: `html` (welcome.html, autoescaped) or `text` (welcome.txt). Graph's "
+        "JSON sendMail carries one body.",
+    )
+    welcome_template_dir: Path | None = Field(
+        None,
+        alias="LICENSE_WELCOME_TEMPLATE_DIR",
+        description="Folder whose welcome templates (welcome.subject.txt, welcome.html, welcome.txt) override the "
+        "built-in ones in shared/templates/licensing/, file by file.",
+    )
 
     def policy(self) -> LicensingPolicy:
         from shared.domain.licensing import LicensingPolicy
@@ -306,6 +337,22 @@ class LicensingSettings(Section):
     @property
     def no_seat_retry(self) -> timedelta:
         return timedelta(minutes=self.no_seat_retry_minutes)
+
+    def welcome(self, sender: str | None) -> WelcomeConfig | None:
+        """The welcome mail's configuration, or None when LICENSE_WELCOME_MAIL is off (the settings' requirements
+        make sure the sender and the tenant id are there when it is on)."""
+        if not self.welcome_mail or not sender or not self.welcome_tenant_id:
+            return None
+        from shared.adapters.templates import LicensingTemplates
+        from shared.services.licensing import WelcomeConfig
+
+        return WelcomeConfig(
+            templates=LicensingTemplates(self.welcome_template_dir),
+            sender=sender,
+            tenant_id=self.welcome_tenant_id,
+            organisation=self.welcome_organisation or "the organisation that invited you",
+            body_format=self.welcome_format,
+        )
 
 
 class MailSettings(Section):

@@ -27,7 +27,7 @@ class FakeGraph:
         self.usage_location_lag: dict[str, int] = {}
         """user id -> how many more assignLicense calls fail as if the usage location were not set yet."""
 
-    async def get_user(self, user_id: str) -> DirectoryUser | None:
+    async def get_user(self, user_id: str, *, with_identities: bool = False) -> DirectoryUser | None:
         self.calls.append(("get_user", user_id))
         if self.unreadable_reads.get(user_id, 0) > 0:
             self.unreadable_reads[user_id] -= 1

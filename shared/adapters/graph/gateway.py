@@ -109,8 +109,13 @@ class GraphGateway(GraphBatchClient):
         """The page size asked for with signInActivity: lowered for good if Graph refuses a larger one."""
 
     # --- users -----------------------------------------------------------------------------------------
-    async def get_user(self, user_id: str, select: Sequence[str] = USER_FIELDS) -> DirectoryUser | None:
-        """The user with the selected fields, or None if Graph does not know the id (or not yet)."""
+    async def get_user(
+        self, user_id: str, select: Sequence[str] = USER_FIELDS, *, with_identities: bool = False
+    ) -> DirectoryUser | None:
+        """The user with the selected fields, or None if Graph does not know the id (or not yet). `with_identities`
+        adds `identities` (user.md: returned only on $select), which only the welcome mail reads."""
+        if with_identities and "identities" not in select:
+            select = [*select, "identities"]
         builder = self.client.users.by_user_id(user_id)
         query = builder.UserItemRequestBuilderGetQueryParameters(select=list(select))
         info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))

@@ -22,6 +22,7 @@ from shared.domain.directory import (
     DirectoryContact,
     DirectoryUser,
     GraphSubscription,
+    ObjectIdentity,
     SignIn,
     SignInActivity,
     SubscribedSku,
@@ -145,6 +146,15 @@ def user_from_graph(user: Any) -> DirectoryUser:
             if _is_object(lic) and (sku := _reader(lic)("skuId"))
         ),
         **_license_states(get("licenseAssignmentStates")),
+        identities=tuple(
+            ObjectIdentity(
+                sign_in_type=(read := _reader(item))("signInType"),
+                issuer=read("issuer"),
+                issuer_assigned_id=read("issuerAssignedId"),
+            )
+            for item in (get("identities") or ())
+            if _is_object(item)
+        ),
         sign_in_activity=None
         if last is None
         else SignInActivity(
