@@ -31,6 +31,7 @@ from cli.common import (
 )
 from shared.adapters.graph import GraphError
 from shared.bootstrap import build_graph_gateway, build_state_store, stale_deps
+from shared.domain.reinvite import reinvite_label
 from shared.ports.reports import ReportStoreError
 from shared.services.stale import (
     RestoreOutcome,
@@ -111,7 +112,7 @@ async def _print_plan(deps: StaleDeps, plan: StalePlan, as_json: bool) -> None:
         return
     out = table_console()
     table = Table(title=f"stale-guest plan {plan.run_id}: {plan.status}")
-    for column in ("action", "outcome", "guest", "sign-in name", "home domain", "reason", "inactive days"):
+    for column in ("action", "outcome", "guest", "sign-in name", "home domain", "reason", "inactive days", "re-invite"):
         table.add_column(column, overflow="fold")
     shown = 0
     async for item in iter_items(deps.reports, plan):
@@ -130,6 +131,7 @@ async def _print_plan(deps: StaleDeps, plan: StalePlan, as_json: bool) -> None:
                     item.home_domain,
                     item.reason,
                     item.evidence.get("inactiveDays", ""),
+                    reinvite_label(item.evidence, item.outcome),
                 )
             )
         )
@@ -139,6 +141,8 @@ async def _print_plan(deps: StaleDeps, plan: StalePlan, as_json: bool) -> None:
     out.print(Text(f"{plan.guests_seen} guests; " + ", ".join(f"{k}: {v}" for k, v in sorted(plan.counts.items()))))
     if plan.licences_to_reclaim:
         out.print(Text(f"licences taken back with the disables: {plan.licences_to_reclaim} (STALE_RECLAIM_LICENSES)"))
+    if plan.reinvites:
+        out.print(Text(f"invitations to re-send with the warnings: {plan.reinvites} (STALE_REINVITE_PENDING)"))
     if plan.message:
         out.print(Text(plan.message, style="yellow"))
     for path in plan.reports:

@@ -94,6 +94,8 @@ REAL_SWEEP = Condition("STALE_DRY_RUN", "false")
 RECLAIM = Condition("STALE_RECLAIM_LICENSES", "true") & REAL_SWEEP
 """Licences are taken back (and so given back) only by a real sweep, or a sponsor's answer in one."""
 WELCOME_MAIL = Condition("LICENSE_WELCOME_MAIL", "true")
+REINVITE = Condition("STALE_REINVITE_PENDING", "true") & REAL_SWEEP
+"""Never-redeemed invitations are re-sent only by a real sweep (a dry run shows `would re-invite`)."""
 
 PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
@@ -254,6 +256,15 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "the licensing-group membership of a disabled guest stays (audited as `reclaimFailed`)",
         Feature.STALE,
         when=RECLAIM & GROUP_MODE,
+    ),
+    _row(
+        "4. stale sweep",
+        "User.Invite.All",
+        "re-invite before purge: re-send a never-redeemed invitation once, with the warning (`POST /invitations`; "
+        "not `resetRedemption`, which is for redeemed guests and needs User.ReadWrite.All)",
+        "the re-invite fails with 403 (audited as `failed`); the warning, disable and delete still happen",
+        Feature.STALE,
+        when=REINVITE,
     ),
     _row(
         "inventory (`guestwarden guests`)",

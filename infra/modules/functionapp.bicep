@@ -149,6 +149,11 @@ var baseSettings = [
     value: 'true'
   }
   {
+    // where a re-sent invitation lands the guest: this tenant's My Apps (STALE_REINVITE_PENDING re-sends them)
+    name: 'STALE_REINVITE_REDIRECT_URL'
+    value: 'https://myapps.microsoft.com/?tenantid=${tenant().tenantId}'
+  }
+  {
     name: 'LICENSE_MODE'
     value: licenseMode
   }

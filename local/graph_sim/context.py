@@ -1,5 +1,5 @@
-"""What every handler can reach: the tenant store, the clock, the outbox, the dispatcher (for $batch) and
-the change-notification hub (for /subscriptions)."""
+"""What every handler can reach: the tenant store, the clock, the outbox, the dispatcher (for $batch), the
+change-notification hub (for /subscriptions) and the invitation log (for /invitations)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,5 @@ class SimContext:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     dispatch: Callable[[SimRequest], Awaitable[SimResponse]] | None = None
     notifications: NotificationHub | None = None
+    invitations: list[dict[str, Any]] = field(default_factory=list)
+    """POST /invitations as recorded (resources/invitations.py): what a test reads, like the mail outbox."""

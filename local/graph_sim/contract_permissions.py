@@ -81,13 +81,14 @@ class RoutePermission:
 class PropertyPermission:
     """A property of a request that changes what a route needs.
 
-    `where` says where the property appears: `select` / `filter` (query options; signInActivity) or `body`
-    (a PATCH payload's top-level key). `mode` "also": the route's own grants AND these; "instead": for this
-    property these grants replace the route's (a PATCH is granted when every property in its body is).
+    `where` says where the property appears: `select` / `filter` (query options; signInActivity), `body` (a
+    PATCH payload's top-level key) or `body-true` (a top-level key set to true: a switch such as an invitation's
+    resetRedemption, which costs nothing when false). `mode` "also": the route's own grants AND these; "instead":
+    for this property these grants replace the route's (a PATCH is granted when every property in its body is).
     """
 
     route: str
-    where: Literal["select", "filter", "body"]
+    where: Literal["select", "filter", "body", "body-true"]
     property: str
     grants: Grants
     mode: Literal["also", "instead"]
@@ -270,6 +271,18 @@ ROUTES: tuple[RoutePermission, ...] = (
     ),
     # mail -------------------------------------------------------------------------------------------------------
     RoutePermission("POST /users/{id}/sendMail", any_of("Mail.Send"), meta("Mail")),
+    # invitations ------------------------------------------------------------------------------------------------
+    RoutePermission(
+        "POST /invitations",
+        any_of("User.Invite.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
+        meta("User", "Directory")
+        + "; "
+        + docs(
+            "api-reference/v1.0/api/invitation-post.md",
+            "api-reference/v1.0/includes/permissions/invitation-post-permissions.md",
+        ),
+        "User.Invite.All is the least privileged; app-only calls fail when B2B invitations are off in the tenant",
+    ),
     # change notifications ---------------------------------------------------------------------------------------
     RoutePermission("POST /subscriptions", USER_READ, SUBSCRIPTION_SOURCE, SUBSCRIPTION_NOTE),
     RoutePermission("GET /subscriptions", USER_READ, SUBSCRIPTION_SOURCE, SUBSCRIPTION_NOTE),
@@ -330,6 +343,15 @@ ACCOUNT_ENABLED_SOURCE = docs(
 
 PROPERTIES: tuple[PropertyPermission, ...] = (
     PropertyPermission(
+        "POST /invitations",
+        "body-true",
+        "resetRedemption",
+        any_of("User.ReadWrite.All", "Directory.ReadWrite.All"),
+        "also",
+        docs("api-reference/v1.0/api/invitation-post.md"),
+        "resetting a redeemed guest: User.ReadWrite.All is the least privileged (User.Invite.All is not enough)",
+    ),
+    PropertyPermission(
         "GET /users", "select", "signInActivity", any_of("AuditLog.Read.All"), "also", SIGN_IN_ACTIVITY_SOURCE
     ),
     PropertyPermission(
@@ -380,6 +402,8 @@ def _mentions(where: str, name: str, query: Mapping[str, str], body: Any) -> boo
         return name.lower() in _names(query.get("$select"))
     if where == "filter":
         return re.search(rf"\b{re.escape(name)}\b", query.get("$filter") or "", re.IGNORECASE) is not None
+    if where == "body-true":
+        return isinstance(body, dict) and body.get(name) is True
     return isinstance(body, dict) and name in body
 
 

@@ -41,6 +41,7 @@ GRAPH_APP_ROLES: dict[str, tuple[str, str]] = {
     "User.ReadWrite.All": ("741f803b-c850-494e-b5df-cde7c675a1ca", "Read and write all users' full profiles"),
     "User.EnableDisableAccount.All": ("3011c876-62b7-4ada-afa2-506cbbecc68c", "Enable and disable user accounts"),
     "User.RevokeSessions.All": ("77f3a031-c388-4f99-b373-dc68676a979e", "Revoke all sign in sessions for a user"),
+    "User.Invite.All": ("09850681-111b-4a89-9bed-3f2cae46d706", "Invite guest users to the organization"),
     "LicenseAssignment.ReadWrite.All": ("5facf0c1-8979-4e95-abcf-ff3d079771c0", "Manage all license assignments"),
     "GroupMember.ReadWrite.All": ("dbaae8cf-10b5-4b86-a4a1-f871c94c6695", "Read and write all group memberships"),
     "Mail.Send": ("b633e1c5-b582-4048-a93e-9f11b44c7e96", "Send mail as any user"),

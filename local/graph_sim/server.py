@@ -77,6 +77,8 @@ class GraphSimulator:
         self.context = SimContext(
             self.store, self.clock, self.outbox, dispatch=self.dispatch, notifications=self.notifications
         )
+        self.invitations: list[dict[str, Any]] = self.context.invitations
+        """POST /invitations as recorded, re-sent invitations included (local/graph_sim/resources/invitations.py)."""
         self._count_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -151,6 +151,9 @@ class StalePolicy:
     reclaim_licenses: bool = False
     """Take a disabled guest's direct licences (and licensing-group membership) back; give them back on return."""
     licensing_group_id: str | None = None
+    reinvite_pending: bool = False
+    """Re-send a never-redeemed invitation once when its guest is warned (STALE_REINVITE_PENDING;
+    shared.domain.reinvite)."""
 
     def upn_excluded(self, upn: str | None) -> str | None:
         """The first pattern (fnmatch, case-insensitive) matching the UPN, if any."""

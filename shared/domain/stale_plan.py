@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.directory import DirectoryUser
+from shared.domain.reinvite import REINVITE_EVIDENCE, ReinviteState, plan_reinvite
 from shared.domain.stale import ACTING, Action, Reclaim, Stage, StageMemory, StalePolicy, decide, reclaim_of
 
 __all__ = [
@@ -135,6 +136,8 @@ class StalePlan:
     """How many invocations the run took (a run cut off is continued by the next one)."""
     licences_to_reclaim: int = 0
     """Licences (direct SKUs and licensing-group memberships) the run's disables take back."""
+    reinvites: int = 0
+    """Never-redeemed invitations the run's warnings re-send (STALE_REINVITE_PENDING; shared.domain.reinvite)."""
 
     @property
     def acting(self) -> int:
@@ -159,6 +162,7 @@ class StalePlan:
             "counts": dict(self.counts),
             "perDomain": {domain: dict(counts) for domain, counts in self.per_domain.items()},
             "licencesToReclaim": self.licences_to_reclaim,
+            "reinvites": self.reinvites,
         }
 
     def absorb(self, tally: dict[str, Any]) -> None:
@@ -169,6 +173,7 @@ class StalePlan:
         self.accepted_without_activity += int(tally.get("acceptedWithoutSignInActivity", 0))
         self.counts.update({str(k): int(v) for k, v in (tally.get("counts") or {}).items()})
         self.licences_to_reclaim += int(tally.get("licencesToReclaim", 0))
+        self.reinvites += int(tally.get("reinvites", 0))
         for domain, counts in (tally.get("perDomain") or {}).items():
             self.per_domain.setdefault(sys.intern(str(domain)), Counter()).update(
                 {str(k): int(v) for k, v in counts.items()}
@@ -188,6 +193,7 @@ class StalePlan:
             "perDomain": {d: dict(sorted(c.items())) for d, c in sorted(self.per_domain.items())},
             "outcomes": dict(sorted(self.outcomes.items())),
             "licencesToReclaim": self.licences_to_reclaim,
+            "reinvites": self.reinvites,
             "slices": self.slices,
             "reports": self.reports,
         }
@@ -228,6 +234,9 @@ def add_to_plan(
     if decision.action is Action.DISABLE and (reclaim := reclaim_of(user, policy)):
         evidence["reclaim"] = reclaim.to_json()
         plan.licences_to_reclaim += reclaim.count
+    if reinvite := plan_reinvite(decision.action, evidence, user.mail, policy.reinvite_pending):
+        evidence[REINVITE_EVIDENCE] = str(reinvite)
+        plan.reinvites += reinvite is ReinviteState.PLANNED
     return PlanItem(
         user_id=user.id,
         display_name=user.display_name or "",

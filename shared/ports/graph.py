@@ -25,6 +25,7 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
+from shared.domain.reinvite import InvitationRequest, SentInvitation
 from shared.ports.mailer import Mailer
 
 __all__ = [
@@ -337,6 +338,11 @@ class StaleGraph(ScanGraph, ReturnGraph, Protocol):
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...
+
+    async def resend_invitation(self, request: InvitationRequest) -> SentInvitation:
+        """`POST /invitations` with `sendInvitationMessage: true` for a guest that has not redeemed (User.Invite.All).
+        Not idempotent (Graph mails the guest): only a 429 is retried, a timeout or a 5xx surfaces."""
+        ...
 
 
 class AttestGraph(ReturnGraph, Protocol):

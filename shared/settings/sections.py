@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from shared.domain.reinvite import DEFAULT_MESSAGE, DEFAULT_REDIRECT_URL
 from shared.settings.partners import PartnerDirectory
 from shared.settings.types import (
     BlobAccountUrl,
@@ -28,6 +29,7 @@ from shared.settings.types import (
     Guid,
     HostName,
     HttpEndpoint,
+    HttpsUrl,
     Mailbox,
     NCrontab,
     PublicOrigin,
@@ -636,6 +638,26 @@ class StaleSettings(Section):
         'refused (audited) and left to the nightly sweep. 0 turns "remove now" off.',
     )
 
+    reinvite_pending: bool = Field(
+        True,
+        alias="STALE_REINVITE_PENDING",
+        description="When the sweep warns about a guest that never redeemed its invitation, Graph sends the "
+        "invitation again, once per lifecycle episode, before the guest can be disabled or deleted (POST "
+        "/invitations; needs User.Invite.All in a real sweep). A dry run only shows `would re-invite`.",
+    )
+    reinvite_message: Annotated[str, Field(min_length=1, max_length=1000)] = Field(
+        DEFAULT_MESSAGE,
+        alias="STALE_REINVITE_MESSAGE",
+        description="The personal message of the re-sent invitation (Graph's invitedUserMessageInfo."
+        "customizedMessageBody, plain text). `{disable_on}` and `{delete_on}` become the dates the warning sets.",
+    )
+    reinvite_redirect_url: HttpsUrl = Field(
+        DEFAULT_REDIRECT_URL,
+        alias="STALE_REINVITE_REDIRECT_URL",
+        description="Where Graph sends the guest after redeeming the re-sent invitation (inviteRedirectUrl). "
+        "infra/ sets the tenant-specific https://myapps.microsoft.com/?tenantid=<tenant>.",
+    )
+
     def policy(self, *, licensing_group_id: str | None = None) -> StalePolicy:
         """Thresholds and exclusions, in domain terms (shared.domain.stale); the licensing group (from the
         licensing settings) is the one whose membership a disable takes back."""
@@ -652,6 +674,7 @@ class StaleSettings(Section):
             exclude_upn_patterns=self.exclude_upn_patterns,
             reclaim_licenses=self.reclaim_licenses,
             licensing_group_id=licensing_group_id,
+            reinvite_pending=self.reinvite_pending,
         )
 
     def attestation(self) -> AttestConfig | None:
@@ -676,6 +699,7 @@ class StaleSettings(Section):
     ) -> StaleConfig:
         """How the sweep runs; the quota it paces to, the sender and the admins come from the Graph and mail
         settings."""
+        from shared.domain.reinvite import ReinviteConfig
         from shared.services.licensing import Alerting
         from shared.services.stale import StaleConfig
 
@@ -695,6 +719,7 @@ class StaleSettings(Section):
             attest=self.attestation(),
             alerting=Alerting(mail_sender, alert_recipients),
             exclude_group_max_members=self.exclude_group_max_members,
+            reinvite=ReinviteConfig(redirect_url=self.reinvite_redirect_url, message=self.reinvite_message),
         )
 
 

@@ -140,6 +140,13 @@ def _http_endpoint(value: str) -> str:
     return value
 
 
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if not parts.hostname or (parts.scheme != "https" and not (parts.scheme == "http" and is_loopback_url(value))):
+        raise ValueError("expected an absolute https URL such as https://myapps.microsoft.com/?tenantid=<tenant>")
+    return value
+
+
 def _host_name(value: str) -> str:
     if "://" in value or "/" in value or "." not in value:
         raise ValueError("expected a host name such as <name>.servicebus.windows.net (no scheme)")
@@ -208,3 +215,5 @@ SigningKeys = Annotated[SecretStr, AfterValidator(_signing_keys)]
 """Comma-separated HMAC keys, each at least 32 characters, never echoed."""
 PublicOrigin = Annotated[str, AfterValidator(_public_origin)]
 """An https origin (scheme and host, no path); plain http only on loopback."""
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+"""An absolute https URL (path and query allowed); plain http only on loopback."""

@@ -162,3 +162,38 @@ async def test_apply_disables_after_the_warning_and_restore_undoes_it(
 def test_restore_needs_exactly_one_target(operator_env: dict[str, str]) -> None:
     result = run(operator_env, "restore")
     assert result.returncode == 2 and "USER" in result.stderr
+
+
+def test_a_pending_invitation_is_re_sent_with_its_warning_once(
+    sim: GraphSimulator, operator_env: dict[str, str]
+) -> None:
+    """Re-invite before purge (issue 17, item 2): `stale plan` shows it, `stale apply` re-sends the never-redeemed
+    invitation through POST /invitations (seen in the simulator's invitation log), and the next night does not."""
+    pending = sim.user("pending-old")
+    redirect = "https://myapps.microsoft.com/?tenantid=2f4a9c3e-51b7-4d8a-9c1e-6b0d3a7f5e21"
+    env = {**operator_env, "STALE_REINVITE_REDIRECT_URL": redirect, "STALE_REINVITE_MESSAGE": "Accept by {disable_on}."}
+
+    table = run(env, "stale", "plan")
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if pending["userPrincipalName"] in line)
+    assert "would re-invite" in row and "invitations to re-send with the warnings: " in table.stdout
+    assert sim.invitations == []  # a dry run only shows it
+
+    applied = run(env, "stale", "apply", "--json", STALE_DRY_RUN="false")
+    assert applied.returncode == 0, applied.stderr
+    plan = json.loads(applied.stdout)
+    item = next(i for i in plan["items"] if i["userId"] == pending["id"])
+    assert (item["action"], item["outcome"], item["evidence"]["reinvite"]) == ("warn", "done", "sent")
+    assert plan["reinvites"] >= 1
+    [invitation] = [i for i in sim.invitations if i["invitedUserId"] == pending["id"]]
+    assert invitation["messageSent"] is True and invitation["invitedUserEmailAddress"] == pending["mail"]
+    assert invitation["inviteRedirectUrl"] == redirect
+    disable_on = (datetime.now(UTC) + timedelta(days=14)).date()
+    assert invitation["customizedMessageBody"] in {f"Accept by {disable_on + timedelta(days=d)}." for d in (-1, 0)}
+    assert sim.user(pending["id"])["externalUserState"] == "PendingAcceptance"  # the same guest, not redeemed
+    csv_report = Path(plan["reports"][0]).read_text(encoding="utf-8-sig")
+    assert any(pending["id"] in line and "re-invited" in line for line in csv_report.splitlines())
+
+    again = run(env, "stale", "apply", "--json", STALE_DRY_RUN="false")  # the next run: in its warning grace
+    assert again.returncode == 0, again.stderr
+    assert [i["invitedUserId"] for i in sim.invitations].count(pending["id"]) == 1

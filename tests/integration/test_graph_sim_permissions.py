@@ -54,6 +54,8 @@ def samples(sim: GraphSimulator) -> dict[str, Sample]:
     grant = {"principalId": OPERATOR_SP_ID, "resourceId": GRAPH_SP_ID, "appRoleId": role}
     mail = {"message": {"subject": "s", "toRecipients": [{"emailAddress": {"address": "a@example.com"}}]}}
     sub = "00000000-0000-0000-0000-000000000001"
+    pending = sim.user("pending-old")
+    invitation = {"invitedUserEmailAddress": pending["mail"], "inviteRedirectUrl": "https://myapps.microsoft.com"}
     return {
         "GET /users": Sample("/users", {"$filter": "userType eq 'Guest'"}),
         "GET /users/$count": Sample("/users/$count"),
@@ -92,6 +94,7 @@ def samples(sim: GraphSimulator) -> dict[str, Sample]:
         "GET /auditLogs/signIns": Sample("/auditLogs/signIns"),
         "GET /auditLogs/signIns/{id}": Sample(f"/auditLogs/signIns/{signin}"),
         "POST /users/{id}/sendMail": Sample(f"/users/{mailer}/sendMail", body=mail),
+        "POST /invitations": Sample("/invitations", body=invitation),
         "POST /subscriptions": Sample("/subscriptions", body={"resource": "/users"}),
         "GET /subscriptions": Sample("/subscriptions"),
         "GET /subscriptions/{id}": Sample(f"/subscriptions/{sub}"),
@@ -238,6 +241,17 @@ def test_group_members_are_not_granted_by_user_read_all(graph_sim: GraphSimulato
 def test_subscribed_skus_are_not_granted_by_license_assignment(graph_http_as: HttpAs) -> None:
     assert_denied(graph_http_as("LicenseAssignment.ReadWrite.All").get("/subscribedSkus"))
     assert graph_http_as("Organization.Read.All").get("/subscribedSkus").status_code == 200
+
+
+def test_resetting_a_redemption_needs_more_than_inviting(graph_sim: GraphSimulator, graph_http_as: HttpAs) -> None:
+    """invitation-post.md: User.Invite.All invites (and re-sends); resetRedemption needs User.ReadWrite.All."""
+    guest = graph_sim.user("accepted-no-location")
+    body = {"invitedUserEmailAddress": guest["mail"], "inviteRedirectUrl": "https://myapps.microsoft.com"}
+    assert graph_http_as("User.Invite.All").post("/invitations", json=body).status_code == 201
+    reset = {**body, "resetRedemption": True, "invitedUser": {"id": guest["id"]}}
+    assert_denied(graph_http_as("User.Invite.All").post("/invitations", json=reset))
+    assert graph_http_as("User.ReadWrite.All").post("/invitations", json=reset).status_code == 201
+    assert graph_sim.user("accepted-no-location")["externalUserState"] == "PendingAcceptance"
 
 
 def test_batch_checks_each_inner_request_on_its_own(graph_sim: GraphSimulator, graph_http_as: HttpAs) -> None:

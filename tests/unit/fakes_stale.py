@@ -6,6 +6,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import replace
 
 from shared.domain.directory import CreatedRange, DirectoryContact, DirectoryUser, OutgoingMail, SubscribedSku
+from shared.domain.reinvite import InvitationRequest, SentInvitation
 from shared.ports.graph import BatchRequest, BatchResult, GraphError, GuestPage, MemberPage
 from shared.ports.reports import ReportStore, ReportStoreError
 from shared.services.stale import PlanItem, StaleDeps, StalePlan, iter_items
@@ -36,6 +37,10 @@ class FakeStaleGraph:
         """Raise (like a dead connection) on this batch call number (1-based) that writes."""
         self.list_error: GraphError | None = None
         self.item_status: dict[str, int] = {}
+        self.invitations: list[InvitationRequest] = []
+        """Every POST /invitations that (may have) mailed the guest its invitation again."""
+        self.invite_error: GraphError | None = None
+        self.invite_answers_for: str | None = None
         """batch item id -> forced status (e.g. 403 for a privileged user)."""
 
     async def iter_guest_pages(
@@ -113,6 +118,17 @@ class FakeStaleGraph:
 
     async def send_mail(self, mail: OutgoingMail) -> None:
         self.outbox.append(mail)
+
+    async def resend_invitation(self, request: InvitationRequest) -> SentInvitation:
+        """POST /invitations: recorded in `invitations` when Graph would have mailed it; `invite_error` (raised
+        once, then cleared) plays a refusal or a timeout; `invite_answers_for` answers for another user."""
+        if self.invite_error is not None:
+            error, self.invite_error = self.invite_error, None
+            if error.status is None or error.status >= 500:
+                self.invitations.append(request)  # a timeout or a 5xx: Graph may well have sent it
+            raise error
+        self.invitations.append(request)
+        return SentInvitation(self.invite_answers_for or request.user_id, "PendingAcceptance")
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]:
         if any(r.method != "GET" for r in requests):

@@ -51,8 +51,9 @@ def test_stale_sweep_roles_and_mail_only_for_a_real_sweep() -> None:
         "User.ReadWrite.All",
     }
     reclaim = {"LicenseAssignment.ReadWrite.All", "Organization.Read.All"}  # + GroupMember.ReadWrite.All in group mode
-    assert required_permissions(stale, settings(STALE_DRY_RUN="false")) == dry | {"Mail.Send"} | reclaim
-    no_reclaim = settings(STALE_DRY_RUN="false", STALE_RECLAIM_LICENSES="false")
+    reinvite = {"User.Invite.All"}  # POST /invitations: a never-redeemed invitation re-sent with its warning
+    assert required_permissions(stale, settings(STALE_DRY_RUN="false")) == dry | {"Mail.Send"} | reclaim | reinvite
+    no_reclaim = settings(STALE_DRY_RUN="false", STALE_RECLAIM_LICENSES="false", STALE_REINVITE_PENDING="false")
     assert required_permissions(stale, no_reclaim) == dry | {"Mail.Send"}
     group_mode = settings(
         STALE_DRY_RUN="false", LICENSE_MODE="group", LICENSE_GROUP_ID="ca980d17-d628-5da6-a8b1-b1d630d894c0"

@@ -7,6 +7,7 @@ from local.graph_sim.resources import (
     delta,
     directory,
     groups,
+    invitations,
     licenses,
     mail,
     service_principals,
@@ -16,7 +17,19 @@ from local.graph_sim.resources import (
 )
 from local.graph_sim.router import Router
 
-MODULES = (users, delta, licenses, groups, directory, signins, mail, subscriptions, service_principals, batch)
+MODULES = (
+    users,
+    delta,
+    licenses,
+    groups,
+    directory,
+    signins,
+    mail,
+    subscriptions,
+    service_principals,
+    invitations,
+    batch,
+)
 
 
 def build_router() -> Router:

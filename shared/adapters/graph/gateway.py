@@ -19,6 +19,8 @@ from kiota_abstractions.base_request_configuration import RequestConfiguration
 from msgraph.generated.models.assigned_license import AssignedLicense
 from msgraph.generated.models.body_type import BodyType
 from msgraph.generated.models.email_address import EmailAddress
+from msgraph.generated.models.invitation import Invitation
+from msgraph.generated.models.invited_user_message_info import InvitedUserMessageInfo
 from msgraph.generated.models.item_body import ItemBody
 from msgraph.generated.models.message import Message
 from msgraph.generated.models.recipient import Recipient
@@ -59,6 +61,7 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
+from shared.domain.reinvite import InvitationRequest, SentInvitation
 from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError, GuestPage, MemberPage
 
 __all__ = ["SPONSOR_GROUP_MEMBERS", "GraphGateway"]
@@ -407,6 +410,26 @@ class GraphGateway(GraphBatchClient):
                 f"send mail as {mail.sender}",
                 lambda: send.post(body),
             )
+
+    # --- invitations -----------------------------------------------------------------------------------
+    async def resend_invitation(self, request: InvitationRequest) -> SentInvitation:
+        """POST /invitations for a guest that exists and has not redeemed: Graph mails it the invitation again
+        (invitation-post.md; User.Invite.All). Not idempotent (a mail goes out): only a 429 is retried. The
+        answer's inviteRedeemUrl (a redemption ticket) is dropped here, never logged."""
+        body = Invitation(
+            invited_user_email_address=request.email,
+            invite_redirect_url=request.redirect_url,
+            send_invitation_message=True,
+            invited_user_message_info=InvitedUserMessageInfo(customized_message_body=request.message),
+        )
+        sent = await self._call_not_idempotent(
+            f"re-invite {request.user_id}", lambda: self.client.invitations.post(body)
+        )
+        invited = sent.invited_user if sent is not None else None
+        return SentInvitation(
+            invited_user_id=str(invited.id) if invited is not None and invited.id else None,
+            status=sent.status if sent is not None else None,
+        )
 
     def _mailbox(self, sender: str) -> asyncio.Semaphore:
         key = (id(asyncio.get_running_loop()), sender.lower())

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.reinvite import ReinviteConfig
 from shared.domain.stale import StageMemory, StalePolicy
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.graph import StaleGraph
@@ -54,6 +55,9 @@ class StaleConfig:
     """Who is told when a returning guest's licences cannot be given back (MAIL_SENDER, ADMIN_ALERT_RECIPIENTS)."""
     exclude_group_max_members: int = 50_000
     """STALE_EXCLUDE_GROUP_MAX_MEMBERS: an exclusion group with more transitive members aborts the run."""
+    reinvite: ReinviteConfig = field(default_factory=ReinviteConfig)
+    """STALE_REINVITE_REDIRECT_URL and STALE_REINVITE_MESSAGE: how a never-redeemed invitation is re-sent when its
+    guest is warned (whether: STALE_REINVITE_PENDING, the policy's `reinvite_pending`)."""
 
 
 Progress = Callable[[str, int, int | None], None]

@@ -42,6 +42,7 @@ from shared.services.stale.journal import (
 from shared.services.stale.parts import acted_name, read_part, report_name, write_part
 from shared.services.stale.plan import PROGRESS_LOG_SECONDS, choose_ranges, iter_parts, read_guests
 from shared.services.stale.reclaim import give_back, reclaim_requests, reclaimed_from
+from shared.services.stale.reinvite import reinvite_before_purge
 from shared.services.stale.report import write_reports
 
 log = logging.getLogger(__name__)
@@ -439,6 +440,8 @@ async def _warn(plan: StalePlan, won: list[tuple[PlanItem, Claim]], deps: StaleD
     sponsors = await deps.graph.sponsors_of([item.user_id for item, _ in won])
     now = deps.clock()
     for item, claim in won:
+        # --- issue 17 item 2: re-send a never-redeemed invitation, once per episode (its own claim; reinvite.py) ---
+        await reinvite_before_purge(plan, item, deps)
         addressed = _addressees(sponsors.get(item.user_id, ()), deps.config.fallback_reviewers)
         recipients = sorted(addressed)
         if claim.attempt > 1 and await deps.state.get(MAIL_INTENT_KIND, item.user_id) is not None:

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.reinvite import reinvite_label
 from shared.domain.stale import ACT_ORDER
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.reports import ReportStore
@@ -55,6 +56,7 @@ CSV_COLUMNS = (
     "stage",
     "stageSince",
     "licencesTakenBack",
+    "reinvite",
 )
 
 
@@ -80,6 +82,7 @@ def csv_row(plan: StalePlan, item: PlanItem) -> list[str]:
         ev.get("stage"),
         ev.get("stageSince"),
         " ".join([*(ev.get("reclaim") or {}).get("skus", ()), *(ev.get("reclaim") or {}).get("groups", ())]),
+        reinvite_label(ev, item.outcome),
     )
     return [csv_cell(v) for v in row]
 
@@ -144,6 +147,7 @@ def report_context(deps: StaleDeps, plan: StalePlan) -> dict[str, Any]:
         "per_action": sorted(plan.counts.items()),
         "per_domain": sorted(plan.per_domain.items()),
         "actions": actions,
+        "reinvite_label": reinvite_label,
     }
 
 
