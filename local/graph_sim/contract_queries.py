@@ -218,3 +218,19 @@ TRANSITIVE_MEMBERS_PAGING: MappingProxyType[str, PagingMode] = MappingProxyType(
     }
 )
 DEFAULT_TRANSITIVE_MEMBERS_PAGING = "refuse-above-999"
+
+
+# Sending an invitation again to a guest that has not redeemed (`POST /invitations` with its address; the stale
+# sweep's re-invite before purge). invitation-post.md and invitation.md say nothing about what the resend does to
+# the user's externalUserStateChangeDateTime ("Timestamp for the latest change to the externalUserState property",
+# user.md): the state stays PendingAcceptance, so the stamp plausibly stays; but a fresh invitation could also be
+# stamped as a change. The simulator plays both (`sim.invitation_resend_date`) and the sweep is tested under each:
+# a re-invited guest must go on through its lifecycle either way (shared.domain.stale.inactivity).
+INVITATION_POST = "api-reference/v1.0/api/invitation-post.md; api-reference/v1.0/resources/user.md"
+INVITATION_RESEND_DATES: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "kept": f"{INVITATION_POST} (the state does not change, so neither does its stamp)",
+        "moved": f"{INVITATION_POST} (a resend stamped as a change: externalUserStateChangeDateTime = now)",
+    }
+)
+DEFAULT_INVITATION_RESEND_DATE = "kept"

@@ -26,7 +26,12 @@ from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
 from local.graph_sim.contract_identities import guest_identities, host_identity
 from local.graph_sim.contract_permissions import requirement
-from local.graph_sim.contract_queries import PAGE_TOKEN_LIFETIMES, SIGN_IN_ACTIVITY_PAGING, TRANSITIVE_MEMBERS_PAGING
+from local.graph_sim.contract_queries import (
+    INVITATION_RESEND_DATES,
+    PAGE_TOKEN_LIFETIMES,
+    SIGN_IN_ACTIVITY_PAGING,
+    TRANSITIVE_MEMBERS_PAGING,
+)
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
 from local.graph_sim.identity import (
@@ -275,6 +280,19 @@ class GraphSimulator:
         if mode not in PAGE_TOKEN_LIFETIMES:
             raise ValueError(f"unknown page token lifetime {mode!r}: one of {', '.join(PAGE_TOKEN_LIFETIMES)}")
         self.store.page_token_lifetime = mode
+
+    @property
+    def invitation_resend_date(self) -> str:
+        """What sending an invitation again to a pending guest does to its externalUserStateChangeDateTime: a key
+        of contract_queries.INVITATION_RESEND_DATES ("kept" by default, "moved" stamps the resend): the docs say
+        neither."""
+        return self.store.invitation_resend_date
+
+    @invitation_resend_date.setter
+    def invitation_resend_date(self, mode: str) -> None:
+        if mode not in INVITATION_RESEND_DATES:
+            raise ValueError(f"unknown invitation resend mode {mode!r}: one of {', '.join(INVITATION_RESEND_DATES)}")
+        self.store.invitation_resend_date = mode
 
     @property
     def transitive_members_paging(self) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from local.graph_sim.clock import SimClock, iso_z, parse_dt, rebase_tenant
 from local.graph_sim.contract_queries import (
+    DEFAULT_INVITATION_RESEND_DATE,
     DEFAULT_PAGE_TOKEN_LIFETIME,
     DEFAULT_SIGN_IN_ACTIVITY_PAGING,
     DEFAULT_TRANSITIVE_MEMBERS_PAGING,
@@ -60,6 +61,7 @@ class TenantStore:
         self.delta_expiry_variant = "syncStateNotFound"  # ... and answer this way (resources/delta.py)
         self.sign_in_activity_paging = DEFAULT_SIGN_IN_ACTIVITY_PAGING  # contract_queries.SIGN_IN_ACTIVITY_PAGING
         self.page_token_lifetime = DEFAULT_PAGE_TOKEN_LIFETIME  # contract_queries.PAGE_TOKEN_LIFETIMES
+        self.invitation_resend_date = DEFAULT_INVITATION_RESEND_DATE  # contract_queries.INVITATION_RESEND_DATES
         self.transitive_members_paging = DEFAULT_TRANSITIVE_MEMBERS_PAGING  # contract_queries.TRANSITIVE_MEMBERS_PAGING
         # Called with (user id, change type) on every change, under self.lock (change notifications).
         self.listeners: list[Callable[[str, str], None]] = []

@@ -200,6 +200,12 @@ def inactivity(user: DirectoryUser, memory: StageMemory | None, policy: StalePol
     activity = user.sign_in_activity.latest if user.sign_in_activity else None
     if user.external_user_state == "PendingAcceptance" and activity is None:
         invited = user.external_user_state_changed or user.created
+        if memory is not None and memory.stage in (Stage.WARNED, Stage.DISABLED) and invited is not None:
+            # Still the same unredeemed invitation, perhaps sent again with the warning (our re-invite, or an
+            # admin's resend). Whether Graph moves externalUserStateChangeDateTime on a resend is not documented:
+            # if it does, the episode must not restart on it. When warned, the invitation was at least
+            # STALE_PENDING_DAYS old; it stays at least that old.
+            invited = min(invited, memory.since - timedelta(days=policy.pending_days))
         basis, since, threshold = "invitation-pending", invited, policy.pending_days
     elif activity is not None:
         basis, since, threshold = "activity", activity, policy.inactive_days

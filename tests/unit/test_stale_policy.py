@@ -286,3 +286,21 @@ def test_ledger_scope_is_stable_within_an_episode_and_new_for_the_next() -> None
     assert first.scope != later_episode.scope
     disable = decide(guest(200, 200, 200), memory(Stage.WARNED, 20), NOW, POLICY)
     assert disable.scope == f"warned:{ago(20).isoformat()}"
+
+
+@pytest.mark.parametrize("stamp_days_ago", [60, 5, 0.5])
+def test_a_pending_invitation_sent_again_does_not_end_its_episode(stamp_days_ago: float) -> None:
+    """The invitation was re-sent with the warning 6 days ago; whether Graph moved its stamp (to 5 days or half
+    a day ago) or kept it (60 days), the guest is still in its warning grace, then disabled on time."""
+    pending = guest(
+        activity=False, external_user_state="PendingAcceptance", external_user_state_changed=ago(stamp_days_ago)
+    )
+    warned = memory(Stage.WARNED, 6)
+    assert (decide(pending, warned, NOW, POLICY).action, decide(pending, warned, NOW, POLICY).reason) == (
+        Action.KEEP,
+        "in-warning-grace",
+    )
+    later = NOW + timedelta(days=POLICY.warn_grace_days)
+    assert decide(pending, warned, later, POLICY).action is Action.DISABLE
+    redeemed = guest(activity=False, external_user_state_changed=ago(0.5))  # accepted now: a new start
+    assert decide(redeemed, warned, NOW, POLICY).action is Action.REACTIVATE

@@ -10,7 +10,8 @@ defaults to false; a new address creates a Guest user (PendingAcceptance); `rese
 `invitedUser.id` and resets a redeemed guest (User.ReadWrite.All, contract_permissions.py). What they leave open,
 and how the simulator models it (docs/stale-guests.md, "Re-invite before purge"):
 - an address of a guest that exists and has not redeemed: the same user is answered (`invitedUser.id`) and the
-  invitation mailed again when `sendInvitationMessage` is true; `externalUserStateChangeDateTime` is NOT moved;
+  invitation mailed again when `sendInvitationMessage` is true; whether `externalUserStateChangeDateTime` moves is
+  played both ways (contract_queries.INVITATION_RESEND_DATES, `sim.invitation_resend_date`; default: kept);
 - an address of a user that has redeemed (or a member), without resetRedemption: 201 with status `Completed`,
   nothing mailed;
 - the error codes of a refused request (400 `BadRequest` here).
@@ -135,6 +136,9 @@ def create_invitation(ctx: SimContext, req: SimRequest, params: dict[str, str]) 
         pending = user.get("userType") == "Guest" and user.get("externalUserState") == "PendingAcceptance"
         status = "PendingAcceptance" if pending else "Completed"
         mailed = send and pending
+        if mailed and not created and not reset and ctx.store.invitation_resend_date == "moved":
+            user["externalUserStateChangeDateTime"] = iso_z(ctx.clock.now())  # contract_queries: either way
+            ctx.store.bump(user["id"])
         invitation_id = str(uuid.uuid4())
         ctx.invitations.append(
             {
