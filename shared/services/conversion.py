@@ -6,9 +6,10 @@ guest (state kind `guest-watch`, one per user we knew as a guest):
 
 - **A guest became a Member** (claimed once per stint as a guest: ("conversion", user, scope)):
   1. its guest-only state is closed: the stale-stage record is deleted (so the sweep forgets the episode and a
-     sponsor's attestation link for it answers "no longer in the review"), and the ledger claim of the step the
-     sweep would take next (the disable of a warned guest, the delete of a disabled one) is completed as
-     `closed-by-conversion`, so a run that planned it before the conversion finds it done and does nothing;
+     sponsor's attestation link for it answers "no longer in the review"), and the ledger claims of the steps
+     the sweep could still take in the episode (the disable of a warned guest, the delete of a disabled one, a
+     reactivation) are completed as `closed-by-conversion`, so a run that planned one before the conversion
+     finds it done and does nothing;
   2. the licence guestwarden gave it as a guest (the licensing ledger's ("license", user, target) claim done
      with status `licensed`) is taken back when CONVERSION_REMOVE_GUEST_LICENSE is on: the SKU with
      `assignLicense` removeLicenses, or the licensing-group membership with `DELETE .../members/{id}/$ref`
@@ -208,13 +209,16 @@ async def _convert(
 
 
 def _next_steps(memory: StageMemory) -> list[tuple[str, str]]:
-    """The sweep's claims for the step it would take next in this episode (shared.domain.stale: `_next_stage`
-    names their scopes)."""
-    since = memory.since.isoformat()
+    """The sweep's claims for the steps it could still take in this episode (shared.domain.stale names their
+    scopes: `_next_stage` for disable/delete, `_reactivate` for a reactivation). A reactivation is closed too: it
+    would enable the account and give back licences the sweep took, which is an admin's decision for a member."""
+    episode = f"{memory.stage}:{memory.since.isoformat()}"
     if memory.stage is Stage.WARNED:
-        return [("stale-disable", f"warned:{since}")]
+        return [("stale-disable", episode), ("stale-reactivate", episode)]
     if memory.stage is Stage.DISABLED:
-        return [("stale-delete", f"disabled:{since}")]
+        return [("stale-delete", episode), ("stale-reactivate", episode)]
+    if memory.stage is Stage.DELETED:
+        return [("stale-reactivate", episode)]
     return []
 
 

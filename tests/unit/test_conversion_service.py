@@ -122,7 +122,7 @@ async def test_a_warned_guest_converted_is_audited_its_episode_closed_and_the_pe
     [(action, result, evidence)] = await audit(deps)
     assert (action, result) == (CONVERSION, "done")
     assert evidence["staleStage"]["stage"] == "warned"
-    assert evidence["staleStage"]["closedSteps"] == [f"stale-disable {scope}"]
+    assert evidence["staleStage"]["closedSteps"] == [f"stale-disable {scope}", f"stale-reactivate {scope}"]
     assert evidence["guestLicence"] == {"given": False}  # no licence of ours in the ledger
     assert graph.writes == []  # nothing done to the account
 
