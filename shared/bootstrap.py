@@ -32,6 +32,7 @@ from shared.ports.publisher import MessagePublisher
 from shared.ports.reports import ReportStore
 from shared.ports.state import StateStore
 from shared.services.attestation import AttestDeps
+from shared.services.conversion import ConversionDeps
 from shared.services.delta import DeltaDeps
 from shared.services.licensing import LicensingDeps, WelcomeConfig
 from shared.services.risk_detection import DetectionDeps
@@ -281,6 +282,18 @@ class AppServices:
             clock=self.clock,
             no_seat_retry=s.licensing.no_seat_retry,
             welcome=self._welcome,
+        )
+
+    def conversion(self) -> ConversionDeps:
+        """Conversions to Member and identity drift of guests (shared.services.conversion), after licensing."""
+        s = self.settings
+        return ConversionDeps(
+            graph=self.graph,
+            state=self.state,
+            policy=s.licensing.policy(),
+            alerting=s.mail.alerting(),
+            clock=self.clock,
+            remove_guest_license=s.licensing.conversion_remove_guest_license,
         )
 
     def webhook(self) -> WebhookDeps:

@@ -96,6 +96,8 @@ RECLAIM = Condition("STALE_RECLAIM_LICENSES", "true") & REAL_SWEEP
 WELCOME_MAIL = Condition("LICENSE_WELCOME_MAIL", "true")
 REINVITE = Condition("STALE_REINVITE_PENDING", "true") & REAL_SWEEP
 """Never-redeemed invitations are re-sent only by a real sweep (a dry run shows `would re-invite`)."""
+CONVERSION_LICENCE = Condition("CONVERSION_REMOVE_GUEST_LICENSE", "true")
+"""A guest's licence is taken back when it becomes a Member (shared.services.conversion)."""
 
 PERMISSIONS: tuple[PermissionRow, ...] = (
     _row(
@@ -157,6 +159,46 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "the welcome mail fails (4xx: the message is retried, then dead-lettered; the licence stays)",
         Feature.LICENSING,
         when=WELCOME_MAIL,
+    ),
+    _row(
+        "1. conversions and identity drift",
+        "User.Read.All",
+        "re-read each changed user with its `identities` (`GET /users/{id}?$select=...,identities`: returned only "
+        "on `$select`) to see a guest become a Member or change its sign-in identity",
+        "nothing works",
+        Feature.LICENSING,
+    ),
+    _row(
+        "1. conversions and identity drift",
+        "Mail.Send",
+        "the identity-drift alert to admins, once per change (from `MAIL_SENDER` only: see below)",
+        "the alert fails (4xx: the message is retried, then dead-lettered); the drift stays in the audit log",
+        Feature.ALERTS,
+    ),
+    _row(
+        "1. conversions and identity drift",
+        "LicenseAssignment.ReadWrite.All",
+        "take the guest licence back from a converted member (`POST /users/{id}/assignLicense` removeLicenses, "
+        "in a `$batch`)",
+        "the conversion is audited with the removal failed; the licence stays",
+        Feature.LICENSING,
+        when=CONVERSION_LICENCE & SKU_MODE,
+    ),
+    _row(
+        "1. conversions and identity drift",
+        "Organization.Read.All",
+        "`GET /subscribedSkus`: the skuId of LICENSE_SKU, to take it back from a converted member",
+        "the conversion fails with 403 and is retried, then dead-lettered",
+        Feature.LICENSING,
+        when=CONVERSION_LICENCE & SKU_MODE,
+    ),
+    _row(
+        "1. conversions and identity drift",
+        "GroupMember.ReadWrite.All",
+        "take a converted member out of the licensing group (`DELETE /groups/{id}/members/{id}/$ref`, in a `$batch`)",
+        "the conversion is audited with the removal failed; the membership stays",
+        Feature.LICENSING,
+        when=CONVERSION_LICENCE & GROUP_MODE,
     ),
     _row(
         "2./3. risk-blocked guests",

@@ -24,7 +24,7 @@ from aiohttp import web
 
 from local.graph_sim.clock import SimClock, iso_z
 from local.graph_sim.context import SimContext
-from local.graph_sim.contract_identities import guest_identities, host_identity
+from local.graph_sim.contract_identities import federated_identity, guest_identities, host_identity
 from local.graph_sim.contract_permissions import requirement
 from local.graph_sim.contract_queries import (
     INVITATION_RESEND_DATES,
@@ -203,6 +203,54 @@ class GraphSimulator:
             return self.update_user(
                 key, externalUserState="Accepted", externalUserStateChangeDateTime=stamp, identities=identities
             )
+
+    def convert_to_member(self, key: str, *, internal_upn: str | None = None) -> dict[str, Any]:
+        """A guest becomes a Member; fires `updated`. By default as an admin's `PATCH userType=Member` leaves it:
+        still external, its identities unchanged (entra-docs identity/users/convert-external-users-internal.md:
+        userType "only defines the level of permissions"). With `internal_upn`, as convertExternalToInternalMemberUser
+        leaves a cloud user (api-reference/beta/api/user-convertexternaltointernalmemberuser.md: a new UPN of this
+        tenant; the 2023 conversion page: "updates the userType from guest to member"): which identities remain is
+        not documented, so only the host's entry for the new UPN is kept (it now signs in here), and
+        externalUserState is left as it was."""
+        with self.store.lock:
+            if internal_upn is None:
+                return self.update_user(key, userType="Member")
+            domain = internal_upn.rpartition("@")[2]
+            return self.update_user(
+                key,
+                userType="Member",
+                userPrincipalName=internal_upn,
+                identities=[host_identity(internal_upn, domain)],
+            )
+
+    def reset_redemption(self, key: str) -> dict[str, Any]:
+        """An admin resets the guest's redemption (entra-docs external-id/reset-redemption-status.md: an invitation
+        with resetRedemption=true keeps the object, and the guest redeems again, maybe with another identity):
+        back to PendingAcceptance with only the host's identity until `redeem_invitation(key, via=...)`. What
+        externalUserState reads between reset and redemption is not documented: PendingAcceptance here. Fires
+        `updated`."""
+        stamp = iso_z(self.clock.now())
+        with self.store.lock:
+            user = self.user(key)
+            upn = str(user.get("userPrincipalName") or "")
+            host = upn.rpartition("#EXT#@")[2] or self.store.tenant.get("defaultDomain", "")
+            return self.update_user(
+                key,
+                externalUserState="PendingAcceptance",
+                externalUserStateChangeDateTime=stamp,
+                identities=[host_identity(upn, host)],
+            )
+
+    def change_identity(self, key: str, via: str, issuer_assigned_id: str | None = None) -> dict[str, Any]:
+        """The guest's federated identity is replaced by one of issuer `via` (e.g. "google.com", "mail") without
+        anything else changing: the drift guestwarden flags (a redemption by someone else). Fires `updated`."""
+        with self.store.lock:
+            user = self.user(key)
+            kept = [i for i in user.get("identities") or [] if i.get("signInType") != "federated"]
+            entry = federated_identity(via, user.get("mail"))
+            if issuer_assigned_id is not None:
+                entry["issuerAssignedId"] = issuer_assigned_id
+            return self.update_user(key, identities=[entry, *kept])
 
     def invite_guest(self, mail: str, display_name: str | None = None, **props: Any) -> str:
         """Invite a B2B guest as Graph's invitation manager would (PendingAcceptance, #EXT# UPN); fires

@@ -33,6 +33,7 @@ __all__ = [
     "BatchOps",
     "BatchRequest",
     "BatchResult",
+    "ConversionGraph",
     "DeltaGraph",
     "DetectionGraph",
     "DigestGraph",
@@ -352,5 +353,16 @@ class AttestGraph(ReturnGraph, Protocol):
     async def get_user(self, user_id: str) -> DirectoryUser | None: ...
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...
+
+    async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
+
+
+class ConversionGraph(Mailer, Protocol):
+    """What reviewing a user change needs of Graph (shared.services.conversion): the user with its identities,
+    the SKU a guest licence was, the `$batch` that takes it back, and the admins' mail."""
+
+    async def get_user(self, user_id: str, *, with_identities: bool = False) -> DirectoryUser | None: ...
+
+    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...

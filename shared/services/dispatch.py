@@ -11,6 +11,7 @@ import logging
 from typing import Protocol
 
 from shared.domain.messages import LifecycleEvent, MalformedMessage, Message, RiskIncident, UserChanged, parse_message
+from shared.services.conversion import ConversionDeps, review_user_change
 from shared.services.delta import DeltaDeps, run_delta_backstop
 from shared.services.licensing import LicensingDeps, license_guest
 from shared.services.risk_response import ResponseDeps, respond_to_incident
@@ -26,6 +27,7 @@ class UseCases(Protocol):
     def subscriptions(self) -> SubscriptionDeps: ...
     def delta(self) -> DeltaDeps: ...
     def risk_response(self) -> ResponseDeps: ...
+    def conversion(self) -> ConversionDeps: ...
 
 
 def receive(queue: str, body: bytes | str) -> Message:
@@ -42,7 +44,10 @@ async def dispatch(message: Message, use_cases: UseCases, correlation_id: str = 
         case UserChanged():
             outcome = await license_guest(message.user_id, use_cases.licensing(), correlation_id)
             welcome = f"; welcome mail {outcome.welcome}" if outcome.welcome else ""
-            return f"user {message.user_id}: {outcome.status} {outcome.reason or ','.join(outcome.actions)}{welcome}"
+            review = await review_user_change(message.user_id, use_cases.conversion(), correlation_id)
+            reviewed = f"; {review.status}: {review.detail}" if review.notable else ""
+            summary = outcome.reason or ",".join(outcome.actions)
+            return f"user {message.user_id}: {outcome.status} {summary}{welcome}{reviewed}"
         case LifecycleEvent():
             result = await handle_lifecycle_event(message, use_cases.subscriptions())
             if message.needs_resync:

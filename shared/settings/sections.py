@@ -322,6 +322,13 @@ class LicensingSettings(Section):
         description="Folder whose welcome templates (welcome.subject.txt, welcome.html, welcome.txt) override the "
         "built-in ones in shared/templates/licensing/, file by file.",
     )
+    conversion_remove_guest_license: bool = Field(
+        False,
+        alias="CONVERSION_REMOVE_GUEST_LICENSE",
+        description="When a guest guestwarden licensed becomes a Member (userType), take back that licence (the "
+        "LICENSE_SKU assignment, or the LICENSE_GROUP_ID membership) and audit it with the conversion. Off: the "
+        'conversion is audited and the licence kept (docs/licensing.md, "Conversions").',
+    )
 
     def policy(self) -> LicensingPolicy:
         from shared.domain.licensing import LicensingPolicy

@@ -17,6 +17,7 @@ from shared.domain.messages import (
 )
 from shared.ports.publisher import OutgoingMessage
 from shared.services import dispatch as dispatcher
+from shared.services.conversion import ReviewOutcome
 from shared.services.delta import DeltaOutcome
 from shared.services.licensing import LicenseOutcome
 from shared.services.risk_response import ResponseOutcome
@@ -42,6 +43,9 @@ class Recorder:
     def risk_response(self) -> Any:
         return "risk-deps"
 
+    def conversion(self) -> Any:
+        return "conversion-deps"
+
 
 @pytest.fixture
 def use_cases(monkeypatch: pytest.MonkeyPatch) -> Recorder:
@@ -50,6 +54,10 @@ def use_cases(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     async def license_guest(user_id: str, deps: Any, correlation_id: str) -> LicenseOutcome:
         recorder.calls.append(("license", (user_id, deps, correlation_id)))
         return LicenseOutcome("licensed", actions=("assign-license",))
+
+    async def review_user_change(user_id: str, deps: Any, correlation_id: str) -> ReviewOutcome:
+        recorder.calls.append(("review", (user_id, deps, correlation_id)))
+        return ReviewOutcome("converted", "userType changed from Guest to Member")
 
     async def handle_lifecycle_event(message: LifecycleEvent, deps: Any) -> str:
         recorder.calls.append(("lifecycle", (message.lifecycle_event, deps)))
@@ -65,6 +73,7 @@ def use_cases(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
     for name, fake in [
         ("license_guest", license_guest),
+        ("review_user_change", review_user_change),
         ("handle_lifecycle_event", handle_lifecycle_event),
         ("run_delta_backstop", run_delta_backstop),
         ("respond_to_incident", respond_to_incident),
@@ -80,11 +89,14 @@ def wire(message: UserChanged | LifecycleEvent | RiskIncident) -> bytes:
 INCIDENT = RiskIncident("inc-1", "g1", TENANT, "2026-01-01T00:00:00+00:00", {"id": "s1"})
 
 
-async def test_a_user_change_licenses_that_user(use_cases: Recorder) -> None:
+async def test_a_user_change_licenses_that_user_then_reviews_it_for_a_conversion(use_cases: Recorder) -> None:
     message = dispatcher.receive(GUEST_CHANGES_QUEUE, wire(UserChanged("g7", "notification")))
     summary = await dispatcher.dispatch(message, use_cases, "corr-1")
-    assert use_cases.calls == [("license", ("g7", "licensing-deps", "corr-1"))]
-    assert "g7" in summary and "licensed" in summary
+    assert use_cases.calls == [
+        ("license", ("g7", "licensing-deps", "corr-1")),
+        ("review", ("g7", "conversion-deps", "corr-1")),
+    ]
+    assert "g7" in summary and "licensed" in summary and "converted" in summary
 
 
 @pytest.mark.parametrize("event", ["missed", "subscriptionRemoved"])
