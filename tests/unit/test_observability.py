@@ -35,6 +35,7 @@ from local.world import free_port
 from shared.domain.messages import GUEST_CHANGES_QUEUE, MalformedMessage
 from shared.observability import AUDIT_LOGGER, MAX_DELIVERY_COUNT, CountingStateStore, install_log_correlation
 from shared.ports.state import AuditEntry, InvalidKeyError
+from shared.services.conversion import ConversionDeps
 from shared.services.licensing import LicensingDeps
 from shared.services.webhook import WebhookDeps
 from tests.fakes.publisher import InMemoryPublisher
@@ -89,6 +90,11 @@ class FakeServices:
 
     def licensing(self) -> LicensingDeps:
         return make_deps(self.graph, state=self.state, publisher=self.publisher)
+
+    def conversion(self) -> ConversionDeps:
+        licensing = self.licensing()
+        graph: Any = self.graph  # the licensing fake: reviewing a guest that stayed a guest needs no $batch
+        return ConversionDeps(graph, self.state, licensing.policy, licensing.alerting, licensing.clock)
 
 
 @pytest.fixture
