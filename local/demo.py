@@ -182,6 +182,12 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             warned.status == "applied" and len(sim.outbox) > mails_before,
             f"{len(sim.outbox) - mails_before} mail(s)",
         )
+        resent = [i for i in sim.invitations if i["messageSent"]]
+        scenario.expect(
+            f"{len(resent)} never-redeemed invitation(s) re-sent with their warnings, before any purge",
+            bool(resent) and len({i["invitedUserId"] for i in resent}) == len(resent),
+            "POST /invitations, once per guest",
+        )
         kept = await sponsor_keeps(sim, scenario, named["sponsored-stale"], "adele@contoso.com")
         sim.clock.advance(timedelta(days=settings.stale.warn_grace_days + 1))
         scenario.step(f"the clock jumps {settings.stale.warn_grace_days + 1} days")
@@ -190,6 +196,10 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
         scenario.expect(
             f"{len(disabled_ids)} guests disabled after the warning period",
             bool(disabled_ids) and all(sim.user(u)["accountEnabled"] is False for u in disabled_ids),
+        )
+        scenario.expect(
+            "the re-invited guests who still did not accept are disabled, and invited no second time",
+            {i["invitedUserId"] for i in resent} <= set(disabled_ids) and len(sim.invitations) == len(resent),
         )
         scenario.expect(
             f"the guest its sponsor kept is not disabled (kept until {kept})",
