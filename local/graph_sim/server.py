@@ -258,34 +258,10 @@ class GraphSimulator:
         local, _, domain = mail.partition("@")
         if not local or not domain:
             raise ValueError(f"not an e-mail address: {mail!r}")
-        tenant_domain = self.store.tenant.get("defaultDomain", "contoso.onmicrosoft.com")
-        stamp = iso_z(self.clock.now())
-        user: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "displayName": display_name or local,
-            "givenName": None,
-            "surname": None,
-            "mail": mail,
-            "otherMails": [mail],
-            "userPrincipalName": f"{local}_{domain}#EXT#@{tenant_domain}",
-            "userType": "Guest",
-            "externalUserState": "PendingAcceptance",
-            "externalUserStateChangeDateTime": stamp,
-            "creationType": "Invitation",
-            "createdDateTime": stamp,
-            "accountEnabled": True,
-            "usageLocation": None,
-            "assignedLicenses": [],
-            "businessPhones": [],
-            "jobTitle": None,
-            "mobilePhone": None,
-            "officeLocation": None,
-            "preferredLanguage": None,
-            "signInActivity": None,
-            "sponsors": [],
-        }
-        upn = str(user["userPrincipalName"])
-        user["identities"] = [host_identity(upn, tenant_domain)]  # until redeemed (contract_identities.py)
+        from local.graph_sim.store import pending_guest
+
+        tenant_domain = str(self.store.tenant.get("defaultDomain", "contoso.onmicrosoft.com"))
+        user = pending_guest(mail, display_name, tenant_domain, iso_z(self.clock.now()))
         user.update(props)
         with self.store.lock:
             if self.store.find_user(user["userPrincipalName"]) or self.store.find_user(user["id"]):

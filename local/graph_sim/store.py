@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import copy
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -213,4 +214,39 @@ def direct_license_state(sku_id: str, disabled_plans: list[Any], when: str) -> J
         "lastUpdatedDateTime": when,
         "skuId": sku_id,
         "state": "Active",
+    }
+
+
+def pending_guest(mail: str, display_name: str | None, tenant_domain: str, stamp: str) -> Json:
+    """The Guest user an invitation to a new address creates (PendingAcceptance, the `#EXT#` UPN, only the host
+    tenant's identity until redeemed: contract_identities.py). Used by POST /invitations and
+    GraphSimulator.invite_guest."""
+    from local.graph_sim.contract_identities import host_identity
+
+    local, _, domain = mail.partition("@")
+    upn = f"{local}_{domain}#EXT#@{tenant_domain}"
+    return {
+        "id": str(uuid.uuid4()),
+        "displayName": display_name or local,
+        "givenName": None,
+        "surname": None,
+        "mail": mail,
+        "otherMails": [mail],
+        "userPrincipalName": upn,
+        "userType": "Guest",
+        "externalUserState": "PendingAcceptance",
+        "externalUserStateChangeDateTime": stamp,
+        "creationType": "Invitation",
+        "createdDateTime": stamp,
+        "accountEnabled": True,
+        "usageLocation": None,
+        "assignedLicenses": [],
+        "businessPhones": [],
+        "jobTitle": None,
+        "mobilePhone": None,
+        "officeLocation": None,
+        "preferredLanguage": None,
+        "signInActivity": None,
+        "sponsors": [],
+        "identities": [host_identity(upn, tenant_domain)],
     }

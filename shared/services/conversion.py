@@ -51,7 +51,7 @@ from shared.domain.stale import Reclaim, Stage, StageMemory
 from shared.ports.graph import ConversionGraph, GraphError
 from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
 from shared.services.audit import Auditor
-from shared.services.licensing import Alerting, RetryLater
+from shared.services.licensing import Alerting, RetryLater, claim_licence
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
 from shared.services.stale.reclaim import reclaim_requests, reclaimed_from
 
@@ -150,15 +150,7 @@ def _entry_for(
 async def _licence_given(user_id: str, deps: ConversionDeps) -> dict[str, Any] | None:
     """The outcome of the licensing claim when guestwarden licensed this user (as a guest: it licenses no one
     else), None otherwise. The ledger has no read-only look: a claim we win is released at once, untouched."""
-    claim = await claim_or_wait(
-        deps.state,
-        "license",
-        user_id,
-        deps.policy.target,
-        owner=deps.owner,
-        lease_seconds=LEASE_SECONDS,
-        sleep=deps.sleep,
-    )
+    claim = await claim_licence(deps.state, user_id, deps.policy, owner=deps.owner, sleep=deps.sleep)
     if claim.held:
         raise RetryLater(f"licensing of {user_id} is in progress elsewhere")
     if claim.won:

@@ -111,18 +111,25 @@ class _NoSeats(Exception):
         super().__init__(detail)
 
 
+async def claim_licence(
+    state: StateStore,
+    user_id: str,
+    policy: LicensingPolicy,
+    *,
+    owner: str,
+    sleep: Callable[[float], Awaitable[None]],
+) -> Claim:
+    """The ledger's claim on licensing `user_id` under `policy` (its SKU or group): the one record that says
+    guestwarden licensed a guest (a conversion reads it to find a licence given as a guest)."""
+    return await claim_or_wait(
+        state, "license", user_id, policy.target, owner=owner, lease_seconds=LEASE_SECONDS, sleep=sleep
+    )
+
+
 async def license_guest(user_id: str, deps: LicensingDeps, correlation_id: str = "") -> LicenseOutcome:
     """License one guest if the policy says so; safe to call any number of times for the same change."""
     await deps.state.flush_outbox()  # audit entries a killed worker's completions left pending
-    claim = await claim_or_wait(
-        deps.state,
-        "license",
-        user_id,
-        deps.policy.target,
-        owner=deps.owner,
-        lease_seconds=LEASE_SECONDS,
-        sleep=deps.sleep,
-    )
+    claim = await claim_licence(deps.state, user_id, deps.policy, owner=deps.owner, sleep=deps.sleep)
     if claim.done:
         welcome = ""
         if deps.welcome is not None and (claim.outcome or {}).get(WELCOME_OWED):

@@ -5,15 +5,13 @@ admin's userType change and an external-to-internal conversion are conversions."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from local.graph_sim import GraphSimulator
-from shared.adapters.credentials import LocalTokenCredential
-from shared.adapters.graph import GraphConfig, GraphGateway
+from shared.adapters.graph import GraphGateway
 from shared.domain.conversion import Converted, Drifted, DriftKind, Remember, review
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,19 +20,6 @@ NAMED: dict[str, str] = json.loads(FIXTURE.read_text())["named"]
 NOW = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sim() -> Iterator[GraphSimulator]:
-    with GraphSimulator.from_fixture(FIXTURE).start() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def gateway(sim: GraphSimulator) -> AsyncIterator[GraphGateway]:
-    config = GraphConfig(base_url=sim.base_url, max_retries=3, batch_max_rounds=3)
-    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gw:
-        yield gw
 
 
 async def test_a_reset_and_a_redemption_with_another_identity_is_drift(

@@ -4,7 +4,6 @@ before and after redemption (local/graph_sim/contract_identities.py), read by th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -12,8 +11,7 @@ import pytest
 
 from local.graph_sim import GraphSimulator
 from local.graph_sim.contract_identities import ISSUERS, SELECT_ONLY, provider_for
-from shared.adapters.credentials import LocalTokenCredential
-from shared.adapters.graph import GraphConfig, GraphGateway
+from shared.adapters.graph import GraphGateway
 from shared.domain.directory import ObjectIdentity
 from shared.domain.welcome import SignInPath, sign_in_path
 
@@ -23,19 +21,6 @@ TENANT = json.loads(FIXTURE.read_text())
 NAMED: dict[str, str] = TENANT["named"]
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def sim() -> Iterator[GraphSimulator]:
-    with GraphSimulator.from_fixture(FIXTURE).start() as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def gateway(sim: GraphSimulator) -> AsyncIterator[GraphGateway]:
-    config = GraphConfig(base_url=sim.base_url, max_retries=3, batch_max_rounds=3)
-    async with GraphGateway(LocalTokenCredential(token_url=sim.token_url), config) as gw:
-        yield gw
 
 
 def test_the_contract_rows_cite_microsoft() -> None:

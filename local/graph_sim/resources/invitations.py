@@ -27,11 +27,11 @@ from urllib.parse import quote, urlsplit
 
 from local.graph_sim.clock import iso_z
 from local.graph_sim.context import SimContext
-from local.graph_sim.contract_identities import host_identity
 from local.graph_sim.errors import GraphError
 from local.graph_sim.messages import SimRequest, SimResponse, json_response
 from local.graph_sim.resources.common import json_body
 from local.graph_sim.router import Router
+from local.graph_sim.store import pending_guest
 
 Json = dict[str, Any]
 
@@ -72,35 +72,8 @@ def _find_by_address(ctx: SimContext, address: str) -> Json | None:
 
 def _new_guest(ctx: SimContext, address: str, display_name: str | None) -> Json:
     """The Guest user an invitation to a new address creates (as GraphSimulator.invite_guest does)."""
-    local, _, domain = address.partition("@")
     tenant_domain = str(ctx.store.tenant.get("defaultDomain", "contoso.onmicrosoft.com"))
-    stamp = iso_z(ctx.clock.now())
-    upn = f"{local}_{domain}#EXT#@{tenant_domain}"
-    user: Json = {
-        "id": str(uuid.uuid4()),
-        "displayName": display_name or local,
-        "givenName": None,
-        "surname": None,
-        "mail": address,
-        "otherMails": [address],
-        "userPrincipalName": upn,
-        "userType": "Guest",
-        "externalUserState": "PendingAcceptance",
-        "externalUserStateChangeDateTime": stamp,
-        "creationType": "Invitation",
-        "createdDateTime": stamp,
-        "accountEnabled": True,
-        "usageLocation": None,
-        "assignedLicenses": [],
-        "businessPhones": [],
-        "jobTitle": None,
-        "mobilePhone": None,
-        "officeLocation": None,
-        "preferredLanguage": None,
-        "signInActivity": None,
-        "sponsors": [],
-        "identities": [host_identity(upn, tenant_domain)],
-    }
+    user = pending_guest(address, display_name, tenant_domain, iso_z(ctx.clock.now()))
     ctx.store.add_user(user)
     return user
 
