@@ -22,6 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
 from shared.adapters.state import (
     LEDGER_DONE,
     LEDGER_HELD,
@@ -169,7 +171,7 @@ class SqliteStateStore(OutboxHook, StateStore):
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
                 if self._path != ":memory:":
-                    conn.execute("PRAGMA journal_mode = WAL")
+                    self._enable_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
                 for statement in _split_statements(_SCHEMA):
@@ -185,6 +187,20 @@ class SqliteStateStore(OutboxHook, StateStore):
                 raise
             self._conn = conn
         return self._conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch a file to WAL. Changing the journal mode needs the file to itself, and SQLite answers "database
+        is locked" at once (busy_timeout does not cover it) while another connection opens the same new file:
+        several stores starting together on one file (a host's workers, the CI's contract test of 50 claimers)
+        retry for up to busy_timeout."""
+        for attempt in Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+            stop=stop_after_delay(self._busy_timeout),
+            wait=wait_exponential(multiplier=0.01, max=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                conn.execute("PRAGMA journal_mode = WAL")
 
     async def _run(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         if self._closed:
