@@ -234,3 +234,15 @@ INVITATION_RESEND_DATES: MappingProxyType[str, str] = MappingProxyType(
     }
 )
 DEFAULT_INVITATION_RESEND_DATE = "kept"
+
+
+# A user's licence assignments, and whether each is direct or from a group (licence reclaim reads them with every
+# user). user.md: licenseAssignmentStates is "Returned only on $select". licenseassignmentstate.md: assignedByGroup
+# is "the id of the group that assigns this license"; null for a direct assignment. assignLicense
+# (user-assignlicense.md) changes direct assignments only: a licence a user holds only through a group cannot be
+# removed from the user (license-users-groups / group-based licensing docs); the simulator refuses it (400).
+LICENSE_ASSIGNMENT_STATES = {
+    "select-only": "api-reference/v1.0/resources/user.md",
+    "direct-has-no-group": "api-reference/v1.0/resources/licenseassignmentstate.md",
+    "group-inherited-not-removable": "api-reference/v1.0/api/user-assignlicense.md",
+}

@@ -64,9 +64,16 @@ def assign_license(ctx: SimContext, req: SimRequest, params: dict[str, str]) -> 
             raise bad_request(f"License {sku_id} does not correspond to a valid company License.")
     assigned = user.setdefault("assignedLicenses", [])
     held = {str(entry["skuId"]).lower() for entry in assigned}
+    direct = {
+        str(state.get("skuId", "")).lower()
+        for state in user.get("licenseAssignmentStates") or []
+        if not state.get("assignedByGroup")
+    }
     for sku_id in remove_ids:
         if sku_id not in held:
             raise bad_request("User does not have a corresponding license.")
+        if sku_id not in direct:  # contract_queries.LICENSE_ASSIGNMENT_STATES: only a group can take it away
+            raise bad_request("User license is inherited from a group membership and it cannot be removed directly.")
     if add_ids and not user.get("usageLocation"):
         raise bad_request("License assignment cannot be done for user with invalid usage location.")
     for sku_id in add_ids:
