@@ -105,6 +105,8 @@ def app_settings(
         "LOCAL_HOST_FUNCTION_KEY": function_key,
         # where sponsors' attestation links point (they are on only with STALE_ATTEST_SIGNING_KEY)
         "STALE_ATTEST_BASE_URL": f"http://127.0.0.1:{host_port}",
+        # the operator dashboard's origin (it is on only with DASHBOARD_SIGNING_KEY)
+        "DASHBOARD_BASE_URL": f"http://127.0.0.1:{host_port}",
         **extra,
     }
 

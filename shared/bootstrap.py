@@ -374,3 +374,59 @@ class AppServices:
             body_format=s.risk.notice_format,
             clock=self.clock,
         )
+
+
+# --- the operator dashboard (functions/dashboard.py) ----------------------------------------------------------
+if TYPE_CHECKING:
+    from shared.services.dashboard import DashboardDeps
+    from shared.services.stale.restore import RestoreOutcome
+
+
+def dashboard_deps(
+    settings: Settings,
+    graph: GraphGateway,
+    state: StateStore,
+    clock: Clock = utc_now,
+    env: Mapping[str, str] | None = None,
+) -> DashboardDeps | None:
+    """The dashboard's wiring; None when it is off (no DASHBOARD_SIGNING_KEY). `env` (the process's): in Azure
+    (WEBSITE_SITE_NAME) the dashboard is served only behind App Service Authentication (WEBSITE_AUTH_ENABLED)."""
+    from shared.adapters.templates import DashboardTemplates
+    from shared.domain.dashboard import dev_principal
+    from shared.services.attestation import operator_keep
+    from shared.services.dashboard import DashboardConfig, DashboardDeps, GraphGuestNames
+    from shared.services.stale import restore_run
+
+    s = settings.dashboard
+    if s.signing_key is None or not s.base_url:
+        return None
+    env = os.environ if env is None else env
+    in_azure = bool(str(env.get("WEBSITE_SITE_NAME") or "").strip())
+    config = DashboardConfig(
+        key=reveal(s.signing_key),
+        base_url=s.base_url,
+        page_size=s.page_size,
+        dev_principal=dev_principal(s.dev_signin) if s.dev_signin else None,
+        platform_auth_missing=in_azure and str(env.get("WEBSITE_AUTH_ENABLED") or "").lower() != "true",
+    )
+    sweep = stale_deps(settings, graph, state, clock)
+    attest = attest_deps(settings, graph, state, clock)
+
+    async def restore(run_id: str, actor: str) -> list[RestoreOutcome]:
+        return await restore_run(run_id, sweep, actor=actor)
+
+    async def keep(guest_id: str, actor: str) -> tuple[str, str]:
+        assert attest is not None
+        verdict = await operator_keep(attest, guest_id, actor)
+        return verdict.status, verdict.detail
+
+    return DashboardDeps(
+        state=state,
+        templates=DashboardTemplates(),
+        names=GraphGuestNames(graph.get_users),
+        config=config,
+        policy=sweep.policy,
+        clock=clock,
+        restore_run=restore,
+        keep_guest=keep if attest is not None else None,
+    )

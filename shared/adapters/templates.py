@@ -126,3 +126,20 @@ class LicensingTemplates:
             html=self._env.get_template("welcome.html").render(context),
             text=self._env.get_template("welcome.txt").render(context),
         )
+
+
+class DashboardTemplates:
+    """The operator dashboard's pages (shared/templates/dashboard/); implements the DashboardRenderer port.
+    Autoescaped: display names are chosen by guests. Every page is loaded at construction."""
+
+    PAGES = ("overview", "guests", "guest", "runs", "run", "risk", "confirm", "done", "refused")
+
+    def __init__(self) -> None:
+        self._env = environment("dashboard")
+        self._env.filters["when"] = lambda value: f"{value:%Y-%m-%d %H:%M} UTC" if value else "-"
+        self._env.filters["day"] = lambda value: f"{value:%Y-%m-%d}" if value else "-"
+        for name in self.PAGES:
+            self._env.get_template(f"{name}.html")
+
+    def page(self, name: str, context: Mapping[str, Any]) -> str:
+        return self._env.get_template(f"{name}.html").render(context)

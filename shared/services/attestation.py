@@ -339,33 +339,82 @@ async def _decide(
         verdict = Judgement("remove", memory=disabled)
     elif verdict.enable:
         await _graph(deps, [BatchOps.enable(token.guest_id)])
+    outcome = {"choice": str(choice), "sponsor": token.sponsor, "sponsorMail": sponsor_mail, "result": verdict.status}
+    await _settle(deps, claim, token.guest_id, verdict, memory, evidence, outcome, auditor)
+    log.info("attestation: %s for guest %s (%s)", verdict.status, token.guest_id, verdict.detail or choice)
+    return _page(deps, 200, verdict.status, guest=guest, detail=verdict.detail, enabled=verdict.enable), True
+
+
+async def _settle(
+    deps: AttestDeps,
+    claim: Claim,
+    guest_id: str,
+    verdict: Judgement,
+    memory: StageMemory | None,
+    evidence: dict[str, Any],
+    outcome: dict[str, Any],
+    auditor: Auditor,
+) -> None:
+    """Record an episode's answer: the claim completed with its audit entry, the guest's new stage, and the
+    licences of a guest enabled again given back."""
     if verdict.memory is not None:
         evidence["until"] = verdict.memory.until.isoformat() if verdict.memory.until else None
-    outcome = {"choice": str(choice), "sponsor": token.sponsor, "sponsorMail": sponsor_mail, "result": verdict.status}
     entry = auditor.entry(
         ACTION,
-        token.guest_id,
+        guest_id,
         outcome=verdict.status,
-        reason=str(choice),
+        reason=str(evidence["choice"]),
         evidence={**evidence, "reEnabled": verdict.enable},
-        correlation_id=token.episode,
+        correlation_id=claim.scope,
     )
     await deps.state.complete(claim, outcome, audit=entry)
     if verdict.memory is not None:
-        await deps.state.put(RECORD_KIND, token.guest_id, verdict.memory.to_json(), etag=ANY_ETAG)
+        await deps.state.put(RECORD_KIND, guest_id, verdict.memory.to_json(), etag=ANY_ETAG)
     if verdict.enable and memory is not None:
         await give_back(
             deps.graph,
             deps.state,
             deps.clock,
-            token.guest_id,
+            guest_id,
             memory.reclaimed,
             deps.config.alerting,
-            actor=_actor(token),
-            correlation_id=token.episode,
+            actor=auditor.actor,
+            correlation_id=claim.scope,
         )
-    log.info("attestation: %s for guest %s (%s)", verdict.status, token.guest_id, verdict.detail or choice)
-    return _page(deps, 200, verdict.status, guest=guest, detail=verdict.detail, enabled=verdict.enable), True
+
+
+async def operator_keep(deps: AttestDeps, guest_id: str, actor: str) -> Judgement:
+    """An operator keeps a guest under review, with a sponsor's "keep" rule (judge) and record: KEPT for
+    STALE_ATTEST_KEEP_DAYS, enabled again if guestwarden had disabled it, and the episode's answer given (a
+    sponsor's later link gets "already answered"). `actor` is the audit log's actor (the operator)."""
+    memory = await _memory(deps, guest_id)
+    episode = memory.episode_id if memory else ""
+    verdict = judge(memory, episode, Choice.KEEP, deps.clock(), deps.config.keep_days)
+    if verdict.status != "keep":
+        return verdict
+    claim = await deps.state.claim(ACTION, guest_id, episode, owner=deps.owner, lease_seconds=LEASE_SECONDS)
+    if not claim.won:
+        return Judgement("decided", "this review was already answered" if claim.done else "an answer is in progress")
+    completed = False
+    try:
+        if verdict.enable:
+            await _graph(deps, [BatchOps.enable(guest_id)])
+        evidence: dict[str, Any] = {
+            "operator": actor,
+            "choice": str(Choice.KEEP),
+            "episode": episode,
+            "stage": str(memory.stage) if memory else None,
+        }
+        outcome = {"choice": str(Choice.KEEP), "operator": actor, "result": verdict.status}
+        await _settle(deps, claim, guest_id, verdict, memory, evidence, outcome, Auditor(deps.state, actor, deps.clock))
+        completed = True
+    except _Refused as refused:
+        return Judgement("failed", refused.detail)
+    finally:
+        if not completed:
+            await deps.state.release(claim)
+    log.info("attestation: kept by %s for guest %s (%s)", actor, guest_id, verdict.detail)
+    return verdict
 
 
 async def _graph(

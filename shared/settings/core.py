@@ -28,6 +28,7 @@ from shared.settings.partners import SETTING as PARTNERS_SETTING
 from shared.settings.partners import PartnerDirectoryError, load_partner_directory
 from shared.settings.sections import (
     GRAPH_PUBLIC_CLOUD,
+    DashboardSettings,
     DeltaSettings,
     GraphSettings,
     LicensingSettings,
@@ -129,6 +130,7 @@ class Settings(BaseSettings):
     stale: StaleSettings = StaleSettings()
     reports: ReportSettings = ReportSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -322,6 +324,7 @@ def load_settings(env: Mapping[str, str], features: Iterable[Feature] = tuple(Fe
     )
     values = {name: value for name, value in values.items() if name not in unresolved}
     problems = [f"{name}: {UNRESOLVED_REFERENCE}" for name in unresolved] + _cross_checks(values, set(features))
+    problems += dashboard_problems(values, env)
     settings: Settings | None = None
     try:
         with _reading(values):
@@ -382,4 +385,26 @@ def _describe(exc: ValidationError, values: Mapping[str, str]) -> list[str]:
         secret = name in known and _is_secret(known[name])
         got = "" if shown is None or secret else f" (got {shown!r})"
         problems.append(f"{name}: {message}{got}")
+    return problems
+
+
+AZURE_MARKERS = ("WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID")
+"""Set by the platform on every App Service / Functions instance in Azure, never by the local world."""
+
+
+def dashboard_problems(values: Mapping[str, str], env: Mapping[str, str]) -> list[str]:
+    """The dashboard's rules: its origin is needed with its key, and the development sign-in is refused in Azure
+    (there, App Service Authentication signs operators in)."""
+    problems: list[str] = []
+    if values.get("DASHBOARD_SIGNING_KEY") and not values.get("DASHBOARD_BASE_URL"):
+        problems.append(
+            "DASHBOARD_BASE_URL: required when DASHBOARD_SIGNING_KEY is set (the dashboard's public origin, "
+            "e.g. https://<app>.azurewebsites.net)"
+        )
+    in_azure = [name for name in AZURE_MARKERS if str(env.get(name) or "").strip()]
+    if values.get("DASHBOARD_DEV_SIGNIN") and in_azure:
+        problems.append(
+            f"DASHBOARD_DEV_SIGNIN: the development sign-in is refused in Azure ({in_azure[0]} is set); remove "
+            "the setting and sign operators in with App Service Authentication (docs/dashboard.md)"
+        )
     return problems

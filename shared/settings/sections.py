@@ -774,3 +774,31 @@ class ObservabilitySettings(Section):
         "Functions host reads it too). Set: audit records and metrics go to Azure Monitor; empty: logs only.",
         json_schema_extra={"key_vault": False},
     )
+
+
+class DashboardSettings(Section):
+    """The operator dashboard (functions/dashboard.py, docs/dashboard.md): off until it has a signing key."""
+
+    signing_key: SigningKey | None = Field(
+        None,
+        alias="DASHBOARD_SIGNING_KEY",
+        description="HMAC key (>= 32 characters; a Key Vault reference in Azure) for the dashboard's anti-forgery "
+        "codes. Set it (with DASHBOARD_BASE_URL) to serve the dashboard at /api/dashboard; unset, it answers 404.",
+    )
+    base_url: PublicOrigin | None = Field(
+        None,
+        alias="DASHBOARD_BASE_URL",
+        description="The dashboard's public origin (https://<app>.azurewebsites.net): a POST whose Origin is "
+        "another one is refused.",
+    )
+    dev_signin: str | None = Field(
+        None,
+        alias="DASHBOARD_DEV_SIGNIN",
+        description="Local development only: `<name>:<role>[+<role>]` (e.g. `dev@contoso.com:GuestWarden.Operator`) "
+        "signs in every request that App Service Authentication did not. Refused when the app runs in Azure "
+        "(WEBSITE_SITE_NAME or WEBSITE_INSTANCE_ID set).",
+        json_schema_extra={"key_vault": False},
+    )
+    page_size: Annotated[int, Field(ge=10, le=500)] = Field(
+        50, alias="DASHBOARD_PAGE_SIZE", description="Guests per page of the dashboard's guest list."
+    )

@@ -24,8 +24,11 @@ class RestoreOutcome:
     detail: str = ""
 
 
-async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operator restore") -> RestoreOutcome:
-    """Undo our lifecycle for one guest: restore it if we deleted it, re-enable it if we disabled it."""
+async def restore_guest(
+    user_id: str, deps: StaleDeps, *, reason: str = "operator restore", actor: str = ACTOR
+) -> RestoreOutcome:
+    """Undo our lifecycle for one guest: restore it if we deleted it, re-enable it if we disabled it. `actor`:
+    the audit log's actor (an operator signed in to the dashboard; the sweep's own name for the CLI)."""
     record = await deps.state.get(RECORD_KIND, user_id)
     memory = StageMemory.from_json(record.value) if record else None
     if memory is not None and memory.stage is Stage.RESTORED:
@@ -61,7 +64,7 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
         user_id,
         memory.reclaimed,
         deps.config.alerting,
-        actor=ACTOR,
+        actor=actor,
         correlation_id=memory.run_id,
     )
     undone = "re-enabled" if memory.we_disabled else "left-disabled"
@@ -74,7 +77,7 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
         ) + "licences not all given back (no seat: {}{}), admins alerted".format(
             ", ".join(returned.short) or "-", "; " + "; ".join(returned.failed) if returned.failed else ""
         )
-    await Auditor(deps.state, ACTOR, lambda: now).record(
+    await Auditor(deps.state, actor, lambda: now).record(
         "stale-restore",
         user_id,
         reason=reason,
@@ -89,7 +92,7 @@ async def restore_guest(user_id: str, deps: StaleDeps, *, reason: str = "operato
     return RestoreOutcome(user_id, status, detail)
 
 
-async def restore_run(run_id: str, deps: StaleDeps) -> list[RestoreOutcome]:
+async def restore_run(run_id: str, deps: StaleDeps, *, actor: str = ACTOR) -> list[RestoreOutcome]:
     """Undo every disable and delete one run did (within the 30-day window)."""
     since = deps.clock() - RESTORE_WINDOW - timedelta(days=1)
     subjects: list[str] = []
@@ -101,4 +104,5 @@ async def restore_run(run_id: str, deps: StaleDeps) -> list[RestoreOutcome]:
             and entry.subject not in subjects
         ):
             subjects.append(entry.subject)
-    return [await restore_guest(user_id, deps, reason=f"operator restore of run {run_id}") for user_id in subjects]
+    reason = f"operator restore of run {run_id}"
+    return [await restore_guest(user_id, deps, reason=reason, actor=actor) for user_id in subjects]
