@@ -64,6 +64,9 @@ class Feature(enum.StrEnum):
     sender mailbox, because sponsors must be told before anything is taken away."""
     INVENTORY = "inventory"
     """The operator's guest inventory (`guestwarden guests`): reads licences and sign-in activity; no settings."""
+    POSTURE = "posture"
+    """The guest posture checks (`guestwarden posture`, the nightly posture timer): read-only tenant settings,
+    Conditional Access, role holders, licences; a check whose read is refused shows `unknown`."""
 
 
 class SettingsError(ValueError):
