@@ -6,6 +6,14 @@ response. No business rule lives here. function_app.py registers BLUEPRINTS.
 
 import azure.functions as func
 
-from functions import attest, licensing, notifications, risk, stale, subscriptions
+from functions import attest, licensing, notifications, posture, risk, stale, subscriptions
 
-BLUEPRINTS: list[func.Blueprint] = [notifications.bp, subscriptions.bp, licensing.bp, risk.bp, stale.bp, attest.bp]
+BLUEPRINTS: list[func.Blueprint] = [
+    notifications.bp,
+    subscriptions.bp,
+    licensing.bp,
+    risk.bp,
+    stale.bp,
+    attest.bp,
+    posture.bp,
+]

@@ -33,6 +33,7 @@ from shared.settings.sections import (
     LicensingSettings,
     MailSettings,
     ObservabilitySettings,
+    PostureSettings,
     ReportSettings,
     RiskSettings,
     ServiceBusSettings,
@@ -131,6 +132,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     stale: StaleSettings = StaleSettings()
     reports: ReportSettings = ReportSettings()
+    posture: PostureSettings = PostureSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
 
     @classmethod
