@@ -496,7 +496,11 @@ def check_guest_mfa(
     """Seed 004, step 6: an enabled policy that targets guests and requires MFA for all cloud apps."""
     if isinstance(policies, Unavailable):
         return _unknown(GUEST_MFA, GUEST_MFA_TITLE, policies.reason, CONDITIONAL_ACCESS)
-    for_guests = [p for p in policies if p.active and p.reaches_guests(guest_group_id) and "block" not in p.controls]
+    for_guests = [
+        p
+        for p in policies
+        if p.active and p.reaches_guests(guest_group_id) and "block" not in p.controls and not p.risk_based
+    ]
     mfa = [p for p in for_guests if p.requires_mfa]
     unseen = [p for p in for_guests if p.grant_unseen]
     evidence = tuple(p.describe() for p in mfa + unseen) or (f"{len(policies)} policies, none requires MFA of guests",)
@@ -594,8 +598,18 @@ def check_risk_policies(
         check = _unknown(RISK, RISK_TITLE, policies.reason, CONDITIONAL_ACCESS)
         return replace(check, evidence=context)
     risky = [p for p in policies if p.active and p.risk_based]
-    hitting = [p for p in risky if p.reaches_guests(guest_group_id)]
-    evidence = tuple(p.describe() + (" (includes guests)" if p in hitting else " (guests excluded)") for p in risky)
+    reaching = [p for p in risky if p.reaches_guests(guest_group_id)]
+    # a policy that excludes groups may exclude every guest through one of them: without POSTURE_GUEST_GROUP_ID
+    # we cannot tell, so it is neither counted as including guests nor as leaving them out
+    maybe = [p for p in reaching if guest_group_id is None and p.exclude_groups]
+    hitting = [p for p in reaching if p not in maybe]
+
+    def scope(policy: CaPolicy) -> str:
+        if policy in maybe:
+            return f" (excludes {len(policy.exclude_groups)} group(s): guests unless one holds them all)"
+        return " (includes guests)" if policy in hitting else " (guests excluded)"
+
+    evidence = tuple(p.describe() + scope(p) for p in risky)
     meaning = (
         "a risky guest is blocked here and cannot fix it here: only its home tenant can (self-service password "
         "reset at home, or the home admin dismisses the risk)"
@@ -618,6 +632,17 @@ def check_risk_policies(
             RISK_TITLE,
             Status.WARN,
             f"a report-only risk policy includes guests: once enabled, {meaning}",
+            evidence + context,
+            RISK_FIX,
+            CONDITIONAL_ACCESS,
+        )
+    if maybe:
+        return Check(
+            RISK,
+            RISK_TITLE,
+            Status.WARN,
+            f"{len(maybe)} risk policy(ies) exclude groups: set POSTURE_GUEST_GROUP_ID to the group holding every "
+            "guest to tell whether guests are left out",
             evidence + context,
             RISK_FIX,
             CONDITIONAL_ACCESS,
@@ -648,14 +673,16 @@ class HygieneCounts:
     never_signed_in: int = 0
     pending_too_long: int = 0
     licensed_inactive: int = 0
+    sign_ins_unknown: str | None = None
+    """Why signInActivity could not be read (no Entra ID P1, AuditLog.Read.All not granted): the two counts that
+    need it are then left out, the others still count."""
 
     def buckets(self) -> dict[str, int]:
-        return {
-            "without a sponsor": self.without_sponsor,
-            "joined but never signed in": self.never_signed_in,
-            "invitation pending too long": self.pending_too_long,
-            "holding a licence while inactive": self.licensed_inactive,
-        }
+        known = {"without a sponsor": self.without_sponsor, "invitation pending too long": self.pending_too_long}
+        if self.sign_ins_unknown is None:
+            known["joined but never signed in"] = self.never_signed_in
+            known["holding a licence while inactive"] = self.licensed_inactive
+        return known
 
 
 @dataclass(frozen=True, slots=True)
@@ -691,9 +718,15 @@ def check_hygiene(counts: HygieneCounts | Unavailable, rules: HygieneRules, fail
     `fail_ratio` of the guests fails."""
     if isinstance(counts, Unavailable):
         return _unknown(HYGIENE, HYGIENE_TITLE, counts.reason, USERS)
+    unread = (
+        (f"never signed in, licensed while inactive: unknown ({counts.sign_ins_unknown})",)
+        if counts.sign_ins_unknown
+        else ()
+    )
     evidence = (
         f"guests: {counts.guests}",
         *(f"{name}: {n}" for name, n in counts.buckets().items()),
+        *unread,
         f"thresholds: pending > {rules.pending_days} days (STALE_PENDING_DAYS), inactive > "
         f"{rules.inactive_days} days (STALE_INACTIVE_DAYS)",
     )

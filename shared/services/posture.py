@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -113,8 +113,18 @@ async def _blocked(deps: PostureDeps) -> BlockedGuests:
 
 
 async def _hygiene(deps: PostureDeps, rules: HygieneRules) -> HygieneCounts:
+    """The counts, with signInActivity; if that is refused (no P1, no AuditLog.Read.All), the counts that do not
+    need it, from a scan without it."""
+    refused = await _read("signInActivity", "AuditLog.Read.All", lambda: _count(deps, rules, with_activity=True))
+    if not isinstance(refused, Unavailable):
+        return refused
+    counts = await _count(deps, rules, with_activity=False)
+    return replace(counts, sign_ins_unknown=refused.reason.removeprefix("signInActivity: "))
+
+
+async def _count(deps: PostureDeps, rules: HygieneRules, *, with_activity: bool) -> HygieneCounts:
     counts = HygieneCounts()
-    async for page in deps.graph.iter_guest_pages(with_sign_in_activity=True):
+    async for page in deps.graph.iter_guest_pages(with_sign_in_activity=with_activity):
         sponsors = await deps.graph.sponsors_of([u.id for u in page]) if page else {}
         for user in page:
             counts = count_guest(counts, user, bool(sponsors.get(user.id)), rules)
@@ -149,7 +159,7 @@ async def run_posture(deps: PostureDeps) -> PostureReport:
     rules = HygieneRules(deps.clock(), config.pending_days, config.inactive_days)
     hygiene: HygieneCounts | Unavailable = Unavailable("off (POSTURE_HYGIENE=false)")
     if config.hygiene:
-        hygiene = await _read("guests with signInActivity", "AuditLog.Read.All", lambda: _hygiene(deps, rules))
+        hygiene = await _read("guests", "User.Read.All", lambda: _hygiene(deps, rules))
     checks = [
         check_invites(authorization, holders),
         check_guest_access(authorization),

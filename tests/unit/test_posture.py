@@ -347,6 +347,8 @@ class FakePostureGraph:
         self.sign_ins: list[SignIn] | GraphError = []
         self.guests: list[DirectoryUser] | GraphError = [guest("g1")]
         self.sponsored: set[str] = {"g1"}
+        self.activity_error: GraphError | None = None
+        self.scans: list[bool] = []
         self.filters: list[str] = []
 
     @staticmethod
@@ -377,7 +379,9 @@ class FakePostureGraph:
         yield [s for s in entries if s.error_code == code and since <= s.created <= until]  # type: ignore[attr-defined]
 
     async def iter_guest_pages(self, *, with_sign_in_activity: bool = True) -> AsyncIterator[list[DirectoryUser]]:
-        assert with_sign_in_activity
+        self.scans.append(with_sign_in_activity)
+        if with_sign_in_activity and self.activity_error is not None:
+            raise self.activity_error
         yield self._give(self.guests)  # type: ignore[misc]
 
     async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]:
@@ -414,16 +418,37 @@ async def test_refused_reads_become_unknown_with_the_missing_permission_named() 
     by_key = {c.key: c for c in report.checks}
     assert "Policy.Read.All not granted" in by_key["invites"].summary
     assert "Organization.Read.All not granted" in by_key["premium"].summary
-    assert "AuditLog.Read.All not granted" in by_key["hygiene"].summary
+    assert "User.Read.All not granted" in by_key["hygiene"].summary
     assert any("AuditLog.Read.All and Directory.Read.All not granted" in e for e in by_key["risk-policies"].evidence)
 
 
-async def test_a_tenant_without_p1_says_so_where_signin_data_was_needed() -> None:
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "not premium"), "no Entra ID P1/P2"),
+        (GraphError(403, "Authorization_RequestDenied", "Insufficient privileges"), "AuditLog.Read.All not granted"),
+    ],
+)
+async def test_without_sign_in_data_hygiene_still_counts_what_needs_none(error: GraphError, reason: str) -> None:
     graph = FakePostureGraph()
-    graph.guests = GraphError(403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "Neither tenant is B2C")
+    graph.activity_error = error
+    graph.guests = [
+        guest("g1"),
+        guest("lonely"),
+        guest(
+            "old-invite", external_user_state="PendingAcceptance", external_user_state_changed=NOW - timedelta(days=60)
+        ),
+    ]
     report = await run_posture(deps_for(graph))
     hygiene = next(c for c in report.checks if c.key == "hygiene")
-    assert hygiene.status == Status.UNKNOWN and "no Entra ID P1/P2" in hygiene.summary
+    assert graph.scans == [True, False]  # asked with signInActivity, refused, read again without it
+    assert hygiene.status == Status.FAIL  # 2 of 3 guests without a sponsor
+    assert "without a sponsor: 2" in hygiene.evidence and "invitation pending too long: 1" in hygiene.evidence
+    assert not any(line.startswith("joined but never signed in") for line in hygiene.evidence)
+    assert any(
+        line.startswith("never signed in, licensed while inactive: unknown") and reason in line
+        for line in hygiene.evidence
+    )
 
 
 async def test_blocked_guests_are_counted_from_both_home_risk_codes_in_the_window() -> None:
@@ -473,3 +498,24 @@ def test_report_json_roundtrip_and_worst_status() -> None:
     assert report.counts() == {"pass": 1, "warn": 1, "fail": 0, "unknown": 1}
     assert PostureReport.from_json(report.as_json()) == report
     assert replace(report, checks=()).status == Status.PASS
+
+
+def test_a_risk_policy_excluding_groups_warns_until_the_guest_group_is_named() -> None:
+    policy = risk_policy(exclude_groups=frozenset({GUESTS_GROUP}))
+    check = check_risk_policies([policy], FLOW_OFF, NONE_BLOCKED)
+    assert check.status == Status.WARN
+    assert "POSTURE_GUEST_GROUP_ID" in check.summary
+    assert "guests unless one holds them all" in check.evidence[0]
+    assert check_risk_policies([policy], FLOW_OFF, NONE_BLOCKED, GUESTS_GROUP).status == Status.PASS
+    other_group = "99999999-8888-7777-6666-555555555555"
+    assert check_risk_policies([policy], FLOW_OFF, NONE_BLOCKED, other_group).status == Status.FAIL
+
+
+def test_a_risk_conditioned_mfa_policy_is_not_the_guest_mfa_baseline() -> None:
+    password_change = guest_mfa(
+        include_guest_types=frozenset(),
+        include_users=frozenset({"All"}),
+        controls=frozenset({"mfa", "passwordchange"}),
+        user_risk_levels=("high",),
+    )
+    assert check_guest_mfa([password_change], premium_of([sku()])).status == Status.FAIL
