@@ -407,6 +407,7 @@ def posture_facts(sim: GraphSimulator) -> dict[str, Any]:
         if s["status"]["errorCode"] == 53011 and parse_dt(s["createdDateTime"]) >= month_ago
     ]
     plans = {plan["servicePlanName"] for sku in skus for plan in sku["servicePlans"]}
+    guest_users = [u for u in sim.store.users.values() if u["userType"] == "Guest"]
     return {
         "allowInvitesFrom": policy["allowInvitesFrom"],
         "guestUserRoleId": policy["guestUserRoleId"],
@@ -418,6 +419,8 @@ def posture_facts(sim: GraphSimulator) -> dict[str, Any]:
         "p1": sim.entra_id_p1 and bool(plans & {"AAD_PREMIUM", "AAD_PREMIUM_P2"}),
         "risk_53011_last_30_days": len(risk),
         "guests": int(guests.text),
+        "never_signed_in": sum(1 for u in guest_users if u.get("signInActivity") is None),
+        "without_sponsors": sum(1 for u in guest_users if not u.get("sponsors")),
     }
 
 
@@ -438,6 +441,8 @@ def test_the_good_tenants_posture(graph_sim: GraphSimulator):
         "p1": True,
         "risk_53011_last_30_days": 2,
         "guests": 300,
+        "never_signed_in": 65,
+        "without_sponsors": 298,
     }
     all_guests = graph_sim.store.groups[graph_sim.named("group-all-guests")]["members"]
     assert set(all_guests) == {u["id"] for u in graph_sim.store.users.values() if u["userType"] == "Guest"}
@@ -460,6 +465,8 @@ def test_the_weak_tenants_posture(weak_sim: GraphSimulator):
         "p1": False,
         "risk_53011_last_30_days": 5,
         "guests": 40,
+        "never_signed_in": 11,
+        "without_sponsors": 38,
     }
     policies = {p["displayName"]: p for p in weak_sim.store.ca_policies}
     office = policies["MFA for guests (Office only)"]["conditions"]["applications"]["includeApplications"]
