@@ -263,6 +263,16 @@ def test_ca_quota_is_one_request_a_second_per_tenant_without_retry_after(
     assert all(first.get(CA).status_code == 200 for _ in range(3))
 
 
+def test_the_authorization_policy_is_in_the_identity_bucket(graph_sim: GraphSimulator, graph_http_as: HttpAs):
+    """includes/throttling-identity-and-access.md lists "Policy base": a GET costs 1 resource unit."""
+    graph_sim.throttling.configure(identity_ru_per_10s=2)
+    client = graph_http_as("Policy.Read.All")
+    assert [client.get(AUTHZ).status_code for _ in range(3)] == [200, 200, 429]
+    assert graph_sim.throttling.throttled == {"identity": 1}
+    roles = graph_http_as("RoleManagement.Read.Directory")
+    assert roles.get(ROLES).status_code == 200  # role assignments are not in it
+
+
 # directory role assignments -----------------------------------------------------------------------------------------
 def test_role_assignments_without_expand(graph_sim: GraphSimulator, graph_http: httpx.Client):
     body = graph_http.get(ROLES).json()
