@@ -61,9 +61,13 @@ IDENTITY_PREFIXES: Final = (
     "/servicePrincipals",
     "/subscribedSkus",
     "/tenantRelationships",
+    "/policies",
 )
-"""Routes served by the identity and access service. Not in it: /auditLogs (reports), sendMail (Outlook),
-/subscriptions (change notifications) and $batch itself (each inner request counts on its own)."""
+"""Routes served by the identity and access service (its resource list: includes/throttling-identity-and-access.md;
+/policies/authorizationPolicy is a policyBase, "Policy base" in that list). Not in it: /auditLogs (reports),
+sendMail (Outlook), /subscriptions (change notifications), /identity/conditionalAccess (CONDITIONAL_ACCESS below),
+/roleManagement (unifiedRoleAssignment is in no list of throttling-limits.md: not throttled here) and $batch itself
+(each inner request counts on its own)."""
 
 # Identity Protection and Conditional Access (throttling-limits.md, "Identity protection and conditional access
 # service limits"): 1 request per second per tenant for all apps, on the resources of

@@ -263,6 +263,16 @@ def test_ca_quota_is_one_request_a_second_per_tenant_without_retry_after(
     assert all(first.get(CA).status_code == 200 for _ in range(3))
 
 
+def test_the_authorization_policy_is_in_the_identity_bucket(graph_sim: GraphSimulator, graph_http_as: HttpAs):
+    """includes/throttling-identity-and-access.md lists "Policy base": a GET costs 1 resource unit."""
+    graph_sim.throttling.configure(identity_ru_per_10s=2)
+    client = graph_http_as("Policy.Read.All")
+    assert [client.get(AUTHZ).status_code for _ in range(3)] == [200, 200, 429]
+    assert graph_sim.throttling.throttled == {"identity": 1}
+    roles = graph_http_as("RoleManagement.Read.Directory")
+    assert roles.get(ROLES).status_code == 200  # role assignments are not in it
+
+
 # directory role assignments -----------------------------------------------------------------------------------------
 def test_role_assignments_without_expand(graph_sim: GraphSimulator, graph_http: httpx.Client):
     body = graph_http.get(ROLES).json()
@@ -407,6 +417,7 @@ def posture_facts(sim: GraphSimulator) -> dict[str, Any]:
         if s["status"]["errorCode"] == 53011 and parse_dt(s["createdDateTime"]) >= month_ago
     ]
     plans = {plan["servicePlanName"] for sku in skus for plan in sku["servicePlans"]}
+    guest_users = [u for u in sim.store.users.values() if u["userType"] == "Guest"]
     return {
         "allowInvitesFrom": policy["allowInvitesFrom"],
         "guestUserRoleId": policy["guestUserRoleId"],
@@ -418,6 +429,8 @@ def posture_facts(sim: GraphSimulator) -> dict[str, Any]:
         "p1": sim.entra_id_p1 and bool(plans & {"AAD_PREMIUM", "AAD_PREMIUM_P2"}),
         "risk_53011_last_30_days": len(risk),
         "guests": int(guests.text),
+        "never_signed_in": sum(1 for u in guest_users if u.get("signInActivity") is None),
+        "without_sponsors": sum(1 for u in guest_users if not u.get("sponsors")),
     }
 
 
@@ -438,6 +451,8 @@ def test_the_good_tenants_posture(graph_sim: GraphSimulator):
         "p1": True,
         "risk_53011_last_30_days": 2,
         "guests": 300,
+        "never_signed_in": 65,
+        "without_sponsors": 298,
     }
     all_guests = graph_sim.store.groups[graph_sim.named("group-all-guests")]["members"]
     assert set(all_guests) == {u["id"] for u in graph_sim.store.users.values() if u["userType"] == "Guest"}
@@ -460,6 +475,8 @@ def test_the_weak_tenants_posture(weak_sim: GraphSimulator):
         "p1": False,
         "risk_53011_last_30_days": 5,
         "guests": 40,
+        "never_signed_in": 11,
+        "without_sponsors": 38,
     }
     policies = {p["displayName"]: p for p in weak_sim.store.ca_policies}
     office = policies["MFA for guests (Office only)"]["conditions"]["applications"]["includeApplications"]
