@@ -5,7 +5,7 @@ settings and every adapter a command uses.
 
 Exit codes: 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local simulator did not start;
 5 `stale apply` did not apply (capped, aborted or incomplete: the plan and report say why); 6 `subscriptions
-status` found no healthy subscription; 7 `doctor` found a failing check.
+status` found no healthy subscription; 7 `doctor` found a failing check; 8 `posture` found a failing check.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ EXIT_SIMULATOR = 4
 EXIT_NOT_APPLIED = 5
 EXIT_UNHEALTHY = 6
 EXIT_DOCTOR = 7
+EXIT_POSTURE = 8
 
 err = Console(stderr=True)
 

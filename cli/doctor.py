@@ -1,7 +1,8 @@
 """`guestwarden doctor`: can this deployment run the flows it enables? Settings, Graph token and reachability,
 the Graph permissions actually granted (from the token's `roles` claim, or the identity's app role assignments
-with --identity), Entra ID P1 for signInActivity, the /users subscription, the Service Bus queues and the state
-store: each ok / warn / fail with what to fix. Exit 7 when a check fails (warnings do not).
+with --identity), Entra ID P1 for signInActivity, the /users subscription, the Service Bus queues, the state
+store, and the posture checks that concern guestwarden's own working (Entra ID P1/P2 assigned, risk policies that
+block guests): each ok / warn / fail with what to fix. Exit 7 when a check fails (warnings do not).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated
 
 import httpx
@@ -25,16 +27,21 @@ from shared.adapters.graph import GraphError
 from shared.adapters.queue_admin import OperatorQueues
 from shared.bootstrap import (
     build_graph_admin,
+    build_graph_gateway,
     build_operator_queues,
     build_state_store,
     graph_credential,
     operator_credential,
+    posture_deps,
     settings_from_env,
 )
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE
+from shared.domain.posture import DOCTOR_CHECKS
+from shared.domain.posture import Check as PostureCheck
 from shared.ports.publisher import QueueError
 from shared.ports.state import StateError
 from shared.services.doctor import Check, DoctorPorts, Failure, all_ok, judge_settings, run_doctor
+from shared.services.posture import run_posture
 from shared.settings import Feature, Settings, SettingsError
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "red"}
@@ -87,6 +94,14 @@ async def diagnose(settings: Settings, features: Sequence[Feature], identity: st
                 async with build_graph_admin(settings, operator_credential(settings)) as operator:
                     return await operator.granted_graph_roles(identity)
 
+            async def posture() -> list[PostureCheck]:
+                # the checks about guestwarden's own working; no hygiene scan (the one costly read)
+                async with build_graph_gateway(settings) as graph, build_state_store(settings) as store:
+                    deps = posture_deps(settings, graph, store)
+                    deps.config = replace(deps.config, hygiene=False)
+                    report = await run_posture(deps)
+                return [check for check in report.checks if check.key in DOCTOR_CHECKS]
+
             ports = DoctorPorts(
                 token=token,
                 reach_graph=admin.probe_users,
@@ -96,6 +111,7 @@ async def diagnose(settings: Settings, features: Sequence[Feature], identity: st
                 state=state,
                 describe=describe,
                 assignments=assignments if identity else None,
+                posture=posture if Feature.POSTURE in features else None,
             )
             return await run_doctor(ports, settings, features, queues)
     finally:

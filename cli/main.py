@@ -7,7 +7,7 @@ on a workstation DefaultAzureCredential uses your az login) or against the local
 
 Exit codes (cli/common.py): 0 done; 2 bad usage or settings; 3 Graph refused or failed; 4 the local
 simulator did not start; 5 `stale apply` did not apply; 6 `subscriptions status` unhealthy; 7 `doctor` found a
-failing check.
+failing check; 8 `posture` found a failing check.
 
 The command tree, in the order `guestwarden --help` lists it: the top-level commands, then the groups.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import attest, doctor, guests, ops, setup, stale, subscriptions
+from cli import attest, doctor, guests, ops, posture, setup, stale, subscriptions
 
 app = typer.Typer(
     help="guestwarden: Entra B2B guest automation, operator commands.",
@@ -35,6 +35,7 @@ app.command("blocked")(guests.blocked)
 app.command("restore")(stale.restore_command)
 app.command("audit")(ops.audit_command)
 app.command("doctor")(doctor.doctor)
+app.command("posture")(posture.posture)
 app.add_typer(stale.stale_app, name="stale")
 app.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 app.add_typer(ops.deadletters_app, name="deadletters")

@@ -6,7 +6,15 @@ response. No business rule lives here. function_app.py registers BLUEPRINTS.
 
 import azure.functions as func
 
-from functions import attest, dashboard, licensing, notifications, risk, stale, subscriptions
+from functions import attest, dashboard, licensing, notifications, posture, risk, stale, subscriptions
 
-BLUEPRINTS: list[func.Blueprint] = [notifications.bp, subscriptions.bp, licensing.bp, risk.bp, stale.bp, attest.bp]
-BLUEPRINTS.append(dashboard.bp)  # issue 19: the operator dashboard
+BLUEPRINTS: list[func.Blueprint] = [
+    notifications.bp,
+    subscriptions.bp,
+    licensing.bp,
+    risk.bp,
+    stale.bp,
+    attest.bp,
+    posture.bp,
+    dashboard.bp,
+]

@@ -83,12 +83,15 @@ def demo_settings(out: Path, inbox: TicketInbox) -> dict[str, str]:
         "default": {"type": "email", "to": ["servicedesk@contoso.com"]},
     }
     (out / "partners.json").write_text(json.dumps(partners, indent=2))
-    exclusions_group = json.loads(FIXTURE.read_text())["hints"]["exclusionGroupId"]
+    tenant = json.loads(FIXTURE.read_text())
+    exclusions_group = tenant["hints"]["exclusionGroupId"]
     return {
         "USAGE_LOCATION_BY_DOMAIN": "adventure-works.com=DE,fabrikam.com=US",
         "LICENSE_EXCLUDED_DOMAINS": "woodgrovebank.com",
         "STALE_EXCLUDE_DOMAINS": "woodgrovebank.com",
         "STALE_EXCLUDE_GROUP_IDS": exclusions_group,
+        # the group holding every guest, which the tenant's risk policy excludes (docs/posture.md)
+        "POSTURE_GUEST_GROUP_ID": tenant["named"]["group-all-guests"],
         "RISK_PARTNER_DIRECTORY": str(out / "partners.json"),
         # sponsors' personal keep/remove links in the warning mails (a demo key; in Azure a Key Vault reference)
         "STALE_ATTEST_SIGNING_KEY": "demo-attestation-signing-key-0123456789abcdef",
@@ -147,6 +150,7 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
 
     from local.graph_sim.clock import iso_z
     from shared.bootstrap import build_graph_gateway, build_state_store, settings_from_env, stale_deps
+    from shared.services.posture import latest_posture
     from shared.services.stale import iter_items, restore_run, sweep_stale_guests
 
     sim = world.sim
@@ -165,8 +169,21 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
             verbs = ("PATCH ", "DELETE ", "BATCH PATCH ", "BATCH DELETE ", "POST /users/{id}/sendMail")
             return sum(n for key, n in sim.requests.items() if key.startswith(verbs))
 
+        await world.host.fire_timer("posture_checks")  # nightly, before the sweep: read-only
+        posture = await latest_posture(state)
+        scenario.expect(
+            "the nightly posture checks read the tenant's guest settings and kept the result",
+            posture is not None and len(posture.checks) == 6,
+            ", ".join(f"{n} {s}" for s, n in posture.counts().items() if n) if posture else "nothing saved",
+        )
         writes_before, mails_before = writes(), len(sim.outbox)
         plan = await sweep_stale_guests(deps)  # STALE_DRY_RUN defaults to true: a plan, no action
+        html = next((Path(r) for r in plan.reports if r.endswith(".html")), None)
+        scenario.expect(
+            "the sweep's report shows the posture section",
+            html is not None and "<h2>Guest posture</h2>" in html.read_text(),
+            str(html),
+        )
         scenario.expect(
             f"dry run plans {plan.counts.get('warn', 0)} warnings and touches nobody",
             plan.dry_run

@@ -35,6 +35,7 @@ from shared.services.attestation import AttestDeps
 from shared.services.conversion import ConversionDeps
 from shared.services.delta import DeltaDeps
 from shared.services.licensing import LicensingDeps, WelcomeConfig
+from shared.services.posture import PostureDeps
 from shared.services.risk_detection import DetectionDeps
 from shared.services.risk_digest import DigestDeps
 from shared.services.risk_response import ResponseDeps
@@ -197,6 +198,13 @@ def attest_deps(
     return AttestDeps(graph, state, AttestTemplates(settings.stale.template_dir), config, clock)
 
 
+def posture_deps(
+    settings: Settings, graph: GraphGateway, state: StateStore | None, clock: Clock = utc_now
+) -> PostureDeps:
+    """The posture checks' wiring, shared by the nightly timer, the CLI and the doctor."""
+    return PostureDeps(graph, state, settings.posture.config(settings.stale), clock)
+
+
 APP_FEATURES = tuple(Feature)
 """The function app runs every flow, so every feature's settings are checked at start."""
 
@@ -321,6 +329,9 @@ class AppServices:
     # --- flow 4: stale guests ------------------------------------------------------------------------
     def stale(self) -> StaleDeps:
         return stale_deps(self.settings, self.graph, self.state, self.clock)
+
+    def posture(self) -> PostureDeps:
+        return posture_deps(self.settings, self.graph, self.state, self.clock)
 
     def attestation(self) -> AttestDeps | None:
         """A sponsor's answer through its link (None: links are off, no STALE_ATTEST_SIGNING_KEY)."""

@@ -20,6 +20,7 @@ FLOWS: dict[str, tuple[Feature, ...]] = {
     "risk": (Feature.RISK,),
     "stale": (Feature.STALE,),
     "inventory": (Feature.INVENTORY,),
+    "posture": (Feature.POSTURE,),
 }
 """The flows an operator can name (`--flows`), and the settings features each of them runs."""
 
@@ -112,6 +113,7 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         Feature.RISK,
         Feature.STALE,
         Feature.INVENTORY,
+        Feature.POSTURE,
     ),
     _row(
         "1. licence on acceptance",
@@ -321,6 +323,45 @@ PERMISSIONS: tuple[PermissionRow, ...] = (
         "`signInActivity` on users: last activity (also needs Entra ID P1/P2)",
         "the inventory fails with 403",
         Feature.INVENTORY,
+    ),
+    # posture: read-only; an admin who leaves these out gets `unknown` checks, never a crash
+    _row(
+        "posture (`guestwarden posture`, nightly)",
+        "Policy.Read.All",
+        "`GET /policies/authorizationPolicy` (who can invite, guest access level) and "
+        "`GET /identity/conditionalAccess/policies` (MFA and risk policies for guests)",
+        "the invite, guest-access, guest MFA and risk-policy checks show `unknown`",
+        Feature.POSTURE,
+    ),
+    _row(
+        "posture (`guestwarden posture`, nightly)",
+        "RoleManagement.Read.Directory",
+        "`GET /roleManagement/directory/roleAssignments?$filter=roleDefinitionId eq '<Guest Inviter>'"
+        "&$expand=principal`: who holds Guest Inviter",
+        "the invite check shows the setting but not the role holders",
+        Feature.POSTURE,
+    ),
+    _row(
+        "posture (`guestwarden posture`, nightly)",
+        "Organization.Read.All",
+        "`GET /subscribedSkus`: the Entra ID P1/P2 service plans and whether they are assigned",
+        "the Entra ID P1/P2 check shows `unknown`",
+        Feature.POSTURE,
+    ),
+    _row(
+        "posture (`guestwarden posture`, nightly)",
+        "AuditLog.Read.All",
+        "`signInActivity` on guests (hygiene counts) and `GET /auditLogs/signIns` (guests blocked by risk, last "
+        "30 days; with `Directory.Read.All`)",
+        "the hygiene counts and the blocked-guest count show `unknown`",
+        Feature.POSTURE,
+    ),
+    _row(
+        "posture (`guestwarden posture`, nightly)",
+        "Directory.Read.All",
+        "`GET /auditLogs/signIns` (with `AuditLog.Read.All`: both are required for app-only access)",
+        "the blocked-guest count shows `unknown`",
+        Feature.POSTURE,
     ),
 )
 

@@ -145,6 +145,10 @@ var baseSettings = [
     value: '0 */5 * * * *'
   }
   {
+    name: 'POSTURE_SCHEDULE'
+    value: '0 30 1 * * *'
+  }
+  {
     name: 'STALE_DRY_RUN'
     value: 'true'
   }

@@ -323,6 +323,31 @@ ROUTES: tuple[RoutePermission, ...] = (
         any_of("AppRoleAssignment.ReadWrite.All"),
         meta("AppRoleAssignment"),
     ),
+    # posture (issue 18): the tenant's guest settings, Conditional Access policies and directory role assignments --
+    RoutePermission(
+        "GET /policies/authorizationPolicy",
+        any_of("Policy.Read.All", "Policy.ReadWrite.Authorization"),
+        docs("api-reference/v1.0/api/authorizationpolicy-get.md"),
+    ),
+    RoutePermission(
+        "GET /identity/conditionalAccess/policies",
+        any_of("Policy.Read.All"),
+        docs("api-reference/v1.0/api/conditionalaccessroot-list-policies.md"),
+        "the v1.0 page lists Policy.Read.All only; the current page moved its table into "
+        "includes/permissions/conditionalaccessroot-list-policies-permissions.md, which could not be read: "
+        "Policy.Read.ConditionalAccess (named by the CA evaluation APIs) is not granted here (the strict reading)",
+    ),
+    RoutePermission(
+        "GET /roleManagement/directory/roleAssignments",
+        any_of(
+            "RoleManagement.Read.Directory",
+            "RoleManagement.Read.All",
+            "Directory.Read.All",
+            "RoleManagement.ReadWrite.Directory",
+            "Directory.ReadWrite.All",
+        ),
+        docs("api-reference/v1.0/api/rbacapplication-list-roleassignments.md (directory provider)"),
+    ),
     # $batch -----------------------------------------------------------------------------------------------------
     RoutePermission(
         "POST /$batch",

@@ -246,3 +246,81 @@ LICENSE_ASSIGNMENT_STATES = {
     "direct-has-no-group": "api-reference/v1.0/resources/licenseassignmentstate.md",
     "group-inherited-not-removable": "api-reference/v1.0/api/user-assignlicense.md",
 }
+
+
+# Posture reads (issue 18): the tenant's authorization policy, its Conditional Access policies and its directory role
+# assignments. Each route serves only the query options written below; an option the docs name that the simulator
+# does not model is answered 501 (never quietly ignored), anything else 400 `Request_UnsupportedQuery`.
+AUTHORIZATION_POLICY_GET = "api-reference/v1.0/api/authorizationpolicy-get.md"
+CA_POLICY_LIST = "api-reference/v1.0/api/conditionalaccessroot-list-policies.md"
+CA_GRANT_CONTROLS = "api-reference/v1.0/resources/conditionalaccessgrantcontrols.md"
+ROLE_ASSIGNMENT_LIST = "api-reference/v1.0/api/rbacapplication-list-roleassignments.md"
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    """What Graph serves on one route, by query option."""
+
+    route: str
+    served: frozenset[str]
+    """Modelled by the simulator as the docs describe them."""
+    unmodelled: frozenset[str]
+    """Named by the route's page but not modelled: 501 NotImplemented (guestwarden sends none)."""
+    source: str
+
+
+# authorizationpolicy-get.md names no optional query parameters; `$select` is OData's own (query-parameters.md) and
+# guestwarden may use it, so it is served; everything else is refused.
+AUTHORIZATION_POLICY_OPTIONS = QueryOptions(
+    "GET /policies/authorizationPolicy",
+    frozenset({"$select"}),
+    frozenset(),
+    f"{AUTHORIZATION_POLICY_GET} (no optional query parameters listed); concepts/query-parameters.md ($select)",
+)
+
+# conditionalaccessroot-list-policies.md: "$skip, $top, $count, $filter, $orderby, and $select". The list is paged with
+# @odata.nextLink like every collection (paging.md); the page size is the server's (`sim.store.ca_page_size`, large
+# by default; tests set 2 so that a reader must follow nextLink), `$top` can only make it smaller.
+CA_POLICY_OPTIONS = QueryOptions(
+    "GET /identity/conditionalAccess/policies",
+    frozenset({"$select", "$top", "$skiptoken"}),
+    frozenset({"$skip", "$count", "$filter", "$orderby"}),
+    f"{CA_POLICY_LIST} (Optional query parameters); {PAGING}",
+)
+DEFAULT_CA_PAGE_SIZE = 100
+
+# Whether the LIST returns grantControls.authenticationStrength inline. conditionalaccessgrantcontrols.md lists
+# authenticationStrength (an authenticationStrengthPolicy) among the grant controls; the v1.0 list page's example
+# predates it and shows none; the beta page's example shows it inline (with an `authenticationStrength@odata.context`
+# annotation, null when the policy has none). Whether v1.0 needs `$expand` for it is not written anywhere, so the
+# simulator plays both (`sim.store.ca_authentication_strength`) and a reader is tested under each: `inline` (the
+# default: the object, or null, in every grantControls) and `omitted` (the property is absent: a reader must not
+# take "absent" for "no strength required" without saying it could not tell).
+CA_AUTHENTICATION_STRENGTH: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "inline": f"{CA_GRANT_CONTROLS}; api-reference/beta/api/conditionalaccessroot-list-policies.md (Example 1 "
+        "response: authenticationStrength inline, null when none)",
+        "omitted": f"{CA_POLICY_LIST} (Example response: grantControls without authenticationStrength)",
+    }
+)
+DEFAULT_CA_AUTHENTICATION_STRENGTH = "inline"
+
+# rbacapplication-list-roleassignments.md: `$filter`, `$expand` and `$select`; the documented filters are
+# `roleDefinitionId eq '...'` (Example 1) and `principalId eq '...'` (Example 2), each alone; `$expand=principal`
+# (Example 1). Other filters, operators and combinations are refused (400): the page documents none of them.
+# `$expand` of the other relationships (roleDefinition, directoryScope, appScope: unifiedroleassignment.md) is 501.
+ROLE_ASSIGNMENT_OPTIONS = QueryOptions(
+    "GET /roleManagement/directory/roleAssignments",
+    frozenset({"$filter", "$expand", "$select"}),
+    frozenset(),
+    f"{ROLE_ASSIGNMENT_LIST} (Optional query parameters)",
+)
+ROLE_ASSIGNMENT_EXPANDS: MappingProxyType[str, Support | None] = MappingProxyType(
+    {"principal": DEFAULT, "roledefinition": None, "directoryscope": None, "appscope": None}
+)
+"""`$expand` values: principal is served; the others (None) are documented relationships not modelled (501)."""
+ROLE_ASSIGNMENT_FILTERS: tuple[PropertyRow, ...] = (
+    _row("unifiedRoleAssignment", "roleDefinitionId", f"{ROLE_ASSIGNMENT_LIST} (Example 1)", alone=True, eq=D),
+    _row("unifiedRoleAssignment", "principalId", f"{ROLE_ASSIGNMENT_LIST} (Example 2)", alone=True, eq=D),
+)
+ROLE_ASSIGNMENTS: Final = rows_by_property(ROLE_ASSIGNMENT_FILTERS)

@@ -61,6 +61,23 @@ IDENTITY_PREFIXES: Final = (
     "/servicePrincipals",
     "/subscribedSkus",
     "/tenantRelationships",
+    "/policies",
 )
-"""Routes served by the identity and access service. Not in it: /auditLogs (reports), sendMail (Outlook),
-/subscriptions (change notifications) and $batch itself (each inner request counts on its own)."""
+"""Routes served by the identity and access service (its resource list: includes/throttling-identity-and-access.md;
+/policies/authorizationPolicy is a policyBase, "Policy base" in that list). Not in it: /auditLogs (reports),
+sendMail (Outlook), /subscriptions (change notifications), /identity/conditionalAccess (CONDITIONAL_ACCESS below),
+/roleManagement (unifiedRoleAssignment is in no list of throttling-limits.md: not throttled here) and $batch itself
+(each inner request counts on its own)."""
+
+# Identity Protection and Conditional Access (throttling-limits.md, "Identity protection and conditional access
+# service limits"): 1 request per second per tenant for all apps, on the resources of
+# includes/throttling-identityprotection-ca.md (conditionalAccessPolicy among them); their 429s carry no Retry-After.
+CONDITIONAL_ACCESS = Quota(
+    "identity protection and conditional access",
+    1,
+    1.0,
+    f"{THROTTLING_LIMITS}; includes/throttling-identityprotection-ca.md",
+)
+CONDITIONAL_ACCESS_PREFIXES: Final = ("/identity/conditionalAccess",)
+NO_RETRY_AFTER: Final = frozenset({CONDITIONAL_ACCESS.name})
+"""Quotas whose 429 carries no Retry-After (the client must back off on its own)."""

@@ -55,6 +55,20 @@ GRAPH_APP_ROLES: dict[str, tuple[str, str]] = {
     "GroupMember.Read.All": ("98830695-27a2-44f7-8c18-0c3ebc9698f6", "Read all group memberships"),
     "Group.Read.All": ("5b567255-7703-4780-807c-7be8301ae99b", "Read all groups"),
     "Group.ReadWrite.All": ("62a82d76-70ea-41e2-9197-370581804d09", "Read and write all groups"),
+    "Policy.Read.All": ("246dd0d5-5bd0-4def-940b-0421030a5b68", "Read your organization's policies"),
+    "RoleManagement.Read.Directory": ("483bed4a-2ad3-4361-a73b-c83ccdbdc53c", "Read all directory RBAC settings"),
+    "RoleManagement.Read.All": (
+        "c7fbd983-d9aa-4fa7-84b8-17382c103bc4",
+        "Read role management data for all RBAC providers",
+    ),
+    "RoleManagement.ReadWrite.Directory": (
+        "9e3f62cf-ca93-4989-b6ce-bf83c28f9fe8",
+        "Read and write all directory RBAC settings",
+    ),
+    "Policy.ReadWrite.Authorization": (
+        "fb221be6-99f2-473f-bd32-01c6a0e9ca3b",
+        "Read and write your organization's authorization policy",
+    ),
     "Organization.Read.All": ("498476ce-e0fe-48b0-b801-37ba7e2685c6", "Read organization information"),
     "Organization.ReadWrite.All": ("292d869f-3427-49a8-9dab-8c70152b74e9", "Read and write organization information"),
     "Application.Read.All": ("9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30", "Read all applications"),

@@ -32,6 +32,7 @@ from local.graph_sim.contract_queries import (
     SIGN_IN_ACTIVITY_PAGING,
     TRANSITIVE_MEMBERS_PAGING,
 )
+from local.graph_sim.contract_throttling import NO_RETRY_AFTER
 from local.graph_sim.errors import GraphError, error_body
 from local.graph_sim.faults import FaultDecision, FaultInjector
 from local.graph_sim.identity import (
@@ -508,6 +509,8 @@ class GraphSimulator:
     def _throttled(self, req: SimRequest, refusal: Throttled) -> SimResponse:
         """Graph's 429 (concepts/throttling.md, "Sample response"), with the Retry-After that lets it in."""
         headers = {"Retry-After": f"{refusal.retry_after_s:g}", "x-ms-throttle-information": refusal.quota}
+        if refusal.quota in NO_RETRY_AFTER:  # contract_throttling.py: these quotas' 429s name no wait
+            del headers["Retry-After"]
         return self._error(req, 429, "TooManyRequests", "Please retry again later.", headers)
 
     def _fault(self, req: SimRequest, decision: FaultDecision) -> SimResponse:

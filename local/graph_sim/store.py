@@ -13,6 +13,8 @@ from typing import Any
 
 from local.graph_sim.clock import SimClock, iso_z, parse_dt, rebase_tenant
 from local.graph_sim.contract_queries import (
+    DEFAULT_CA_AUTHENTICATION_STRENGTH,
+    DEFAULT_CA_PAGE_SIZE,
     DEFAULT_INVITATION_RESEND_DATE,
     DEFAULT_PAGE_TOKEN_LIFETIME,
     DEFAULT_SIGN_IN_ACTIVITY_PAGING,
@@ -49,6 +51,13 @@ class TenantStore:
         # Service principals and Graph app role grants (local/graph_sim/identity.py, resources/service_principals.py)
         self.service_principals: dict[str, Json] = {sp["id"]: sp for sp in doc.get("servicePrincipals", [])}
         self.app_role_assignments: list[Json] = doc.get("appRoleAssignments", [])
+        # Posture (resources/policies.py): the authorization policy (None: Microsoft's defaults), the Conditional
+        # Access policies in the order listed, and the directory role assignments
+        self.authorization_policy: Json | None = doc.get("authorizationPolicy")
+        self.ca_policies: list[Json] = doc.get("conditionalAccessPolicies", [])
+        self.role_assignments: list[Json] = doc.get("roleAssignments", [])
+        self.ca_page_size = DEFAULT_CA_PAGE_SIZE  # contract_queries.CA_POLICY_OPTIONS: the server's page size
+        self.ca_authentication_strength = DEFAULT_CA_AUTHENTICATION_STRENGTH  # CA_AUTHENTICATION_STRENGTH variants
         # Entra ID P1 (signInActivity needs it); a fixture says "entraIdP1": false for a tenant without it
         self.entra_id_p1 = bool(self.tenant.get("entraIdP1", True))
         self._signin_keys = [signin_sort_key(entry) for entry in self.signins]

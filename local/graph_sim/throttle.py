@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from local.graph_sim.contract_throttling import (
+    CONDITIONAL_ACCESS,
+    CONDITIONAL_ACCESS_PREFIXES,
     IDENTITY_GET_COSTS,
     IDENTITY_PREFIXES,
     IDENTITY_RU_PER_10S,
@@ -91,6 +93,7 @@ class Throttling:
         self.reports_per_10s: float | None = REPORTS.limit
         self.sign_in_activity_per_minute: float | None = SIGN_IN_ACTIVITY.limit
         self.outlook_concurrency: int | None = OUTLOOK_CONCURRENT_PER_MAILBOX
+        self.conditional_access_per_s: float | None = CONDITIONAL_ACCESS.limit
         self.time_scale = 1.0
         self.throttled: Counter[str] = Counter()
         """429s answered, per quota name."""
@@ -120,6 +123,8 @@ class Throttling:
             charges.append((REPORTS.name, 1, REPORTS.window_s, self.reports_per_10s))
         if "signinactivity" in _select_text(template, query).lower():
             charges.append((SIGN_IN_ACTIVITY.name, 1, SIGN_IN_ACTIVITY.window_s, self.sign_in_activity_per_minute))
+        if template.startswith(CONDITIONAL_ACCESS_PREFIXES):  # per tenant for all apps: one window
+            charges.append((CONDITIONAL_ACCESS.name, 1, CONDITIONAL_ACCESS.window_s, self.conditional_access_per_s))
         mailbox = None
         if template == SEND_MAIL:
             mailbox = params.get("id", "").lower()

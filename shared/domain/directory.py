@@ -104,6 +104,15 @@ class DirectoryUser:
 
 
 @dataclass(frozen=True, slots=True)
+class ServicePlan:
+    """One of a SKU's servicePlans (servicePlanInfo: id, name, provisioningStatus such as Success)."""
+
+    plan_id: str
+    name: str
+    provisioning_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribedSku:
     sku_id: str
     sku_part_number: str
@@ -111,6 +120,7 @@ class SubscribedSku:
     consumed_units: int
     capability_status: str
     applies_to: str | None = None
+    service_plans: tuple[ServicePlan, ...] = ()
 
     @property
     def free_units(self) -> int:

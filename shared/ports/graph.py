@@ -25,6 +25,7 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
+from shared.domain.posture import AuthorizationSettings, CaPolicy, RoleHolder
 from shared.domain.reinvite import InvitationRequest, SentInvitation
 from shared.ports.mailer import Mailer
 
@@ -366,3 +367,23 @@ class ConversionGraph(Mailer, Protocol):
     async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
 
     async def batch(self, requests: Sequence[BatchRequest]) -> list[BatchResult]: ...
+
+
+class PostureGraph(Protocol):
+    """The posture checks' reads (shared.services.posture): read-only, each refused read becomes `unknown`."""
+
+    async def get_authorization_policy(self) -> AuthorizationSettings: ...
+
+    async def list_conditional_access_policies(self) -> list[CaPolicy]: ...
+
+    async def list_role_holders(self, role_definition_id: str) -> list[RoleHolder]: ...
+
+    async def list_subscribed_skus(self) -> list[SubscribedSku]: ...
+
+    def iter_sign_in_pages(
+        self, since: datetime, until: datetime, *, extra_filter: str | None = None
+    ) -> AsyncIterator[list[SignIn]]: ...
+
+    def iter_guest_pages(self, *, with_sign_in_activity: bool = ...) -> AsyncIterator[list[DirectoryUser]]: ...
+
+    async def sponsors_of(self, user_ids: Sequence[str]) -> dict[str, list[DirectoryContact]]: ...

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from shared.domain.posture import Check as PostureCheck
 from shared.permissions import affected_by, required_permissions
 from shared.settings import Feature, Settings, SettingsError
 
@@ -106,10 +107,16 @@ def granted_from_claims(claims: dict[str, Any] | None) -> set[str] | None:
     return None
 
 
+OPTIONAL_FEATURES = frozenset({Feature.POSTURE})
+"""Features that degrade to `unknown` without their permissions (the posture checks): a missing role they alone
+need warns, never fails."""
+
+
 def judge_permissions(
     granted: set[str] | None, source: str, features: Sequence[Feature], settings: Settings | None
 ) -> Check:
     required = required_permissions(features, settings)
+    essential = required_permissions([f for f in features if f not in OPTIONAL_FEATURES], settings)
     if granted is None:
         return Check(
             "graph permissions",
@@ -123,7 +130,7 @@ def judge_permissions(
     costs = [f"{perm} ({'; '.join(affected_by(perm, features, settings))})" for perm in missing]
     return Check(
         "graph permissions",
-        "fail",
+        "fail" if essential & set(missing) else "warn",
         f"missing {', '.join(missing)} ({source}): " + " | ".join(costs),
         f"{GRANT_COMMAND} (grants exactly the missing roles; a new token carries them within the hour)",
     )
@@ -151,6 +158,17 @@ def judge_premium(failure: Failure | None, features: Sequence[Feature]) -> Check
             f"grant AuditLog.Read.All: {GRANT_COMMAND}",
         )
     return Check("entra id p1", "warn", f"could not tell: {failure.message}", "check again when Graph answers")
+
+
+POSTURE_STATUS: dict[str, Status] = {"pass": "ok", "warn": "warn", "fail": "warn", "unknown": "warn"}
+"""A posture finding is the tenant's configuration, not a fault of this deployment: it warns at most (the
+doctor's own Entra ID P1 check fails when a flow cannot run without it)."""
+
+
+def judge_posture(check: PostureCheck) -> Check:
+    detail = "; ".join([f"{check.status.value}: {check.summary}", *check.evidence])
+    fix = f"{check.fix} ({check.portal})" if check.fix and check.portal else check.fix
+    return Check(f"posture: {check.title.lower()}", POSTURE_STATUS[check.status.value], detail, fix)
 
 
 def judge_subscription(healthy: bool | None, advice: str, failure: Failure | None) -> Check:
@@ -203,6 +221,8 @@ class DoctorPorts:
     """A Failure for the errors the doctor expects (Graph, queue, state, transport), None to re-raise."""
     assignments: Callable[[], Awaitable[set[str]]] | None = None
     """The identity's granted Graph roles from its app role assignments (when --identity is given)."""
+    posture: Callable[[], Awaitable[Sequence[PostureCheck]]] | None = None
+    """The posture checks that concern guestwarden's own working (Entra ID P1/P2, risk policies and guests)."""
 
 
 async def _observe(probe: Callable[[], Awaitable[Any]], describe: Callable[[BaseException], Failure | None]) -> Any:
@@ -250,4 +270,6 @@ async def run_doctor(
         checks.append(judge_queue(queue, outcome if isinstance(outcome, Failure) else None))
     state = await _observe(ports.state, ports.describe)
     checks.append(judge_state(state if isinstance(state, Failure) else None))
+    if ports.posture is not None:
+        checks += [judge_posture(check) for check in await ports.posture()]
     return checks

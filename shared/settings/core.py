@@ -34,6 +34,7 @@ from shared.settings.sections import (
     LicensingSettings,
     MailSettings,
     ObservabilitySettings,
+    PostureSettings,
     ReportSettings,
     RiskSettings,
     ServiceBusSettings,
@@ -65,6 +66,9 @@ class Feature(enum.StrEnum):
     sender mailbox, because sponsors must be told before anything is taken away."""
     INVENTORY = "inventory"
     """The operator's guest inventory (`guestwarden guests`): reads licences and sign-in activity; no settings."""
+    POSTURE = "posture"
+    """The guest posture checks (`guestwarden posture`, the nightly posture timer): read-only tenant settings,
+    Conditional Access, role holders, licences; a check whose read is refused shows `unknown`."""
 
 
 class SettingsError(ValueError):
@@ -129,6 +133,7 @@ class Settings(BaseSettings):
     risk: RiskSettings = RiskSettings()
     stale: StaleSettings = StaleSettings()
     reports: ReportSettings = ReportSettings()
+    posture: PostureSettings = PostureSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     dashboard: DashboardSettings = DashboardSettings()
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from shared.domain.stale import StalePolicy
     from shared.services.attestation import AttestConfig
     from shared.services.licensing import Alerting, WelcomeConfig
+    from shared.services.posture import PostureConfig
     from shared.services.stale import StaleConfig
     from shared.services.subscriptions import SubscriptionConfig
 
@@ -727,6 +728,55 @@ class StaleSettings(Section):
             alerting=Alerting(mail_sender, alert_recipients),
             exclude_group_max_members=self.exclude_group_max_members,
             reinvite=ReinviteConfig(redirect_url=self.reinvite_redirect_url, message=self.reinvite_message),
+        )
+
+
+class PostureSettings(Section):
+    """The guest posture checks (docs/posture.md): `guestwarden posture` and the nightly posture timer."""
+
+    schedule: NCrontab = Field(
+        "0 30 1 * * *",
+        alias="POSTURE_SCHEDULE",
+        description="NCRONTAB of the nightly posture checks (before the stale sweep, whose HTML report shows the "
+        "latest result as its posture section).",
+    )
+    guest_group_id: Guid | None = Field(
+        None,
+        alias="POSTURE_GUEST_GROUP_ID",
+        description="Object id of the group that holds every guest (seed 000's advice: exclude it from risk-based "
+        "Conditional Access policies). A risk policy that excludes it counts as leaving guests out.",
+    )
+    hygiene: bool = Field(
+        True,
+        alias="POSTURE_HYGIENE",
+        description="`true`: count guests without a sponsor, never signed in, pending too long and licensed while "
+        "inactive (reads every guest with signInActivity and its sponsors: the checks' one costly read).",
+    )
+    blocked_days: Annotated[int, Field(ge=1, le=30)] = Field(
+        30,
+        alias="POSTURE_BLOCKED_DAYS",
+        description="How many days of sign-in logs the risk check counts guests blocked by home-tenant risk in "
+        "(Entra keeps sign-in logs 30 days). 1-30.",
+    )
+    hygiene_fail_percent: Annotated[int, Field(ge=1, le=100)] = Field(
+        25,
+        alias="POSTURE_HYGIENE_FAIL_PERCENT",
+        description="The hygiene check fails when one of its counts holds more than this share of the guests "
+        "(any guest in one warns). 1-100.",
+    )
+
+    def config(self, stale: StaleSettings) -> PostureConfig:
+        """The checks' configuration; the hygiene thresholds are the sweep's (STALE_PENDING_DAYS and
+        STALE_INACTIVE_DAYS)."""
+        from shared.services.posture import PostureConfig
+
+        return PostureConfig(
+            pending_days=stale.pending_days,
+            inactive_days=stale.inactive_days,
+            guest_group_id=self.guest_group_id,
+            hygiene=self.hygiene,
+            blocked_days=self.blocked_days,
+            fail_ratio=self.hygiene_fail_percent / 100,
         )
 
 

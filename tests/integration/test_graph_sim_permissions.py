@@ -119,6 +119,11 @@ def samples(sim: GraphSimulator) -> dict[str, Sample]:
         "DELETE /servicePrincipals/{id}/appRoleAssignedTo/{assignmentId}": Sample(
             f"/servicePrincipals/{GRAPH_SP_ID}/appRoleAssignedTo/{assignment}"
         ),
+        "GET /policies/authorizationPolicy": Sample("/policies/authorizationPolicy"),
+        "GET /identity/conditionalAccess/policies": Sample("/identity/conditionalAccess/policies"),
+        "GET /roleManagement/directory/roleAssignments": Sample(
+            "/roleManagement/directory/roleAssignments", {"$expand": "principal"}
+        ),
         "POST /$batch": Sample("/$batch", body={"requests": [{"id": "1", "method": "GET", "url": "/organization"}]}),
     }
 

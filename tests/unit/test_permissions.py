@@ -146,6 +146,35 @@ def test_a_missing_role_fails_naming_the_role_the_flow_and_the_fix() -> None:
     assert judge_permissions(granted | {"User.RevokeSessions.All"}, "token", stale, settings()).status == "ok"
 
 
+def test_roles_only_the_posture_checks_need_warn_instead_of_failing() -> None:
+    flows = features_for(["stale", "posture"])
+    essential = required_permissions(features_for(["stale"]), settings())
+    posture_only = required_permissions(flows, settings()) - essential
+    assert posture_only == {
+        "Policy.Read.All",
+        "RoleManagement.Read.Directory",
+        "Organization.Read.All",
+        "Directory.Read.All",
+    }
+    check = judge_permissions(essential, "token", flows, settings())
+    assert check.status == "warn" and all_ok([check])
+    assert "Policy.Read.All" in check.detail and "posture" in check.detail and "unknown" in check.detail
+    # a role the sweep needs still fails, whatever else is missing
+    assert judge_permissions(essential - {"User.RevokeSessions.All"}, "token", flows, settings()).status == "fail"
+
+
+def test_posture_findings_warn_in_the_doctor_at_most() -> None:
+    from shared.domain.posture import Check as PostureCheck
+    from shared.domain.posture import Status
+    from shared.services.doctor import judge_posture
+
+    found = PostureCheck("premium", "Entra ID P1/P2", Status.FAIL, "no Entra ID P1/P2", ("seats: 0",), "buy P1", "M365")
+    check = judge_posture(found)
+    assert (check.name, check.status) == ("posture: entra id p1/p2", "warn")
+    assert check.detail == "fail: no Entra ID P1/P2; seats: 0" and check.fix == "buy P1 (M365)"
+    assert judge_posture(PostureCheck("premium", "Entra ID P1/P2", Status.PASS, "present")).status == "ok"
+
+
 def test_no_p1_fails_only_when_the_stale_sweep_is_enabled() -> None:
     no_p1 = Failure("403", 403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant")
     assert judge_premium(no_p1, features_for(["stale"])).status == "fail"

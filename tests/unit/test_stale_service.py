@@ -333,3 +333,34 @@ async def test_guest_is_mailed_only_when_configured() -> None:
         ("stale-1@fabrikam.com",),
         ("stale-2@fabrikam.com",),
     ]
+
+
+async def test_the_sweep_report_shows_the_latest_posture_escaped_and_leaves_it_out_before_the_first_run() -> None:
+    from shared.domain.posture import Check, PostureReport, Status
+    from shared.services.posture import save_posture
+
+    reports, clock = MemoryReportStore(), Clock()
+    deps = make_deps(tenant(), clock, reports=reports)
+    await sweep_stale_guests(deps)
+    html = next(v for k, v in reports.files.items() if k.endswith(".html")).decode()
+    assert "Guest posture" not in html  # the posture timer has not run yet: no section, no failure
+
+    evil = "<img src=x onerror=alert(1)>"
+    finding = Check(
+        "guest-mfa",
+        "MFA for guests (Conditional Access)",
+        Status.FAIL,
+        "no policy requires MFA of guests",
+        (f"'{evil}': report-only",),
+        "create the policy",
+        "Entra admin center > Protection > Conditional Access",
+    )
+    await save_posture(deps.state, PostureReport(START, (finding,)))
+    clock.advance(1)
+    reports.files.clear()
+    await sweep_stale_guests(deps)
+    html = next(v for k, v in reports.files.items() if k.endswith(".html")).decode()
+    assert "<h2>Guest posture</h2>" in html
+    assert "MFA for guests (Conditional Access)</td><td>fail</td>" in html
+    assert "Entra admin center &gt; Protection &gt; Conditional Access" in html
+    assert evil not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

@@ -10,6 +10,7 @@ from local.graph_sim.resources import (
     invitations,
     licenses,
     mail,
+    policies,
     service_principals,
     signins,
     subscriptions,
@@ -28,6 +29,7 @@ MODULES = (
     subscriptions,
     service_principals,
     invitations,
+    policies,
     batch,
 )
 

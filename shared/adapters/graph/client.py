@@ -108,6 +108,9 @@ class GraphClient:
         self._activity = pacer(self.config.sign_in_activity_per_minute, 60.0 / scale)
         """Requests that read signInActivity: at most Graph's quota a minute (pacing.py)."""
         self._reports = pacer(self.config.reports_per_10_seconds, 10.0 / scale)
+        self._policies = pacer(1, 1.0 / scale)
+        """Identity Protection and Conditional Access APIs: 1 request a second per tenant, no Retry-After
+        (GRAPH-FACTS, throttling): paced, not provoked."""
         self._throttled_until = 0.0
         """time.monotonic() before which no request is sent: Graph's throttling is per app and tenant, so one
         429's Retry-After holds every concurrent caller of this gateway, not only the one that got it."""

@@ -38,10 +38,13 @@ from shared.adapters.graph.mapping import (
     GUESTS_FILTER,
     ID_AND_DATE_FIELDS,
     USER_FIELDS,
+    authorization_from_json,
+    ca_policy_from_json,
     contact_from_graph,
     created_filter,
     is_group,
     odata_datetime,
+    role_holder_from_json,
     sign_in_from_json,
     sku_from_graph,
     subscription_from_graph,
@@ -61,6 +64,7 @@ from shared.domain.directory import (
     SubscribedSku,
     TenantInformation,
 )
+from shared.domain.posture import AuthorizationSettings, CaPolicy, RoleHolder
 from shared.domain.reinvite import InvitationRequest, SentInvitation
 from shared.ports.graph import BATCH_LIMIT, BatchRequest, BatchResult, GraphError, GuestPage, MemberPage
 
@@ -349,6 +353,46 @@ class GraphGateway(GraphBatchClient):
             f"list sponsors of {user_id}", lambda: self.client.users.by_user_id(user_id).sponsors.get()
         )
         return [contact_from_graph(obj) for obj in ((response.value if response else None) or ())]
+
+    # --- posture (read-only) ---------------------------------------------------------------------------
+    async def get_authorization_policy(self) -> AuthorizationSettings:
+        """`GET /policies/authorizationPolicy` (authorizationpolicy-get.md; Policy.Read.All)."""
+        builder = self.client.policies.authorization_policy
+        info = builder.to_get_request_information()
+        return authorization_from_json(await self._call("get authorizationPolicy", self._raw_get(info)))
+
+    async def list_conditional_access_policies(self) -> list[CaPolicy]:
+        """`GET /identity/conditionalAccess/policies`, every page (conditionalaccessroot-list-policies.md;
+        Policy.Read.All), paced to the Conditional Access API's 1 request a second."""
+        builder = self.client.identity.conditional_access.policies
+        info = builder.to_get_request_information()
+        policies: list[CaPolicy] = []
+        while True:
+            body = await self._call("list conditional access policies", self._raw_get(info), self._policies)
+            policies += [ca_policy_from_json(p) for p in body.get("value", ()) if isinstance(p, dict)]
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                return policies
+            info = builder.with_url(str(next_link)).to_get_request_information()
+
+    async def list_role_holders(self, role_definition_id: str) -> list[RoleHolder]:
+        """Who holds a directory role: `GET /roleManagement/directory/roleAssignments?$filter=roleDefinitionId eq
+        '<id>'&$expand=principal` (rbacapplication-list-roleassignments.md; RoleManagement.Read.Directory).
+        Active assignments only: PIM-eligible ones are not listed here."""
+        UUID(role_definition_id)  # an id, never text, goes into the filter
+        builder = self.client.role_management.directory.role_assignments
+        query = builder.RoleAssignmentsRequestBuilderGetQueryParameters(
+            filter=f"roleDefinitionId eq '{role_definition_id}'", expand=["principal"]
+        )
+        info = builder.to_get_request_information(RequestConfiguration(query_parameters=query))
+        holders: list[RoleHolder] = []
+        while True:
+            body = await self._call("list role assignments", self._raw_get(info))
+            holders += [role_holder_from_json(a) for a in body.get("value", ()) if isinstance(a, dict)]
+            next_link = body.get("@odata.nextLink")
+            if not next_link:
+                return holders
+            info = builder.with_url(str(next_link)).to_get_request_information()
 
     # --- licences and groups ------------------------------------------------------------------------
     async def list_subscribed_skus(self) -> list[SubscribedSku]:

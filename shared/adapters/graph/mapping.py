@@ -23,20 +23,25 @@ from shared.domain.directory import (
     DirectoryUser,
     GraphSubscription,
     ObjectIdentity,
+    ServicePlan,
     SignIn,
     SignInActivity,
     SubscribedSku,
     TenantInformation,
 )
+from shared.domain.posture import AuthorizationSettings, CaPolicy, RoleHolder
 
 __all__ = [
     "GUESTS_FILTER",
     "ID_AND_DATE_FIELDS",
     "USER_FIELDS",
+    "authorization_from_json",
+    "ca_policy_from_json",
     "contact_from_graph",
     "created_filter",
     "is_group",
     "odata_datetime",
+    "role_holder_from_json",
     "sign_in_from_json",
     "sku_from_graph",
     "subscription_from_graph",
@@ -257,7 +262,14 @@ def sku_from_graph(sku: Any) -> SubscribedSku:
         consumed_units=int(get("consumedUnits") or 0),
         capability_status=get("capabilityStatus") or "",
         applies_to=get("appliesTo"),
+        service_plans=tuple(_plan(p) for p in (get("servicePlans") or ()) if _is_object(p)),
     )
+
+
+def _plan(plan: Any) -> ServicePlan:
+    get = _reader(plan)
+    status = get("provisioningStatus")
+    return ServicePlan(str(get("servicePlanId") or ""), get("servicePlanName") or "", str(status) if status else None)
 
 
 def tenant_from_graph(info: Any, tenant_id: str) -> TenantInformation:
@@ -289,3 +301,70 @@ def created_filter(created: CreatedRange) -> str:
     if created.high is not None:
         clauses.append(f"createdDateTime le {odata_datetime(created.high)}")
     return " and ".join(clauses)
+
+
+# --------------------------------------------------------------------------------------------------------
+# posture: the tenant's settings, Conditional Access policies, role holders (raw JSON)
+# --------------------------------------------------------------------------------------------------------
+def authorization_from_json(body: dict[str, Any]) -> AuthorizationSettings:
+    """authorizationpolicy.md: a singleton in v1.0 (an older shape wrapped it in `value`: both are read)."""
+    values = body.get("value")
+    if isinstance(values, list) and values and isinstance(values[0], dict):
+        body = values[0]
+    invites, role = body.get("allowInvitesFrom"), body.get("guestUserRoleId")
+    return AuthorizationSettings(str(invites) if invites else None, str(role) if role else None)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _strings(value: Any) -> frozenset[str]:
+    return frozenset(str(v) for v in value) if isinstance(value, list) else frozenset()
+
+
+def _guest_types(value: Any) -> frozenset[str]:
+    """conditionalAccessGuestsOrExternalUsers.guestOrExternalUserTypes: a comma-separated flags string."""
+    types = value.get("guestOrExternalUserTypes") if isinstance(value, dict) else None
+    return frozenset(t.strip() for t in str(types or "").split(",") if t.strip() and t.strip() != "none")
+
+
+def ca_policy_from_json(item: dict[str, Any]) -> CaPolicy:
+    conditions = _object(item.get("conditions"))
+    users, apps = _object(conditions.get("users")), _object(conditions.get("applications"))
+    grant = _object(item.get("grantControls"))
+    strength = grant.get("authenticationStrength")
+    return CaPolicy(
+        id=str(item.get("id", "")),
+        name=str(item.get("displayName") or item.get("id") or ""),
+        state=str(item.get("state") or ""),
+        include_users=_strings(users.get("includeUsers")),
+        exclude_users=_strings(users.get("excludeUsers")),
+        include_groups=_strings(users.get("includeGroups")),
+        exclude_groups=_strings(users.get("excludeGroups")),
+        include_roles=_strings(users.get("includeRoles")),
+        include_guest_types=_guest_types(users.get("includeGuestsOrExternalUsers")),
+        exclude_guest_types=_guest_types(users.get("excludeGuestsOrExternalUsers")),
+        include_apps=_strings(apps.get("includeApplications")),
+        exclude_apps=_strings(apps.get("excludeApplications")),
+        controls=frozenset(c.lower() for c in _strings(grant.get("builtInControls"))),
+        authentication_strength=(
+            str(strength.get("displayName") or strength.get("id")) if isinstance(strength, dict) else None
+        ),
+        strength_read="authenticationStrength" in grant or not grant,
+        user_risk_levels=tuple(sorted(_strings(conditions.get("userRiskLevels")))),
+        sign_in_risk_levels=tuple(sorted(_strings(conditions.get("signInRiskLevels")))),
+    )
+
+
+def role_holder_from_json(item: dict[str, Any]) -> RoleHolder:
+    """A unifiedRoleAssignment with `$expand=principal` (rbacapplication-list-roleassignments.md)."""
+    principal = _object(item.get("principal"))
+    kind = str(principal.get("@odata.type") or "").rsplit(".", 1)[-1] or "user"
+    return RoleHolder(
+        id=str(principal.get("id") or item.get("principalId") or ""),
+        display_name=principal.get("displayName"),
+        kind=kind,
+        user_principal_name=principal.get("userPrincipalName"),
+        user_type=principal.get("userType"),
+    )

@@ -16,10 +16,12 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
+from shared.domain.posture import PostureReport
 from shared.domain.reinvite import reinvite_label
 from shared.domain.stale import ACT_ORDER
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.reports import ReportStore
+from shared.services.posture import latest_posture
 from shared.services.stale.parts import acted_name, read_part, report_name
 
 if TYPE_CHECKING:
@@ -139,8 +141,9 @@ class ReportView:
         return getattr(self._plan, name)
 
 
-def report_context(deps: StaleDeps, plan: StalePlan) -> dict[str, Any]:
-    """What the HTML report template is given (`plan.items` is an async iterator)."""
+def report_context(deps: StaleDeps, plan: StalePlan, posture: PostureReport | None = None) -> dict[str, Any]:
+    """What the HTML report template is given (`plan.items` is an async iterator; `posture` the nightly posture
+    checks' latest result, read from the state store, or None)."""
     actions = sorted({a for counts in plan.per_domain.values() for a in counts})
     return {
         "plan": ReportView(plan, iter_items(deps.reports, plan)),
@@ -148,11 +151,13 @@ def report_context(deps: StaleDeps, plan: StalePlan) -> dict[str, Any]:
         "per_domain": sorted(plan.per_domain.items()),
         "actions": actions,
         "reinvite_label": reinvite_label,
+        "posture": posture,
     }
 
 
 async def html_chunks(deps: StaleDeps, plan: StalePlan) -> AsyncIterator[bytes]:
-    async for text in deps.templates.report_html(report_context(deps, plan)):
+    posture = await latest_posture(deps.state)
+    async for text in deps.templates.report_html(report_context(deps, plan, posture)):
         yield text.encode("utf-8")
 
 
