@@ -12,7 +12,7 @@ WORKERS ?= 4
 SHIFT ?= +400d
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-shifted faketime lint typecheck unit integration e2e reliability setup clean docs bench lock
+.PHONY: demo test test-shifted faketime chromium lint typecheck unit integration e2e reliability setup clean docs bench lock
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -52,7 +52,7 @@ typecheck: $(STAMP)
 
 # Every layer in one pytest-xdist pool: the workers stay busy across layers (the e2e and reliability tests wait
 # on servers and timers, the unit tests fill the gaps), which ends sooner than running the layers one by one.
-test: $(STAMP) $(NODE_STAMP) lint typecheck
+test: $(STAMP) $(NODE_STAMP) chromium lint typecheck
 	$(BIN)/pytest -n $(WORKERS) $(ARGS)
 
 # One layer at a time (docs/local-development.md, "Test layers"); ARGS narrows further (ARGS='-k risk').
@@ -62,7 +62,7 @@ unit: $(STAMP)
 integration: $(STAMP) $(NODE_STAMP)
 	$(BIN)/pytest -n $(WORKERS) tests/integration $(ARGS)
 
-e2e: $(STAMP) $(NODE_STAMP)
+e2e: $(STAMP) $(NODE_STAMP) chromium
 	$(BIN)/pytest -n $(WORKERS) tests/e2e $(ARGS)
 
 reliability: $(STAMP) $(NODE_STAMP)
@@ -71,7 +71,7 @@ reliability: $(STAMP) $(NODE_STAMP)
 # The local world on another date (docs/local-development.md, "Dates"): every test and the demo with the whole
 # machine clock shifted by libfaketime. Run after `make test` (or `make setup`): the venv and npm packages are
 # installed under the real clock, as TLS downloads need the real date.
-test-shifted: $(STAMP) $(NODE_STAMP) faketime
+test-shifted: $(STAMP) $(NODE_STAMP) faketime chromium
 	faketime -f '$(SHIFT)' date -u '+shifted clock: %Y-%m-%d %H:%M UTC'
 	faketime -f '$(SHIFT)' $(BIN)/pytest -n $(WORKERS) $(ARGS)
 	faketime -f '$(SHIFT)' $(BIN)/python -m local.demo --out demo-output-shifted
@@ -80,6 +80,13 @@ test-shifted: $(STAMP) $(NODE_STAMP) faketime
 faketime:
 	@command -v faketime >/dev/null || $(SUDO) apt-get install -y -qq faketime >/dev/null \
 		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq faketime >/dev/null; }
+
+# Headless Chromium and ChromeDriver from Debian for the dashboard's browser tests (tests/e2e/browser.py; a test
+# tool's own browser download does not work offline). Installed once; needs root or sudo.
+chromium:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } \
+		|| $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 demo: $(STAMP)
 	$(BIN)/python -m local.demo $(ARGS)

@@ -329,7 +329,7 @@ async def guest_list(deps: DashboardDeps, params: Mapping[str, str]) -> dict[str
     if wanted and not any(wanted in k.lower() or wanted == str(m.stage) for k, m in shown):
         guests = [g for g in guests if wanted in g["name"].lower()]
     pages = max(1, -(-len(rows) // size))
-    return {"guests": guests, "q": query, "page": page, "pages": pages, "total": len(rows)}
+    return {"guests": guests, "q": query, "page_no": page, "pages": pages, "total": len(rows)}
 
 
 def _guest_row(guest_id: str, memory: StageMemory, name: str, policy: StalePolicy) -> dict[str, Any]:

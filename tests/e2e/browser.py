@@ -27,9 +27,10 @@ FLAGS = (
 
 @contextmanager
 def chromium() -> Iterator[object]:
-    """A Selenium Chrome driver on Debian's Chromium; skips the test when the packages are not installed."""
+    """A Selenium Chrome driver on Debian's Chromium. Missing packages fail the test (never a skip): `make test`
+    installs them (`make chromium`)."""
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (make chromium)")
+        pytest.fail("Debian's chromium and chromium-driver are not installed: run `make chromium`")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
