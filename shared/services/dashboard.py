@@ -37,6 +37,7 @@ from shared.domain.stale import Stage, StageMemory, StalePolicy
 from shared.ports.dashboard import DashboardRenderer, GuestNames
 from shared.ports.state import StateStore
 from shared.services.audit import Auditor
+from shared.services.posture import latest_posture
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
 from shared.services.stale.journal import RUN_KIND
 from shared.services.stale.restore import RESTORE_WINDOW, RestoreOutcome
@@ -188,6 +189,8 @@ async def _get(path: str, request: DashboardRequest, principal: Principal, deps:
         return _html(deps, 200, "run", principal, **await run_page(deps, parts[1]))
     if parts == ["risk"]:
         return _html(deps, 200, "risk", principal, **await risk(deps))
+    if parts == ["posture"]:
+        return _html(deps, 200, "posture", principal, posture=await latest_posture(deps.state))
     if parts == ["confirm"]:
         return _confirm(request, principal, deps)
     raise _Refused(404, "no such page")

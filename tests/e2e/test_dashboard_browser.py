@@ -293,3 +293,27 @@ def test_a_forged_post_changes_nothing(world_thread: WorldThread, swept: dict[st
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)  # noqa: S310
     assert refused.value.code == 403
+
+
+def test_the_posture_page_shows_the_nightly_result_as_text(
+    world_thread: WorldThread, browser: Any, shots: Path
+) -> None:
+    from shared.domain.posture import Check, PostureReport, Status
+    from shared.services.posture import save_posture
+
+    world = world_thread.world
+    assert world is not None
+    _as(browser, None)
+    browser.get(url(world_thread, "posture"))
+    assert "have not run yet" in _text(browser, "#posture-none")
+    evil = "<img src=x onerror=alert(1)>"
+    finding = Check(
+        "invites", "Who can invite guests", Status.FAIL, "guests invite guests", (f"holder: {evil}",), "restrict it"
+    )
+    report = PostureReport(world.sim.clock.now(), (finding,))
+    world_thread.run(_with_state(lambda s: save_posture(s, report)))
+    browser.get(url(world_thread, "posture"))
+    browser.save_screenshot(str(shots / "posture.png"))
+    table = _text(browser, "#posture")
+    assert "Who can invite guests" in table and "fail" in table and f"holder: {evil}" in table  # shown as text
+    assert "<img src=x" not in browser.page_source.replace("&lt;img src=x", "")
