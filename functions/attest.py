@@ -5,10 +5,9 @@ asked to sign in; shared.domain.attestation). GET shows a confirmation page and 
 open every link); the POST from that page acts. The rules are in shared.services.attestation.
 """
 
-from urllib.parse import parse_qsl
-
 import azure.functions as func
 
+from functions.forms import posted_form
 from shared.bootstrap import AppServices
 from shared.services.attestation import ROUTE, AttestRequest, handle_attestation
 
@@ -18,22 +17,14 @@ MAX_FORM_BYTES = 8192
 """The page's form is a token, a code and a choice: anything larger is not from it."""
 
 
-def _form(req: func.HttpRequest) -> dict[str, str]:
-    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-    body = req.get_body()
-    if req.method.upper() != "POST" or content_type != "application/x-www-form-urlencoded":
-        return {}
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=8))
-
-
 @bp.route(route=ROUTE, methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
 async def attest(req: func.HttpRequest) -> func.HttpResponse:
     deps = AppServices.current().attestation()
     if deps is None:
         return func.HttpResponse("attestation links are off", status_code=404, mimetype="text/plain")
-    reply = await handle_attestation(AttestRequest(req.method, dict(req.params), _form(req), dict(req.headers)), deps)
+    reply = await handle_attestation(
+        AttestRequest(req.method, dict(req.params), posted_form(req, MAX_FORM_BYTES), dict(req.headers)), deps
+    )
     return func.HttpResponse(
         reply.html, status_code=reply.status, headers=dict(reply.headers), mimetype="text/html", charset="utf-8"
     )

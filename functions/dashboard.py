@@ -6,24 +6,13 @@ GuestWarden.Operator). GET pages change nothing; actions are POSTs from a confir
 shared.services.dashboard.
 """
 
-from urllib.parse import parse_qsl
-
 import azure.functions as func
 
+from functions.forms import posted_form
 from shared.bootstrap import AppServices, dashboard_deps
 from shared.services.dashboard import MAX_FORM_BYTES, ROUTE, DashboardRequest, handle_dashboard
 
 bp = func.Blueprint()
-
-
-def _form(req: func.HttpRequest) -> dict[str, str]:
-    content_type = (req.headers.get("content-type") or "").split(";")[0].strip().lower()
-    body = req.get_body()
-    if req.method.upper() != "POST" or content_type != "application/x-www-form-urlencoded":
-        return {}
-    if len(body) > MAX_FORM_BYTES:
-        return {}
-    return dict(parse_qsl(body.decode("utf-8", errors="replace"), max_num_fields=8))
 
 
 @bp.route(route=ROUTE + "/{*path}", methods=["GET", "POST"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -33,7 +22,11 @@ async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     if deps is None:
         return func.HttpResponse("the dashboard is off (DASHBOARD_SIGNING_KEY)", status_code=404, mimetype="text/plain")
     request = DashboardRequest(
-        req.method, req.route_params.get("path") or "", dict(req.params), _form(req), dict(req.headers)
+        req.method,
+        req.route_params.get("path") or "",
+        dict(req.params),
+        posted_form(req, MAX_FORM_BYTES),
+        dict(req.headers),
     )
     reply = await handle_dashboard(request, deps)
     headers = {**reply.headers, "Content-Type": reply.content_type}
