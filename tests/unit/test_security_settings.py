@@ -79,12 +79,15 @@ def test_client_state_is_compared_in_constant_time() -> None:
 
 def test_the_webhook_route_requires_the_function_key() -> None:
     """The HTTP triggers are the Graph webhook, declared with AuthLevel.FUNCTION (the e2e test in
-    tests/reliability proves the local host refuses it without ?code=), and the sponsors' attestation page, the
-    one anonymous route: its signed token is the credential (tests/unit/test_attestation.py)."""
+    tests/reliability proves the local host refuses it without ?code=); the sponsors' attestation page, anonymous
+    because its signed token is the credential (tests/unit/test_attestation.py); and the operator dashboard,
+    anonymous at the Functions level because App Service Authentication stands in front of it and the service
+    requires an app role (tests/e2e/test_dashboard_browser.py: 401/403 without one, 503 in Azure without the
+    platform's sign-in)."""
     import function_app
 
     app = function_app.build_app()
     http = [f for f in app.get_functions() if (t := f.get_trigger()) and t.get_binding_name() == "httpTrigger"]
     levels = {f.get_function_name(): cast(Any, f.get_trigger()).auth_level.name for f in http}
-    assert levels == {"graph_notifications": "FUNCTION", "attest": "ANONYMOUS"}
+    assert levels == {"graph_notifications": "FUNCTION", "attest": "ANONYMOUS", "dashboard": "ANONYMOUS"}
     assert "AuthLevel.FUNCTION" in inspect.getsource(functions.notifications)
