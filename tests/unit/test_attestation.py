@@ -383,3 +383,24 @@ async def test_graph_unreachable_gets_a_503_page_and_changes_nothing() -> None:
     page = await get(attest, raw)
     assert page.status == 503 and "cannot be reached" in page.html
     assert await snapshot(deps) == before and graph.writes == writes
+
+
+async def test_an_operator_keeps_by_the_sponsors_rule_and_the_sponsors_link_is_then_answered() -> None:
+    from shared.services.attestation import operator_keep
+
+    graph, deps, clock, attest, raw = await _warned()
+    clock.advance(14)
+    await sweep_stale_guests(deps)  # the warning grace is over: stale-1 is disabled
+    assert graph.users["stale-1"].account_enabled is False
+    verdict = await operator_keep(attest, "stale-1", "operator:op@contoso.com")
+    assert verdict.status == "keep" and graph.users["stale-1"].account_enabled is True
+    record = await deps.state.get(RECORD_KIND, "stale-1")
+    assert record is not None and record.value["stage"] == "kept"
+    entries = [e async for e in deps.state.query(START) if e.action == "stale-attest"]
+    assert [(e.actor, e.outcome) for e in entries] == [("operator:op@contoso.com", "keep")]
+    late = await post(attest, raw, "keep")  # the sponsor's link after the operator answered: changes nothing
+    assert 400 <= late.status < 500
+    keeps = [e async for e in deps.state.query(START) if e.action == "stale-attest" and e.outcome == "keep"]
+    assert [e.actor for e in keeps] == ["operator:op@contoso.com"]
+    assert (await operator_keep(attest, "stale-1", "operator:op@contoso.com")).status != "keep"  # once
+    assert (await operator_keep(attest, "active", "operator:op@contoso.com")).status != "keep"  # not under review
