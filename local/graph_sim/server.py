@@ -179,6 +179,11 @@ class GraphSimulator:
                 raise KeyError(key)
             return found
 
+    def users(self) -> list[dict[str, Any]]:
+        """Copies of every live user, as stored."""
+        with self.store.lock:
+            return [dict(user) for user in self.store.users.values()]
+
     def update_user(self, key: str, **props: Any) -> dict[str, Any]:
         """Change a user as the directory would (e.g. externalUserState='Accepted'); bumps delta."""
         with self.store.lock:

@@ -21,6 +21,9 @@ from typing import Any
 
 from shared.domain.directory import DirectoryUser
 
+RESTORE_WINDOW = timedelta(days=30)
+"""Deleted users stay in deletedItems, restorable, for 30 days (GRAPH-FACTS: directory deleted items)."""
+
 
 class Stage(enum.StrEnum):
     """Where a guest stands in our lifecycle (our memory, not a directory property)."""

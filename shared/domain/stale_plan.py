@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.domain.directory import DirectoryUser
+from shared.domain.census import invitation_state
+from shared.domain.directory import SELF_SERVICE_SIGN_UP, DirectoryUser
 from shared.domain.reinvite import REINVITE_EVIDENCE, ReinviteState, plan_reinvite
 from shared.domain.stale import ACTING, Action, Reclaim, Stage, StageMemory, StalePolicy, decide, reclaim_of
 
@@ -127,6 +128,8 @@ class StalePlan:
     counts: Counter[str] = field(default_factory=Counter)
     """Per decision: keep, skip:<reason>, warn, disable, delete, reactivate."""
     per_domain: dict[str, Counter[str]] = field(default_factory=dict)
+    invitation: Counter[str] = field(default_factory=Counter)
+    """Guests per invitation state (shared.domain.census.invitation_state): the dashboard's census."""
     outcomes: Counter[str] = field(default_factory=Counter)
     """Per outcome of the items acted on (done, already-done, held, failed, would-do, not-done)."""
     parts: list[str] = field(default_factory=list)
@@ -161,6 +164,7 @@ class StalePlan:
             "acceptedWithoutSignInActivity": self.accepted_without_activity,
             "counts": dict(self.counts),
             "perDomain": {domain: dict(counts) for domain, counts in self.per_domain.items()},
+            "invitation": dict(self.invitation),
             "licencesToReclaim": self.licences_to_reclaim,
             "reinvites": self.reinvites,
         }
@@ -174,6 +178,7 @@ class StalePlan:
         self.counts.update({str(k): int(v) for k, v in (tally.get("counts") or {}).items()})
         self.licences_to_reclaim += int(tally.get("licencesToReclaim", 0))
         self.reinvites += int(tally.get("reinvites", 0))
+        self.invitation.update({str(k): int(v) for k, v in (tally.get("invitation") or {}).items()})
         for domain, counts in (tally.get("perDomain") or {}).items():
             self.per_domain.setdefault(sys.intern(str(domain)), Counter()).update(
                 {str(k): int(v) for k, v in counts.items()}
@@ -219,6 +224,7 @@ def add_to_plan(
     plan.guests_seen += 1
     if user.has_joined:
         plan.accepted_guests += 1
+    plan.invitation[invitation_state(user.external_user_state, user.creation_type == SELF_SERVICE_SIGN_UP)] += 1
     if user.sign_in_activity is None:
         plan.guests_without_activity += 1
         plan.accepted_without_activity += user.has_joined

@@ -46,9 +46,10 @@ from shared.domain.attestation import (
 from shared.domain.directory import DirectoryUser
 from shared.domain.stale import Reclaim, Stage, StageMemory, StalePolicy, reclaim_of
 from shared.ports.graph import AttestGraph, BatchOps, BatchRequest, BatchResult, GraphError
-from shared.ports.state import ANY_ETAG, Claim, ConflictError, StateStore
+from shared.ports.state import Claim, ConflictError, StateStore
 from shared.ports.templates import AttestRenderer
 from shared.services.audit import Auditor
+from shared.services.census import STAGE_KIND, write_stage
 from shared.services.licensing import Alerting
 from shared.services.stale.reclaim import give_back, reclaim_requests, reclaimed_from
 
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 ROUTE = "attest"
 """The function's route: links are `<STALE_ATTEST_BASE_URL>/api/attest?t=<token>`."""
 ACTION = "stale-attest"
-RECORD_KIND = "stale-stage"
+RECORD_KIND = STAGE_KIND
 """The sweep's stage records (shared.services.stale.deps.RECORD_KIND): an answer changes the guest's stage."""
 REMOVALS_KIND = "stale-attest-removals"
 """Removals by link per UTC day (the cap), one record per day."""
@@ -369,7 +370,7 @@ async def _settle(
     )
     await deps.state.complete(claim, outcome, audit=entry)
     if verdict.memory is not None:
-        await deps.state.put(RECORD_KIND, guest_id, verdict.memory.to_json(), etag=ANY_ETAG)
+        await write_stage(deps.state, guest_id, verdict.memory)
     if verdict.enable and memory is not None:
         await give_back(
             deps.graph,

@@ -51,6 +51,7 @@ from shared.domain.stale import Reclaim, Stage, StageMemory
 from shared.ports.graph import ConversionGraph, GraphError
 from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or_wait
 from shared.services.audit import Auditor
+from shared.services.census import write_stage
 from shared.services.licensing import Alerting, RetryLater, claim_licence
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
 from shared.services.stale.reclaim import reclaim_requests, reclaimed_from
@@ -228,7 +229,7 @@ async def _close_stale(user_id: str, deps: ConversionDeps) -> dict[str, Any] | N
             outcome = {"memory": None, "runId": "", "result": CLOSED_BY_CONVERSION}
             await deps.state.complete(claim, outcome)
             closed.append(f"{action} {scope}")
-    await deps.state.delete(STAGE_KIND, user_id)
+    await write_stage(deps.state, user_id, None)
     return {**memory.to_json(), "closedSteps": closed}
 
 

@@ -19,11 +19,12 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from shared.domain.census import CHART_DAYS, Census, RunSummary, StageTally, next_step
 from shared.domain.dashboard import (
     OPERATOR,
     PRINCIPAL_HEADER,
@@ -37,10 +38,11 @@ from shared.domain.stale import Stage, StageMemory, StalePolicy
 from shared.ports.dashboard import DashboardRenderer, GuestNames
 from shared.ports.state import StateStore
 from shared.services.audit import Auditor
+from shared.services.census import load_census, load_seats, load_tally
 from shared.services.posture import latest_posture
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
 from shared.services.stale.journal import RUN_KIND
-from shared.services.stale.restore import RESTORE_WINDOW, RestoreOutcome
+from shared.services.stale.restore import RestoreOutcome
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,7 @@ ROUTE = "dashboard"
 """Pages are under /api/dashboard/."""
 RISK_GUEST_KIND = "risk-guest"
 SUBSCRIPTION_KIND, SUBSCRIPTION_KEY = "subscription", "users"
-CHART_DAYS = 90
 DUE_DAYS = 14
-ACTED = ("stale-warn", "stale-disable", "stale-delete")
 ACTIONS = ("restore-run", "keep-guest")
 MAX_FORM_BYTES = 4096
 
@@ -200,64 +200,60 @@ async def _memories(deps: DashboardDeps) -> dict[str, StageMemory]:
     return {r.key: StageMemory.from_json(r.value) async for r in deps.state.list_records(STAGE_KIND)}
 
 
-def next_step(memory: StageMemory, policy: StalePolicy) -> tuple[str, datetime | None]:
-    """What guestwarden does next to a guest in this stage, and from when (None: nothing planned)."""
-    if memory.stage is Stage.WARNED:
-        return "disable", memory.since + timedelta(days=policy.warn_grace_days)
-    if memory.stage is Stage.DISABLED:
-        return "delete", memory.since + timedelta(days=policy.delete_grace_days)
-    if memory.stage is Stage.KEPT:
-        return "review again", memory.until
-    if memory.stage is Stage.DELETED:
-        return "restorable until", memory.since + RESTORE_WINDOW
-    return "nothing (active again)", None
-
-
 async def overview(deps: DashboardDeps) -> dict[str, Any]:
+    """The overview, from the aggregates guestwarden keeps (shared.services.census) and a few small records: no
+    listing that grows with the tenant (bench/dashboard.py)."""
     now = deps.clock()
-    memories = await _memories(deps)
-    stages = Counter(str(m.stage) for m in memories.values())
-    due: Counter[str] = Counter()
-    for memory in memories.values():
-        step, when = next_step(memory, deps.policy)
-        if when is not None and memory.stage is not Stage.DELETED and when <= now + timedelta(days=DUE_DAYS):
-            due[step] += 1
-    all_runs = await runs(deps)
-    incidents = await _incidents(deps)
+    tally = await load_tally(deps.state)
+    if tally is None:  # no sweep has finished since the tally exists: count the stage records themselves
+        tally = StageTally.of((await _memories(deps)).values())
+    stages = tally.counts()
+    due = tally.due(now.date(), DUE_DAYS, deps.policy)
+    census = await load_census(deps.state)
+    if census is None:
+        census = Census()
+        for run in await runs(deps):  # before the first census: the run records (few, on a new install)
+            census.ran(RunSummary(run["id"], run["started"] or now, run["dry_run"], run["status"], "", run["outcomes"]))
     tickets = [e async for e in deps.state.query(now - timedelta(days=30), action="risk-ticket")]
     subscription = await deps.state.get(SUBSCRIPTION_KIND, SUBSCRIPTION_KEY)
     expires = _when(subscription.value.get("expiresAt")) if subscription else None
     return {
-        "stages": {str(s): stages.get(str(s), 0) for s in Stage},
-        "in_lifecycle": len(memories),
-        "due": dict(due),
+        "stages": stages,
+        "in_lifecycle": sum(stages.values()),
+        "due": due,
         "due_total": sum(due.values()),
-        "last_run": next((r for r in all_runs if not r["dry_run"]), None),
-        "last_dry_run": next((r for r in all_runs if r["dry_run"]), None),
-        "open_incidents": len(incidents),
+        "due_days": DUE_DAYS,
+        "census": census,
+        "last_run": census.last_run,
+        "last_dry_run": census.last_dry_run,
+        "open_incidents": len(await _incidents(deps)),
         "tickets": sum(1 for t in tickets if t.outcome in ("done", "opened", "sent")),
         "subscription": {
             "id": subscription.value.get("id") if subscription else None,
             "expires": expires,
             "healthy": expires is not None and expires > now,
         },
-        "chart": await _chart(deps, now),
+        "seats": await load_seats(deps.state),
+        "chart": _chart(census.chart(now.date())),
+        "chart_days": CHART_DAYS,
     }
 
 
-async def _chart(deps: DashboardDeps, now: datetime) -> dict[str, Any]:
-    """Actions done per night over the last CHART_DAYS, per kind (warn, disable, delete)."""
-    start = (now - timedelta(days=CHART_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    days = [start + timedelta(days=i) for i in range(CHART_DAYS)]
-    per: dict[str, Counter[str]] = {a.removeprefix("stale-"): Counter() for a in ACTED}
-    async for entry in deps.state.query(start):
-        if entry.action in ACTED and entry.outcome == "done" and not entry.dry_run:
-            per[entry.action.removeprefix("stale-")][f"{entry.at:%Y-%m-%d}"] += 1
-    labels = [f"{d:%Y-%m-%d}" for d in days]
-    series = {name: [counts.get(day, 0) for day in labels] for name, counts in per.items()}
-    rows = [(day, *(series[n][i] for n in series)) for i, day in enumerate(labels) if any(series[n][i] for n in series)]
-    data = {"x": [int(d.timestamp()) for d in days], "series": series}
-    return {"json": json.dumps(data, separators=(",", ":")), "names": list(series), "rows": rows}
+def _chart(chart: dict[str, Any]) -> dict[str, Any]:
+    """The chart's data for uPlot (JSON in a data- attribute, no inline script) and the same numbers as table rows
+    (the nights with any action), per action and per home domain."""
+    x = [int(datetime.combine(d, time(), UTC).timestamp()) for d in chart["days"]]
+    out: dict[str, Any] = {}
+    for name in ("actions", "domains"):
+        series: dict[str, list[int]] = chart[name]
+        rows = [
+            (day, *(values[i] for values in series.values()))
+            for i, day in enumerate(chart["labels"])
+            if any(values[i] for values in series.values())
+        ]
+        data = json.dumps({"x": x, "series": series}, separators=(",", ":"))
+        out[name] = {"json": data, "names": list(series), "rows": rows}
+    return out
 
 
 async def _incidents(deps: DashboardDeps) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from shared.domain.posture import (
 from shared.domain.risk import HOME_TENANT_RISK_ALT_CODE, HOME_TENANT_RISK_CODE, is_cross_tenant
 from shared.ports.graph import GraphError, PostureGraph
 from shared.ports.state import ANY_ETAG, RecordStore, StateError
+from shared.services.census import record_seats
 from shared.services.risk_detection import WATERMARK_KEY, WATERMARK_KIND
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ async def run_posture(deps: PostureDeps) -> PostureReport:
     policies = await _read("Conditional Access policies", "Policy.Read.All", graph.list_conditional_access_policies)
     skus = await _read("subscribedSkus", "Organization.Read.All", graph.list_subscribed_skus)
     premium = skus if isinstance(skus, Unavailable) else premium_of(skus)
+    if deps.state is not None and not isinstance(skus, Unavailable):
+        await record_seats(deps.state, skus, deps.clock())  # the dashboard's seats per SKU
     blocked = await _read("sign-in logs", "AuditLog.Read.All and Directory.Read.All", lambda: _blocked(deps))
     rules = HygieneRules(deps.clock(), config.pending_days, config.inactive_days)
     hygiene: HygieneCounts | Unavailable = Unavailable("off (POSTURE_HYGIENE=false)")

@@ -185,14 +185,31 @@ def test_the_overview_shows_the_numbers_in_guestwardens_state(
     assert int(_text(browser, "#in-lifecycle")) == sum(stages.values())
     assert _text(browser, "#last-run") == swept["disabled"].run_id and _text(browser, "#last-run-status") == "applied"
     assert _text(browser, "#me") == "operator@contoso.com"
-    # the chart is drawn by the shipped uPlot under the strict CSP, with no violation reported
-    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, "#chart canvas"))
+    # the guests as the last sweep read them: by invitation state, every guest of the tenant counted once
+    world = world_thread.world
+    assert world is not None
+    tenant = [u for u in world.sim.users() if u.get("userType") == "Guest"]
+    invitation = {
+        cell.get_attribute("data-invitation"): int(cell.text)
+        for cell in browser.find_elements(By.CSS_SELECTOR, "#invitation td[data-invitation]")
+    }
+    assert int(_text(browser, "#guests-total")) == len(tenant) == sum(invitation.values())
+    pending = sum(1 for u in tenant if u.get("externalUserState") == "PendingAcceptance")
+    assert invitation.get("pending", 0) == pending > 0
+    # both charts are drawn by the shipped uPlot under the strict CSP, with no violation reported
+    for chart in ("#chart-actions canvas", "#chart-domains canvas"):
+        WebDriverWait(browser, 10).until(_shown(chart))
     errors = [
         e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]
     ]
     assert not errors, errors
-    rows = browser.find_elements(By.CSS_SELECTOR, "#chart-table tbody tr")
-    assert rows  # the same numbers, readable without JavaScript
+    # the same numbers, readable without JavaScript: the nights' warnings and disables as the sweeps did them
+    rows = browser.find_elements(By.CSS_SELECTOR, "#chart-actions-table tbody tr")
+    cells = [[td.get_attribute("textContent") for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+    shown_done = {"warn": sum(int(c[1]) for c in cells), "disable": sum(int(c[2]) for c in cells)}
+    since = world.sim.clock.now() - timedelta(days=90)
+    done = world_thread.run(_with_state(lambda s: _done(s, since)))
+    assert shown_done == {"warn": done["stale-warn"], "disable": done["stale-disable"]} and done["stale-disable"]
     browser.save_screenshot(str(shots / "overview.png"))
     status, headers = _status(url(world_thread))
     csp = headers["Content-Security-Policy"]
@@ -201,6 +218,17 @@ def test_the_overview_shows_the_numbers_in_guestwardens_state(
         browser.get(url(world_thread, page))
         browser.save_screenshot(str(shots / f"{page}.png"))
         assert "Not served" not in browser.page_source
+
+
+def _shown(css: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return lambda browser: browser.find_elements(By.CSS_SELECTOR, css)
+
+
+async def _done(state: Any, since: Any) -> Counter[str]:
+    """The sweep's actions done, per action, from the audit log."""
+    return Counter([e.action async for e in state.query(since) if e.outcome == "done" and not e.dry_run])
 
 
 async def _records(state: Any, kind: str) -> list[Any]:

@@ -26,6 +26,7 @@ The sweep's wiring is StaleDeps (deps.py), built by shared.bootstrap.
 
 from __future__ import annotations
 
+from shared.domain.stale import RESTORE_WINDOW
 from shared.domain.stale_plan import PlanItem, StalePlan, new_run_id
 from shared.services.stale.deps import (
     ACTOR,
@@ -39,7 +40,7 @@ from shared.services.stale.deps import (
 from shared.services.stale.execute import REQUESTS_PER_USER, resume_stale_sweeps, sweep_stale_guests
 from shared.services.stale.journal import current_run, run_record
 from shared.services.stale.report import iter_items
-from shared.services.stale.restore import RESTORE_WINDOW, RestoreOutcome, restore_guest, restore_run
+from shared.services.stale.restore import RestoreOutcome, restore_guest, restore_run
 
 __all__ = [
     "ACTOR",

@@ -13,16 +13,17 @@ from shared.domain.stale import StageMemory, StalePolicy
 from shared.domain.stale_plan import PlanItem, StalePlan
 from shared.ports.graph import StaleGraph
 from shared.ports.reports import ReportStore
-from shared.ports.state import ANY_ETAG, AuditEntry, StateStore
+from shared.ports.state import AuditEntry, StateStore
 from shared.ports.templates import StaleRenderer
 from shared.services.audit import Auditor
+from shared.services.census import STAGE_KIND, write_stage
 from shared.services.licensing import Alerting
 
 if TYPE_CHECKING:
     from shared.services.attestation import AttestConfig
 
 ACTOR = "stale-sweep"
-RECORD_KIND = "stale-stage"
+RECORD_KIND = STAGE_KIND
 LEASE_SECONDS = 300
 """How long a run (and each action it claims) stays with the invocation working on it without a sign of life:
 a run whose invocation died is continued after this (STALE_SWEEP_LEASE_SECONDS)."""
@@ -83,10 +84,8 @@ async def load_memories(state: StateStore) -> dict[str, StageMemory]:
 
 
 async def write_memory(deps: StaleDeps, user_id: str, value: Any) -> None:
-    if isinstance(value, dict):
-        await deps.state.put(RECORD_KIND, user_id, value, etag=ANY_ETAG)
-    else:
-        await deps.state.delete(RECORD_KIND, user_id)
+    """The stage record an action's outcome carries (None: the guest left the lifecycle), moved in the tally."""
+    await write_stage(deps.state, user_id, StageMemory.from_json(value) if isinstance(value, dict) else None)
 
 
 def audit_entry(deps: StaleDeps, plan: StalePlan, item: PlanItem, outcome: str, extra: dict[str, Any]) -> AuditEntry:

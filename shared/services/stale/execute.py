@@ -19,17 +19,19 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.attestation import reviewer
+from shared.domain.census import ACTIONS_CHARTED, RunSummary
 from shared.domain.directory import DirectoryContact, OutgoingMail
 from shared.domain.stale import ACT_ORDER, Action, Reclaim
 from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_id
 from shared.ports.graph import BATCH_LIMIT, BatchOps, BatchRequest, BatchResult, GraphError
 from shared.ports.state import ANY_ETAG, Claim
 from shared.services.audit import Auditor
+from shared.services.census import sweep_finished
 from shared.services.stale.deps import ACTOR, StaleDeps, audit, audit_entry, write_memory
 from shared.services.stale.journal import (
     RunJournal,
@@ -43,7 +45,7 @@ from shared.services.stale.parts import acted_name, read_part, report_name, writ
 from shared.services.stale.plan import PROGRESS_LOG_SECONDS, choose_ranges, iter_parts, read_guests
 from shared.services.stale.reclaim import give_back, reclaim_requests, reclaimed_from
 from shared.services.stale.reinvite import reinvite_before_purge
-from shared.services.stale.report import write_reports
+from shared.services.stale.report import iter_items, write_reports
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,7 @@ async def _abandon(deps: StaleDeps, run_id: str, record: dict[str, Any], started
     )
     await journal.finish(plan)
     await _audit_run(deps, plan)
+    await _count_run(deps, plan)
     log.warning("stale sweep %s: abandoned, %s", run_id, plan.message)
 
 
@@ -186,8 +189,30 @@ async def _work(deps: StaleDeps, journal: RunJournal) -> StalePlan:
 async def _finish(plan: StalePlan, deps: StaleDeps, journal: RunJournal) -> None:
     plan.reports = await write_reports(deps, plan)
     await _audit_run(deps, plan)
+    await _count_run(deps, plan)
     await journal.finish(plan)
     log.info("stale sweep %s: %s %s (%d slice(s))", plan.run_id, plan.status, dict(plan.counts), plan.slices)
+
+
+READ_WHOLE = ("dry-run", "capped", "applied", "incomplete")
+"""Run statuses that read every guest (an aborted run may have stopped reading, or read data that looks wrong)."""
+
+
+async def _count_run(deps: StaleDeps, plan: StalePlan) -> None:
+    """The dashboard's aggregates (shared.services.census): the stage tally rebuilt, the run in the census."""
+    summary = RunSummary(plan.run_id, plan.started, plan.dry_run, plan.status, plan.message, dict(plan.outcomes))
+    seen = None
+    if plan.status in READ_WHOLE:
+        per_domain = {domain: sum(counts.values()) for domain, counts in plan.per_domain.items()}
+        seen = (plan.guests_seen, dict(plan.invitation), per_domain)
+
+    async def done() -> AsyncIterator[tuple[str, str]]:
+        async for item in iter_items(deps.reports, plan):
+            if item.outcome == "done" and str(item.action) in ACTIONS_CHARTED:
+                yield str(item.action), item.home_domain
+
+    acted = not plan.dry_run and plan.status in ("applied", "incomplete")
+    await sweep_finished(deps.state, deps.clock, summary, seen, done() if acted else None)
 
 
 async def _audit_run(deps: StaleDeps, plan: StalePlan) -> None:

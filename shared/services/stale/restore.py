@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from shared.domain.stale import Stage, StageMemory
+from shared.domain.stale import RESTORE_WINDOW, Stage, StageMemory
 from shared.ports.graph import BatchOps, GraphError
-from shared.ports.state import ANY_ETAG
 from shared.services.audit import Auditor
+from shared.services.census import write_stage
 from shared.services.stale.deps import ACTOR, LEASE_SECONDS, RECORD_KIND, StaleDeps
 from shared.services.stale.reclaim import give_back
-
-RESTORE_WINDOW = timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +54,7 @@ async def restore_guest(
         return RestoreOutcome(user_id, "failed", str(exc))
     restored = StageMemory(Stage.RESTORED, now, run_id=memory.run_id)
     await deps.state.complete(claim, {"memory": restored.to_json()})
-    await deps.state.put(RECORD_KIND, user_id, restored.to_json(), etag=ANY_ETAG)
+    await write_stage(deps.state, user_id, restored)
     returned = await give_back(
         deps.graph,
         deps.state,
