@@ -24,7 +24,7 @@ from rich.table import Table
 from bench.common import Row
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BENCHES = ("sweep", "poller", "webhook", "acceptance", "coldstart")
+BENCHES = ("sweep", "poller", "webhook", "acceptance", "coldstart", "dashboard")
 
 
 def cpu_model() -> str:
@@ -73,7 +73,7 @@ def markdown(rows: list[Row], command: str, elapsed: float) -> str:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[], list[Row]]]]:
-    from bench import acceptance, coldstart, poller, sweep, webhook
+    from bench import acceptance, coldstart, dashboard, poller, sweep, webhook
 
     sizes = args.sizes or ([2000] if args.quick else [10_000, 100_000])
     latency = 0 if args.quick else args.latency_ms
@@ -83,6 +83,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[], list[Row]]]]:
         "webhook": lambda: webhook.run(count=400 if args.quick else 3000, throughput_s=3 if args.quick else 10),
         "acceptance": lambda: acceptance.run(single=10 if args.quick else 50, crowd=100 if args.quick else 1000),
         "coldstart": coldstart.run,
+        "dashboard": lambda: dashboard.run(10_000, 2_000, 10) if args.quick else dashboard.run(),
     }
     return [(name, steps[name]) for name in (args.only or BENCHES)]
 

@@ -69,6 +69,9 @@ class Scenario:
         )
 
 
+DEMO_OPERATOR = "demo-operator@contoso.com"
+
+
 def demo_settings(out: Path, inbox: TicketInbox) -> dict[str, str]:
     """What the demo sets on top of the local world's app settings (local/world.py): only settings differ from
     Azure. Writes the partner directory that routes Fabrikam's tickets to the demo's webhook."""
@@ -97,6 +100,10 @@ def demo_settings(out: Path, inbox: TicketInbox) -> dict[str, str]:
         "STALE_ATTEST_SIGNING_KEY": "demo-attestation-signing-key-0123456789abcdef",
         "STALE_FALLBACK_REVIEWERS": "guest-reviews@contoso.com",
         "DEMO_FABRIKAM_WEBHOOK_SECRET": inbox.secret,
+        # the operator dashboard (a demo key; in Azure a Key Vault reference) and, locally only, a development
+        # sign-in standing in for App Service Authentication (docs/dashboard.md)
+        "DASHBOARD_SIGNING_KEY": "demo-dashboard-signing-key-0123456789abcdef",
+        "DASHBOARD_DEV_SIGNIN": f"{DEMO_OPERATOR}:GuestWarden.Operator",
     }
 
 
@@ -263,6 +270,32 @@ async def stale_scenario(world: Any, scenario: Scenario, out: Path) -> None:
     await world.host.fire_timer("subscription_keeper")
     live = [s for s in sim.subscriptions() if s["resource"].strip("/") == "users"]
     scenario.expect("the subscription keeper recreates it through the handshake", len(live) == 1)
+
+
+async def dashboard_scenario(world: Any, scenario: Scenario) -> None:
+    """The operator dashboard shows what the sweeps left, from guestwarden's own aggregates."""
+    from local.sponsor import open_link
+    from shared.bootstrap import build_state_store, settings_from_env
+    from shared.services.census import load_census, load_tally
+
+    url = f"{world.host.http_url}/api/dashboard/"
+    scenario.step(f"the operator dashboard: {url} (signed in locally as {DEMO_OPERATOR})", "bold")
+    settings = settings_from_env(env=dict(os.environ))
+    async with build_state_store(settings) as state:
+        tally, census = await load_tally(state), await load_census(state)
+    page = await open_link(url)
+    lifecycle = sum(tally.counts().values()) if tally else -1
+    shown = re.search(r'id="in-lifecycle">(\d+)<', page.html)
+    scenario.expect(
+        "the dashboard's overview shows the guests in the lifecycle and the last sweep, from the aggregates",
+        page.status == 200
+        and shown is not None
+        and int(shown.group(1)) == lifecycle
+        and census is not None
+        and census.last_run is not None
+        and census.last_run.run_id in page.html,
+        f"HTTP {page.status}, {lifecycle} guest(s) in the lifecycle",
+    )
 
 
 async def sponsor_keeps(sim: Any, scenario: Scenario, guest: str, sponsor_mail: str) -> str:
@@ -443,14 +476,17 @@ async def play(world: RunningWorld, scenario: Scenario, inbox: TicketInbox, out:
     await licensing_scenario(world, scenario)
     await risk_scenario(world, scenario, inbox)
     await stale_scenario(world, scenario, out)
+    await dashboard_scenario(world, scenario)
     (out / "tickets.json").write_text(json.dumps(inbox.tickets, indent=2))
     (out / "mails.json").write_text(json.dumps(world.sim.outbox, indent=2, default=str))
     console.print(summary(scenario))
     console.print(f"outputs in [bold]{out}[/bold]")
+    console.print(f"the operator dashboard: [bold]{world.host.http_url}/api/dashboard/[/bold] (stays up with --keep-running)")
     if keep_running:
         env_file = write_env_file(world, out)
         console.print("[bold]--keep-running[/bold]: the local world stays up; Ctrl-C to stop. In another shell:")
         console.print(f"  set -a; . {env_file}; set +a   # the app settings, for the CLI")
+        console.print(f"  the dashboard: {world.host.http_url}/api/dashboard/   (signed in as {DEMO_OPERATOR})")
         for command in ("guests", "audit --days 1", "blocked", "subscriptions status", "deadletters list"):
             console.print(f"  .venv/bin/guestwarden {command}")
         console.print(

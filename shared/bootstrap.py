@@ -419,6 +419,7 @@ def dashboard_deps(
         page_size=s.page_size,
         dev_principal=dev_principal(s.dev_signin) if s.dev_signin else None,
         platform_auth_missing=in_azure and str(env.get("WEBSITE_AUTH_ENABLED") or "").lower() != "true",
+        renew_before=settings.subscriptions.config().renew_before,
     )
     sweep = stale_deps(settings, graph, state, clock)
     attest = attest_deps(settings, graph, state, clock)

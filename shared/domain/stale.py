@@ -103,6 +103,9 @@ class StageMemory:
     """KEPT only: the end of the sponsor's extension."""
     reclaimed: Reclaim | None = None
     """DISABLED/DELETED: the licences taken back when we disabled the account (given back on return)."""
+    name: str = ""
+    """The guest's display name (or UPN) when the sweep acted: the dashboard searches guests by it. Carried over by
+    every later stage (shared.services.census.write_stage); decisions never read it."""
 
     @property
     def episode_id(self) -> str:
@@ -124,6 +127,8 @@ class StageMemory:
             value["until"] = self.until.isoformat()
         if self.reclaimed:
             value["reclaimed"] = self.reclaimed.to_json()
+        if self.name:
+            value["name"] = self.name
         return value
 
     @classmethod
@@ -136,6 +141,7 @@ class StageMemory:
             episode=str(value.get("episode", "")),
             until=datetime.fromisoformat(str(value["until"])) if value.get("until") else None,
             reclaimed=Reclaim.from_json(value["reclaimed"]) if isinstance(value.get("reclaimed"), dict) else None,
+            name=str(value.get("name") or ""),
         )
 
 

@@ -323,18 +323,17 @@ def memory_after(
 ) -> StageMemory | None:
     """What we remember of a guest once `action` was done to it (a disable: with the licences it took back);
     None: forget the episode."""
+    name = item.display_name or item.user_principal_name
     if action is Action.WARN:
-        return StageMemory(Stage.WARNED, now, run_id=run_id, episode=item.scope)
+        return StageMemory(Stage.WARNED, now, run_id=run_id, episode=item.scope, name=name)
     episode = item.memory.episode_id if item.memory else ""
     if action is Action.DISABLE:
         we_disabled = item.account_enabled is not False
-        return StageMemory(
-            Stage.DISABLED, now, we_disabled=we_disabled, run_id=run_id, episode=episode, reclaimed=reclaimed
-        )
+        return StageMemory(Stage.DISABLED, now, we_disabled, run_id, episode, reclaimed=reclaimed, name=name)
     if action is Action.DELETE:
         we_disabled = item.memory.we_disabled if item.memory else False
         kept = item.memory.reclaimed if item.memory else None
-        return StageMemory(Stage.DELETED, now, we_disabled=we_disabled, run_id=run_id, episode=episode, reclaimed=kept)
+        return StageMemory(Stage.DELETED, now, we_disabled, run_id, episode, reclaimed=kept, name=name)
     if item.restart_clock:
-        return StageMemory(Stage.RESTORED, now, run_id=run_id)
+        return StageMemory(Stage.RESTORED, now, run_id=run_id, name=name)
     return None  # active again: forget the episode

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -80,9 +81,12 @@ def _retrying() -> AsyncRetrying:
 
 
 async def write_stage(state: StateStore, user_id: str, after: StageMemory | None) -> None:
-    """Write (or, with None, delete) a guest's stage record, and move the guest in the stage tally."""
+    """Write (or, with None, delete) a guest's stage record, and move the guest in the stage tally. The guest's
+    name is carried over from the record before when the new stage does not know it."""
     record = await state.get(STAGE_KIND, user_id)
     before = StageMemory.from_json(record.value) if record else None
+    if after is not None and not after.name and before is not None and before.name:
+        after = replace(after, name=before.name)  # a restore or a keep does not know the name: keep it
     if after is not None:
         await state.put(STAGE_KIND, user_id, after.to_json(), etag=ANY_ETAG)
     elif record is not None:

@@ -86,6 +86,8 @@ class DashboardConfig:
     platform_auth_missing: bool = False
     """In Azure without App Service Authentication (WEBSITE_AUTH_ENABLED): the principal header could be forged,
     so nothing is served."""
+    renew_before: timedelta = timedelta(hours=24)
+    """SUBSCRIPTION_RENEW_BEFORE_HOURS: a subscription closer to its expiry than this should have been renewed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,8 +217,6 @@ async def overview(deps: DashboardDeps) -> dict[str, Any]:
         for run in await runs(deps):  # before the first census: the run records (few, on a new install)
             census.ran(RunSummary(run["id"], run["started"] or now, run["dry_run"], run["status"], "", run["outcomes"]))
     tickets = [e async for e in deps.state.query(now - timedelta(days=30), action="risk-ticket")]
-    subscription = await deps.state.get(SUBSCRIPTION_KIND, SUBSCRIPTION_KEY)
-    expires = _when(subscription.value.get("expiresAt")) if subscription else None
     return {
         "stages": stages,
         "in_lifecycle": sum(stages.values()),
@@ -228,14 +228,34 @@ async def overview(deps: DashboardDeps) -> dict[str, Any]:
         "last_dry_run": census.last_dry_run,
         "open_incidents": len(await _incidents(deps)),
         "tickets": sum(1 for t in tickets if t.outcome in ("done", "opened", "sent")),
-        "subscription": {
-            "id": subscription.value.get("id") if subscription else None,
-            "expires": expires,
-            "healthy": expires is not None and expires > now,
-        },
+        "subscription": await _subscription(deps, now),
         "seats": await load_seats(deps.state),
         "chart": _chart(census.chart(now.date())),
         "chart_days": CHART_DAYS,
+    }
+
+
+async def _subscription(deps: DashboardDeps, now: datetime) -> dict[str, Any]:
+    """The /users subscription as the keeper last recorded it (no Graph read): healthy while it is further from
+    its expiry than the keeper's renewal window; inside the window the keeper should have renewed it."""
+    record = await deps.state.get(SUBSCRIPTION_KIND, SUBSCRIPTION_KEY)
+    expires = _when(record.value.get("expiresAt")) if record else None
+    if record is None or expires is None:
+        health, advice = "missing", "no subscription recorded: is the subscription keeper timer running?"
+    elif expires <= now:
+        health, advice = "expired", "no change notifications arrive: run `guestwarden subscriptions ensure`"
+    elif expires - now <= deps.config.renew_before:
+        health, advice = "renewal due", "inside the renewal window: check that the subscription keeper timer runs"
+    else:
+        health, advice = "healthy", ""
+    hours = round((expires - now).total_seconds() / 3600, 1) if expires else None
+    return {
+        "id": record.value.get("id") if record else None,
+        "expires": expires,
+        "hours_left": hours,
+        "health": health,
+        "healthy": health == "healthy",
+        "advice": advice,
     }
 
 
@@ -313,20 +333,20 @@ GUEST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 
 
 async def guest_list(deps: DashboardDeps, params: Mapping[str, str]) -> dict[str, Any]:
-    """The guests guestwarden has in its lifecycle, filtered by `q` (object id, stage, or a name on the page)."""
+    """The guests guestwarden has in its lifecycle, newest first, filtered by `q`: part of the object id or of the
+    name the sweep recorded, or a stage. Names are read again from Graph for the shown page only (a rename since
+    the sweep shows; a guest whose record predates names is found by id)."""
     query = (params.get("q") or "").strip()[:100]
     page = max(1, _int(params.get("page"), 1))
     memories = await _memories(deps)
     rows = sorted(memories.items(), key=lambda kv: (kv[1].since, kv[0]), reverse=True)
     wanted = query.lower()
     if wanted:
-        rows = [(k, m) for k, m in rows if wanted in k.lower() or wanted == str(m.stage)] or rows
+        rows = [(k, m) for k, m in rows if wanted in k.lower() or wanted in m.name.lower() or wanted == str(m.stage)]
     size = deps.config.page_size
     shown = rows[(page - 1) * size : page * size]
     names = await deps.names.names([k for k, _ in shown]) if shown else {}
-    guests = [_guest_row(k, m, names.get(k, ""), deps.policy) for k, m in shown]
-    if wanted and not any(wanted in k.lower() or wanted == str(m.stage) for k, m in shown):
-        guests = [g for g in guests if wanted in g["name"].lower()]
+    guests = [_guest_row(k, m, names.get(k) or m.name, deps.policy) for k, m in shown]
     pages = max(1, -(-len(rows) // size))
     return {"guests": guests, "q": query, "page_no": page, "pages": pages, "total": len(rows)}
 
@@ -351,7 +371,7 @@ async def guest_page(deps: DashboardDeps, guest_id: str) -> dict[str, Any]:
     step, when = next_step(memory, deps.policy) if memory else ("nothing: guestwarden has not acted on it", None)
     keepable = memory is not None and memory.stage in (Stage.WARNED, Stage.DISABLED) and deps.keep_guest is not None
     return {
-        "guest": {"id": guest_id, "name": names.get(guest_id, "")},
+        "guest": {"id": guest_id, "name": names.get(guest_id) or (memory.name if memory else "")},
         "memory": memory,
         "timeline": list(reversed(timeline)),
         "next": step,
