@@ -441,4 +441,5 @@ def dashboard_deps(
         clock=clock,
         restore_run=restore,
         keep_guest=keep if attest is not None else None,
+        reports=sweep.reports,
     )

@@ -85,6 +85,9 @@ class LocalFolderReportStore(ReportStore):
                 tmp.unlink()
         return str(path)
 
+    async def read(self, name: str) -> bytes:
+        return await self._read(self.folder / check_report_name(name), "report")
+
     def _part(self, report: str, name: str) -> Path:
         return self.folder / f"{check_report_name(report)}.parts" / check_report_name(name)
 
@@ -96,11 +99,13 @@ class LocalFolderReportStore(ReportStore):
             raise ReportStoreError(f"part {path} could not be written ({self.setting}): {exc}") from exc
 
     async def get_part(self, report: str, name: str) -> bytes:
-        path = self._part(report, name)
+        return await self._read(self._part(report, name), "part")
+
+    async def _read(self, path: Path, what: str) -> bytes:
         try:
             return await asyncio.to_thread(path.read_bytes)
         except OSError as exc:
-            raise ReportStoreError(f"part {path} could not be read ({self.setting}): {exc}") from exc
+            raise ReportStoreError(f"{what} {path} could not be read ({self.setting}): {exc}") from exc
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -209,16 +214,21 @@ class BlobReportStore(ReportStore):
         await self._upload(path, content, "application/json", f"part {path}")
 
     async def get_part(self, report: str, name: str) -> bytes:
+        return await self._download(self._part_name(report, name), "part")
+
+    async def read(self, name: str) -> bytes:
+        return await self._download(blob_name(name), "report")
+
+    async def _download(self, path: str, what: str) -> bytes:
         from azure.core.exceptions import AzureError
 
-        path = self._part_name(report, name)
         service, credential = self._open_service()
         try:
             async with service:
                 downloader = await service.get_blob_client(self.container, path).download_blob()
                 return bytes(await downloader.readall())
         except AzureError as exc:
-            raise ReportStoreError(f"part {path} could not be read from {self.target}: {_first_line(exc)}") from exc
+            raise ReportStoreError(f"{what} {path} could not be read from {self.target}: {_first_line(exc)}") from exc
         finally:
             await _close(credential)
 

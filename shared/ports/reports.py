@@ -32,6 +32,10 @@ class ReportStore(abc.ABC):
         not at all: a failure midway leaves no partial report under `name`."""
 
     @abc.abstractmethod
+    async def read(self, name: str) -> bytes:
+        """A report stored by `write`/`write_stream` (the dashboard serves it); ReportStoreError if missing."""
+
+    @abc.abstractmethod
     async def put_part(self, report: str, name: str, content: bytes) -> None:
         """Store (or replace) one working part of report `report` (e.g. `stale-<run id>`)."""
 

@@ -5,8 +5,8 @@
 - Each sweep run ends with `sweep_finished`: the stage tally is rebuilt from the stage records (a writer that died
   between its two writes is corrected here), and the census takes the run's counts (guests by invitation state
   and home domain, the run's status, its done actions per night and home domain).
-- `record_seats` keeps the licences per SKU whenever a flow reads `subscribedSkus` (the nightly posture checks,
-  the licence reclaim).
+- `record_seats` keeps the licences per SKU when the nightly posture checks read `subscribedSkus`.
+- `count_ticket` counts the home-tenant tickets the risk flow opens, per day.
 
 A record that cannot be written after a few conflicting writers is left for the next run to correct: these are
 counts for a page, never what a decision rests on (decisions read the stage records themselves).
@@ -18,7 +18,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_after_attempt, wait_random_exponential
@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 STAGE_KIND = "stale-stage"
 """The sweep's stage records, one per guest in the lifecycle (shared.services.stale.deps.RECORD_KIND)."""
 KIND = "dashboard"
-TALLY_KEY, CENSUS_KEY, SEATS_KEY = "stage-tally", "census", "seats"
+TALLY_KEY, CENSUS_KEY, SEATS_KEY, TICKETS_KEY = "stage-tally", "census", "seats", "tickets"
+TICKET_DAYS = 30
+"""How many days of opened tickets are kept (the overview shows the last 30)."""
 TRIES = 12
 COUNTED_RUNS = 30
 """Run ids remembered as already added to the nights (a run finished twice after a crash counts once)."""
@@ -132,6 +134,30 @@ async def load_seats(state: RecordStore) -> Seats | None:
 
 async def record_seats(state: RecordStore, skus: Iterable[SubscribedSku], now: datetime) -> None:
     await state.put(KIND, SEATS_KEY, Seats.of(now, skus).to_json(), etag=ANY_ETAG)
+
+
+async def count_ticket(state: StateStore, now: datetime) -> None:
+    """A home-tenant ticket was opened: counted under its day (days older than TICKET_DAYS are dropped)."""
+    day, first = f"{now:%Y-%m-%d}", f"{now - timedelta(days=TICKET_DAYS - 1):%Y-%m-%d}"
+
+    def add(value: dict[str, Any] | None) -> dict[str, Any]:
+        days = {str(d): int(n) for d, n in ((value or {}).get("days") or {}).items() if str(d) >= first}
+        days[day] = days.get(day, 0) + 1
+        return {"days": days}
+
+    await _change(state, TICKETS_KEY, add, create=True)
+
+
+async def tickets_opened(state: RecordStore, now: datetime, days: int = TICKET_DAYS) -> int | None:
+    """Tickets opened in the last `days` days (None: none counted yet, e.g. before this version)."""
+    record = await state.get(KIND, TICKETS_KEY)
+    if record is None:
+        return None
+    first = f"{now - timedelta(days=days - 1):%Y-%m-%d}"
+    counts = record.value.get("days")
+    if not isinstance(counts, dict):
+        return 0
+    return sum(n for d, n in counts.items() if isinstance(n, int) and d >= first)
 
 
 async def sweep_finished(

@@ -36,9 +36,10 @@ from shared.domain.dashboard import (
 )
 from shared.domain.stale import Stage, StageMemory, StalePolicy
 from shared.ports.dashboard import DashboardRenderer, GuestNames
+from shared.ports.reports import ReportStore, ReportStoreError
 from shared.ports.state import StateStore
 from shared.services.audit import Auditor
-from shared.services.census import load_census, load_seats, load_tally
+from shared.services.census import load_census, load_seats, load_tally, tickets_opened
 from shared.services.posture import latest_posture
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
 from shared.services.stale.journal import RUN_KIND
@@ -103,6 +104,8 @@ class DashboardDeps:
     keep_guest: Callable[[str, str], Awaitable[tuple[str, str]]] | None = None
     """(guest id, actor) -> (status, detail) of shared.services.attestation.operator_keep; None when attestation
     links are off (STALE_ATTEST_SIGNING_KEY)."""
+    reports: ReportStore | None = None
+    """Where the sweep's reports are (REPORT_STORE): the run pages serve them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,16 @@ class DashboardReply:
     body: bytes
     content_type: str = "text/html; charset=utf-8"
     headers: Mapping[str, str] = field(default_factory=lambda: dict(SECURITY_HEADERS))
+
+
+REPORT_TYPES: Mapping[str, str] = {"report.html": "text/html; charset=utf-8", "report.csv": "text/csv; charset=utf-8"}
+REPORT_HEADERS: Mapping[str, str] = {
+    **SECURITY_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+"""A sweep's report: its own inline style sheet (shared/templates/stale/report.html), no script, no images."""
 
 
 class _Refused(Exception):
@@ -189,6 +202,8 @@ async def _get(path: str, request: DashboardRequest, principal: Principal, deps:
         return _html(deps, 200, "runs", principal, runs=await runs(deps))
     if len(parts) == 2 and parts[0] == "runs":
         return _html(deps, 200, "run", principal, **await run_page(deps, parts[1]))
+    if len(parts) == 3 and parts[0] == "runs" and parts[2] in REPORT_TYPES:
+        return await run_report(deps, parts[1], parts[2])
     if parts == ["risk"]:
         return _html(deps, 200, "risk", principal, **await risk(deps))
     if parts == ["posture"]:
@@ -216,7 +231,10 @@ async def overview(deps: DashboardDeps) -> dict[str, Any]:
         census = Census()
         for run in await runs(deps):  # before the first census: the run records (few, on a new install)
             census.ran(RunSummary(run["id"], run["started"] or now, run["dry_run"], run["status"], "", run["outcomes"]))
-    tickets = [e async for e in deps.state.query(now - timedelta(days=30), action="risk-ticket")]
+    tickets = await tickets_opened(deps.state, now)
+    if tickets is None:  # none counted yet (before this version): the audit log's last 30 days
+        entries = [e async for e in deps.state.query(now - timedelta(days=30), action="risk-ticket")]
+        tickets = sum(1 for e in entries if e.outcome == "opened")
     return {
         "stages": stages,
         "in_lifecycle": sum(stages.values()),
@@ -227,7 +245,7 @@ async def overview(deps: DashboardDeps) -> dict[str, Any]:
         "last_run": census.last_run,
         "last_dry_run": census.last_dry_run,
         "open_incidents": len(await _incidents(deps)),
-        "tickets": sum(1 for t in tickets if t.outcome in ("done", "opened", "sent")),
+        "tickets": tickets,
         "subscription": await _subscription(deps, now),
         "seats": await load_seats(deps.state),
         "chart": _chart(census.chart(now.date())),
@@ -330,6 +348,22 @@ async def run_page(deps: DashboardDeps, run_id: str) -> dict[str, Any]:
 
 
 GUEST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+
+
+async def run_report(deps: DashboardDeps, run_id: str, kind: str) -> DashboardReply:
+    """A run's HTML or CSV report from the report store (only the two names a run's reports have)."""
+    if deps.reports is None or not GUEST_ID.fullmatch(run_id):
+        raise _Refused(404, "no such report")
+    extension = kind.rsplit(".", 1)[1]
+    try:
+        body = await deps.reports.read(f"stale-{run_id}.{extension}")
+    except ReportStoreError as exc:
+        log.warning("dashboard: report of run %s not readable: %s", run_id, exc)
+        raise _Refused(404, "this run's report is not in the report store") from None
+    headers = dict(REPORT_HEADERS)
+    if extension == "csv":
+        headers["Content-Disposition"] = f'attachment; filename="stale-{run_id}.csv"'
+    return DashboardReply(200, body, REPORT_TYPES[kind], headers)
 
 
 async def guest_list(deps: DashboardDeps, params: Mapping[str, str]) -> dict[str, Any]:

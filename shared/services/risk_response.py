@@ -38,6 +38,7 @@ from shared.ports.state import ANY_ETAG, AuditEntry, Claim, StateStore, claim_or
 from shared.ports.templates import RiskRenderer
 from shared.ports.tickets import PartnerSinks, TicketSink, TicketSinkError
 from shared.services.audit import Auditor
+from shared.services.census import count_ticket
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ async def _open_ticket(claim: Claim, incident: RiskIncident, deps: ResponseDeps)
     except TicketSinkError as exc:
         await _audit(deps, TICKET, incident, "failed", str(exc), {"sink": sink.kind, "partner": partner.name})
         raise TicketNotDelivered(f"ticket for incident {incident.incident_id} not delivered: {exc}") from exc
-    return await _finish(
+    status = await _finish(
         claim,
         deps,
         incident,
@@ -265,6 +266,8 @@ async def _open_ticket(claim: Claim, incident: RiskIncident, deps: ResponseDeps)
         ticketId=reference,
         homeOrganisation=ticket.home_organisation,
     )
+    await count_ticket(deps.state, deps.clock())  # the dashboard's count (shared.services.census)
+    return status
 
 
 async def _deliver(sink: TicketSink, ticket: Ticket, deps: ResponseDeps) -> str:

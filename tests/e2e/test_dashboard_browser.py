@@ -286,6 +286,13 @@ def test_a_restore_through_the_page_restores_the_runs_guests(
     _as(browser, None)
     browser.get(url(world_thread, f"runs/{run_id}"))
     browser.save_screenshot(str(shots / "run.png"))
+    # the run's report, from the report store, under a CSP that allows its style sheet and no script
+    browser.find_element(By.ID, "report-html").click()
+    WebDriverWait(browser, 10).until(lambda b: run_id in b.title)
+    browser.save_screenshot(str(shots / "run-report.png"))
+    status, headers = _status(url(world_thread, f"runs/{run_id}/report.html"))
+    assert status == 200 and "script-src" not in headers["Content-Security-Policy"]
+    browser.back()
     browser.find_element(By.ID, "restore").click()
     WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "confirm"))
     assert all(world.sim.user(g)["accountEnabled"] is False for g in disabled)  # the confirm page changed nothing

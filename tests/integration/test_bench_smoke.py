@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import acceptance, coldstart, poller, sweep, webhook
+from bench import acceptance, coldstart, dashboard, poller, sweep, webhook
 from bench.common import Row
 
 pytestmark = pytest.mark.timeout(600)
@@ -57,3 +57,11 @@ def test_cold_host_answers_the_validation_handshake() -> None:
 
     assert row(rows, "first validation handshake").value.endswith(" s")
     assert row(rows, "import function_app").value
+
+
+def test_dashboard_overview_renders_from_the_aggregates_on_both_state_backends() -> None:
+    rows = dashboard.run(guests=2_000, lifecycle=300, rounds=3)  # raises unless each page answered 200 with it
+
+    medians = [r for r in rows if r.metric.startswith("overview median")]
+    assert [r.bench.rsplit("(", 1)[1] for r in medians] == ["sqlite)", "table)"]
+    assert all(r.value.endswith(" ms") and "300 guests in the lifecycle" in r.note for r in medians), medians

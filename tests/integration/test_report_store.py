@@ -131,6 +131,21 @@ async def test_csv_and_html_land_where_the_returned_location_says_with_their_con
     assert csv_at.rsplit("/", 1)[0] == html_at.rsplit("/", 1)[0]
 
 
+async def test_a_stored_report_reads_back_by_its_name_and_a_missing_one_is_an_error(target: Target) -> None:
+    await target.store.write_stream(f"stale-{RUN}.html", _chunks(HTML), "text/html")
+
+    assert await target.store.read(f"stale-{RUN}.html") == HTML  # the dashboard serves it from here
+    with pytest.raises(ReportStoreError, match="could not be read"):
+        await target.store.read("stale-20991231T000000Z-ffffff.html")
+    with pytest.raises(ValueError):
+        await target.store.read("../secrets.html")
+
+
+async def _chunks(content: bytes) -> AsyncIterator[bytes]:
+    for start in range(0, len(content), 7):
+        yield content[start : start + 7]
+
+
 async def test_names_keep_the_run_together(target: Target) -> None:
     other = "20261124T020000Z-d4e5f6"
     for run in (RUN, other):

@@ -206,6 +206,12 @@ class MemoryReportStore(ReportStore):
     async def write_stream(self, name: str, chunks: AsyncIterable[bytes], content_type: str) -> str:
         return await self.write(name, b"".join([chunk async for chunk in chunks]), content_type)
 
+    async def read(self, name: str) -> bytes:
+        try:
+            return self.files[name]
+        except KeyError:
+            raise ReportStoreError(f"report {name} is missing") from None
+
     async def put_part(self, report: str, name: str, content: bytes) -> None:
         self.parts[report, name] = content
 

@@ -12,12 +12,14 @@ from shared.domain.directory import SubscribedSku
 from shared.domain.stale import Stage, StageMemory, StalePolicy
 from shared.services.census import (
     STAGE_KIND,
+    count_ticket,
     load_census,
     load_seats,
     load_tally,
     rebuild_tally,
     record_seats,
     sweep_finished,
+    tickets_opened,
     write_stage,
 )
 from shared.services.stale import restore_guest, sweep_stale_guests
@@ -179,3 +181,12 @@ async def test_a_sweep_leaves_the_tally_equal_to_its_stage_records_and_the_censu
     assert after is not None and after.counts()["disabled"] == tally.counts()["disabled"] - 1
     assert after.counts()["restored"] == tally.counts()["restored"] + 1
     assert date.fromisoformat(next(iter(census.nights))) == START.date()
+
+
+async def test_tickets_are_counted_per_day_for_30_days() -> None:
+    state = MemoryStateStore()
+    assert await tickets_opened(state, NOW) is None
+    for days_ago in (40, 29, 1, 0, 0):
+        await count_ticket(state, NOW - timedelta(days=days_ago))
+    assert await tickets_opened(state, NOW) == 4  # 29 days ago is the 30th day of the window
+    assert await tickets_opened(state, NOW, days=1) == 2

@@ -140,3 +140,35 @@ async def test_guests_are_found_by_the_name_the_sweep_recorded_on_any_page_and_a
     search = DashboardRequest("GET", "guests", {"q": "FABRIKAM", "page": "2"}, {}, READER_HEADER)
     html = (await handle_dashboard(search, replace(deps(state), config=one_per_page))).body.decode()
     assert "Cy Fabrikam" in html and "Ada Fabrikam" not in html and "page 2 of 2" in html  # newest first
+
+
+async def test_a_runs_reports_are_served_from_the_report_store_and_nothing_else_is() -> None:
+    from tests.unit.fakes_stale import MemoryReportStore
+
+    store = MemoryReportStore()
+    run = "20260601T020000Z-abc123"
+    await store.write(f"stale-{run}.html", b"<html><style>td{}</style><title>stale run</title></html>", "text/html")
+    await store.write(f"stale-{run}.csv", b"\xef\xbb\xbfuserId\r\n", "text/csv")
+    served = replace(deps(CountingStore()), reports=store)
+
+    def ask(path: str) -> DashboardRequest:
+        return DashboardRequest("GET", path, {}, {}, READER_HEADER)
+
+    html = await handle_dashboard(ask(f"runs/{run}/report.html"), served)
+    assert html.status == 200 and b"<title>stale run</title>" in html.body
+    assert "style-src 'unsafe-inline'" in html.headers["Content-Security-Policy"]
+    assert "script" not in html.headers["Content-Security-Policy"]  # default-src 'none': no script at all
+    csv = await handle_dashboard(ask(f"runs/{run}/report.csv"), served)
+    assert (
+        csv.status == 200
+        and csv.content_type.startswith("text/csv")
+        and "attachment" in csv.headers["Content-Disposition"]
+    )
+    for path in (
+        f"runs/{run}/report.json",
+        "runs/..%2F..%2Fsecrets/report.html",
+        "runs/20991231T000000Z-ffffff/report.html",
+    ):
+        assert (await handle_dashboard(ask(path), served)).status == 404, path
+    nobody = DashboardRequest("GET", f"runs/{run}/report.html", {}, {}, {})
+    assert (await handle_dashboard(nobody, served)).status == 401  # a report is as protected as the pages

@@ -27,6 +27,7 @@ from shared.domain.directory import OutgoingMail, TenantInformation
 from shared.domain.messages import MalformedMessage, RiskIncident, parse_message
 from shared.domain.risk import Ticket
 from shared.ports.tickets import TicketSink, TicketSinkError
+from shared.services.census import tickets_opened
 from shared.services.risk_detection import incident_message
 from shared.services.risk_response import (
     NOTIFY,
@@ -256,6 +257,7 @@ async def test_a_dead_sink_fails_the_message_and_the_next_delivery_tries_again()
     with pytest.raises(TicketNotDelivered):
         await respond_to_incident(payload(), deps)
     assert len(graph.outbox) == 1  # the notice step was not held back by the failing ticket
+    assert await tickets_opened(deps.state, NOW) is None  # a ticket not delivered is not counted
     outcome = await respond_to_incident(payload(), deps)
     assert (outcome.notice, outcome.ticket) == ("already-done", "opened")
     assert (TICKET, "failed") in await audit(deps)
