@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.domain.census import invitation_state
+from shared.domain.census import RunSummary, invitation_state
 from shared.domain.directory import SELF_SERVICE_SIGN_UP, DirectoryUser
 from shared.domain.reinvite import REINVITE_EVIDENCE, ReinviteState, plan_reinvite
 from shared.domain.stale import ACTING, Action, Reclaim, Stage, StageMemory, StalePolicy, decide, reclaim_of
@@ -184,13 +184,13 @@ class StalePlan:
                 {str(k): int(v) for k, v in counts.items()}
             )
 
+    def summary(self) -> RunSummary:
+        """What the dashboard shows of the run (shared.domain.census)."""
+        return RunSummary(self.run_id, self.started, self.dry_run, self.status, self.message, dict(self.outcomes))
+
     def as_json(self) -> dict[str, Any]:
         return {
-            "runId": self.run_id,
-            "started": self.started.isoformat(),
-            "dryRun": self.dry_run,
-            "status": self.status,
-            "message": self.message,
+            **self.summary().to_json(),
             "guestsSeen": self.guests_seen,
             "guestsWithoutSignInActivity": self.guests_without_activity,
             "acceptedGuestsWithoutSignInActivity": self.accepted_without_activity,

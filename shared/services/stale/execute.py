@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.attestation import reviewer
-from shared.domain.census import ACTIONS_CHARTED, RunSummary
+from shared.domain.census import ACTIONS_CHARTED
 from shared.domain.directory import DirectoryContact, OutgoingMail
 from shared.domain.stale import ACT_ORDER, Action, Reclaim
 from shared.domain.stale_plan import PlanItem, StalePlan, memory_after, new_run_id
@@ -200,7 +200,7 @@ READ_WHOLE = ("dry-run", "capped", "applied", "incomplete")
 
 async def _count_run(deps: StaleDeps, plan: StalePlan) -> None:
     """The dashboard's aggregates (shared.services.census): the stage tally rebuilt, the run in the census."""
-    summary = RunSummary(plan.run_id, plan.started, plan.dry_run, plan.status, plan.message, dict(plan.outcomes))
+    summary = plan.summary()
     seen = None
     if plan.status in READ_WHOLE:
         per_domain = {domain: sum(counts.values()) for domain, counts in plan.per_domain.items()}
