@@ -481,7 +481,9 @@ async def play(world: RunningWorld, scenario: Scenario, inbox: TicketInbox, out:
     (out / "mails.json").write_text(json.dumps(world.sim.outbox, indent=2, default=str))
     console.print(summary(scenario))
     console.print(f"outputs in [bold]{out}[/bold]")
-    console.print(f"the operator dashboard: [bold]{world.host.http_url}/api/dashboard/[/bold] (stays up with --keep-running)")
+    console.print(
+        f"the operator dashboard: [bold]{world.host.http_url}/api/dashboard/[/bold] (stays up with --keep-running)"
+    )
     if keep_running:
         env_file = write_env_file(world, out)
         console.print("[bold]--keep-running[/bold]: the local world stays up; Ctrl-C to stop. In another shell:")
