@@ -51,7 +51,8 @@ def test_demo_sees_every_expected_outcome_and_stays_up_for_the_cli(tmp_path: Pat
         audit = cli(settings, "audit", "--days", "1", "--limit", "100000", "--json")
         assert audit.returncode == 0, audit.stderr
         actions = {row["action"] for row in json.loads(audit.stdout)}
-        assert {"assign-license", "risk-notify", "risk-ticket", "create-subscription", "stale-delete"} <= actions
+        expected = {"assign-license", "risk-notify", "risk-ticket", "create-subscription", "stale-delete"}
+        assert expected <= actions, f"{audit.stdout[:2000]}\n{audit.stderr[-2000:]}\n{log.read_text()[-4000:]}"
         status = cli(settings, "subscriptions", "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
 
