@@ -52,6 +52,14 @@ param attestSigningKey string
 
 @secure()
 @minLength(32)
+@description('The HMAC key of the operator dashboard\'s anti-forgery codes (DASHBOARD_SIGNING_KEY, stored in Key Vault). azure.yaml\'s preprovision hook generates one; rotation: docs/deploy.md, "The operator dashboard".')
+param dashboardSigningKey string
+
+@description('Client id of the dashboard\'s Entra app registration; azure.yaml\'s preprovision hook (tools/dashboard_app.py) creates it. Empty = no App Service Authentication (the dashboard answers 503).')
+param dashboardClientId string = ''
+
+@secure()
+@minLength(32)
 @description('The function key Graph puts in the notificationUrl. azure.yaml\'s preprovision hook generates one; the postdeploy hook installs it as the `graph-webhook` function key.')
 param webhookFunctionKey string
 
@@ -125,6 +133,7 @@ module keyVault 'modules/keyvault.bicep' = {
     operatorPrincipalId: principalId
     graphClientState: graphClientState
     attestSigningKey: attestSigningKey
+    dashboardSigningKey: dashboardSigningKey
   }
 }
 
@@ -145,6 +154,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     keyVaultName: keyVault.outputs.name
     webhookFunctionKey: webhookFunctionKey
+    dashboardClientId: dashboardClientId
     sinkSecretSettings: filter(map(split(sinkSecretSettings, ','), name => trim(name)), name => !empty(name))
     licenseMode: licenseMode
     licenseSku: licenseSku
@@ -159,6 +169,7 @@ module functionApp 'modules/functionapp.bicep' = {
 
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_APP_HOST_NAME string = functionApp.outputs.hostName
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
@@ -166,3 +177,5 @@ output SERVICEBUS_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 @description('The webhook Graph calls, without its function key (the full URL, key included, is the Key Vault secret graph-notification-url).')
 output WEBHOOK_URL string = functionApp.outputs.webhookUrl
+@description('The operator dashboard (sign-in with an app role of the dashboard\'s app registration).')
+output DASHBOARD_URL string = functionApp.outputs.dashboardUrl

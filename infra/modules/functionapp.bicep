@@ -20,6 +20,8 @@ param appInsightsConnectionString string
 param keyVaultName string
 @secure()
 param webhookFunctionKey string
+@description('Client id of the dashboard\'s Entra app registration (tools/dashboard_app.py creates it). Empty = no App Service Authentication: the dashboard then answers 503.')
+param dashboardClientId string = ''
 param sinkSecretSettings array
 param licenseMode string
 param licenseSku string
@@ -39,6 +41,15 @@ param instanceMemoryMB int = 2048
 var blobEndpoint = 'https://${storageAccountName}.blob.${environment().suffixes.storage}'
 var tableEndpoint = 'https://${storageAccountName}.table.${environment().suffixes.storage}'
 var notificationPath = '/api/graph/notifications'
+
+// App Service Authentication signs operators in for the dashboard only. Every other HTTP route is reached without
+// sign-in: Graph's webhook (its function key is the check) and the sponsors' attestation links (signed links for
+// people outside the tenant). tests/unit/test_infra_consistency.py checks this list against the routes the
+// functions register, so a new route cannot be left behind the sign-in by accident, nor the dashboard left out.
+var anonymousPaths = [
+  notificationPath
+  '/api/attest'
+]
 
 // Key Vault references resolve with the user-assigned identity (keyVaultReferenceIdentity below). One
 // `name:`/`value:` pair per object, over two lines: azure-functions-doctor reads app settings in that shape.
@@ -114,6 +125,22 @@ var baseSettings = [
   {
     name: 'STALE_ATTEST_SIGNING_KEY'
     value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=stale-attest-signing-key)'
+  }
+  {
+    name: 'DASHBOARD_SIGNING_KEY'
+    value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=dashboard-signing-key)'
+  }
+  {
+    // the Origin a dashboard POST must carry; set your custom domain instead if operators use one
+    name: 'DASHBOARD_BASE_URL'
+    value: 'https://${name}.azurewebsites.net'
+  }
+  {
+    // App Service Authentication's client assertion: this identity, through the federated credential
+    // tools/dashboard_app.py adds to the dashboard's app registration, instead of a client secret
+    // (https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad#use-a-managed-identity-instead-of-a-secret-preview)
+    name: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
+    value: identityClientId
   }
   {
     // the sponsors' links point here; set your custom domain instead if the app has one (docs/deploy.md)
@@ -252,6 +279,51 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// App Service Authentication (Easy Auth v2) with the Entra provider, for the operator dashboard (docs/dashboard.md).
+// RedirectToLoginPage sends a browser without a session to Entra sign-in; excludedPaths lets the other routes
+// through unauthenticated (https://learn.microsoft.com/azure/app-service/configure-authentication-file-based,
+// globalValidation). The app then checks the app roles in X-MS-CLIENT-PRINCIPAL (GuestWarden.Reader / .Operator);
+// the platform sets WEBSITE_AUTH_ENABLED itself. No client secret: see OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(dashboardClientId)) {
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'RedirectToLoginPage'
+      redirectToProvider: 'azureactivedirectory'
+      excludedPaths: anonymousPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: dashboardClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+          clientSecretSettingName: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
+        }
+        validation: {
+          allowedAudiences: [
+            dashboardClientId
+          ]
+        }
+      }
+    }
+    login: {
+      // the app reads the principal header only; it never asks the platform for the operator's tokens
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
+}
+
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
 }
@@ -267,4 +339,6 @@ resource notificationUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
 }
 
 output name string = site.name
+output hostName string = site.properties.defaultHostName
+output dashboardUrl string = 'https://${site.properties.defaultHostName}/api/dashboard/'
 output webhookUrl string = 'https://${site.properties.defaultHostName}${notificationPath}'

@@ -1,5 +1,5 @@
 // Key Vault (RBAC) for the secrets the app reads through Key Vault references: the Graph clientState, the
-// attestation links' signing key, the notification URL (it carries the function key; written by functionapp.bicep) and the partner ticket sinks'
+// attestation links' signing key, the dashboard's anti-forgery key, the notification URL (it carries the function key; written by functionapp.bicep) and the partner ticket sinks'
 // secrets (created by the operator: docs/deploy.md).
 param name string
 param location string
@@ -12,6 +12,8 @@ param operatorPrincipalId string = ''
 param graphClientState string
 @secure()
 param attestSigningKey string
+@secure()
+param dashboardSigningKey string
 
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
@@ -43,6 +45,14 @@ resource attestKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   name: 'stale-attest-signing-key'
   properties: {
     value: attestSigningKey
+  }
+}
+
+resource dashboardKey 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'dashboard-signing-key'
+  properties: {
+    value: dashboardSigningKey
   }
 }
 

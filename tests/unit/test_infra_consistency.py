@@ -27,11 +27,13 @@ import pytest
 from annotated_types import Le
 
 from function_app import build_app
-from local.host.metadata import ServiceBusTriggerSpec, TimerTriggerSpec, index_app
+from local.host.metadata import HttpTriggerSpec, ServiceBusTriggerSpec, TimerTriggerSpec, index_app
 from local.host.settings import parse_timespan
 from shared.bootstrap import APP_FEATURES
+from shared.domain.dashboard import OPERATOR, READER
 from shared.observability import MAX_DELIVERY_COUNT
 from shared.settings import Feature, LicensingSettings, SettingsError, load_settings, settings_table
+from tools import dashboard_app
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -395,13 +397,258 @@ def test_the_webhook_route_is_the_url_infra_gives_graph() -> None:
     assert declared(INFRA / "main.bicep", "output")["WEBHOOK_URL"].value == "functionApp.outputs.webhookUrl"
 
 
+# --- the operator dashboard's sign-in (App Service Authentication) -------------------------------------------
+
+
+def auth_settings() -> dict[str, Any]:
+    config = one(resources(FUNCTION_APP, "Microsoft.Web/sites/config"))
+    assert config.value["name"] == "authsettingsV2" and config.value["parent"] == "site"
+    properties: dict[str, Any] = config.value["properties"]
+    return properties
+
+
+def http_paths() -> dict[str, str]:
+    """function name -> the URL path its HTTP trigger serves (`{*path}` and other parameters cut off)."""
+    prefix = host_json()["extensions"]["http"]["routePrefix"]
+    found = {}
+    for name, function in indexed_app().functions.items():
+        if isinstance(function.trigger, HttpTriggerSpec):
+            static = function.trigger.route.split("{", 1)[0].rstrip("/")
+            found[name] = f"/{prefix}/{static}"
+    return found
+
+
+def excluded(path: str, patterns: list[str]) -> bool:
+    """Does an excludedPaths entry let `path` through? Exact match, or a trailing `/*` read as a prefix (the one
+    wildcard form Microsoft has described, in a docs issue, not on the page): either way the dashboard must not
+    match."""
+    return any(path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in patterns)
+
+
+def excluded_paths() -> list[str]:
+    variables = declared(FUNCTION_APP, "var")
+    entries = auth_settings()["globalValidation"]["excludedPaths"]
+    assert entries == "anonymousPaths"
+    return [
+        str(variables["notificationPath"].value) if e == "notificationPath" else str(e)
+        for e in variables[entries].value
+    ]
+
+
+def test_the_dashboard_alone_requires_sign_in_and_every_other_http_route_is_excluded() -> None:
+    validation = auth_settings()["globalValidation"]
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] == "RedirectToLoginPage"
+    assert validation["redirectToProvider"] == "azureactivedirectory"
+    paths = http_paths()
+    dashboard = paths.pop("dashboard")
+    assert dashboard == "/api/dashboard"
+    patterns = excluded_paths()
+    # every other route (Graph's webhook, the sponsors' links, any route added later) is reachable without sign-in
+    assert sorted(patterns) == sorted(paths.values()), "excludedPaths and the HTTP routes disagree"
+    for probe in (dashboard, f"{dashboard}/", f"{dashboard}/guests", f"{dashboard}/runs/x/restore"):
+        assert not excluded(probe, patterns), f"{probe} would be reachable without sign-in"
+    assert all(p.startswith("/") and "?" not in p for p in patterns)
+
+
+def test_sign_in_uses_the_entra_provider_of_this_tenant_without_a_client_secret() -> None:
+    properties = auth_settings()
+    assert properties["platform"]["enabled"] is True
+    assert properties["httpSettings"]["requireHttps"] is True
+    entra = properties["identityProviders"]["azureActiveDirectory"]
+    assert entra["enabled"] is True
+    registration = entra["registration"]
+    assert registration["clientId"] == "dashboardClientId"
+    assert registration["openIdIssuer"] == "${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0"
+    # the managed identity as a federated credential, not a secret in an app setting
+    assert registration["clientSecretSettingName"] == "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
+    assert app_settings()["OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"] == "identityClientId"
+    assert set(properties["identityProviders"]) == {"azureActiveDirectory"}
+    # the platform sets it when authentication is on; an app setting could claim it is on when it is not
+    assert "WEBSITE_AUTH_ENABLED" not in app_settings()
+    # no registration, no authentication config (the app then answers 503 on the dashboard in Azure)
+    source = FUNCTION_APP.read_text()
+    assert "= if (!empty(dashboardClientId)) {" in source
+    main = declared(INFRA / "main.bicep", "module")["functionApp"].value["params"]
+    assert main["dashboardClientId"] == "dashboardClientId"
+    assert "AZURE_FUNCTION_APP_HOST_NAME" in declared(INFRA / "main.bicep", "output")
+
+
+def test_the_dashboard_key_is_a_key_vault_secret_and_its_origin_the_app_host() -> None:
+    secrets = {
+        str(d.value["name"]): d for d in resources(MODULES / "keyvault.bicep", "Microsoft.KeyVault/vaults/secrets")
+    }
+    assert secrets["dashboard-signing-key"].value["properties"]["value"] == "dashboardSigningKey"
+    settings = app_settings()
+    assert (
+        settings["DASHBOARD_SIGNING_KEY"]
+        == "@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=dashboard-signing-key)"
+    )
+    assert settings["DASHBOARD_BASE_URL"] == settings["STALE_ATTEST_BASE_URL"] == "https://${name}.azurewebsites.net"
+    assert "DASHBOARD_DEV_SIGNIN" not in settings  # refused in Azure
+    # the key passes from azd through main.bicep to the vault, with the app's minimum length
+    source = (INFRA / "main.bicep").read_text()
+    assert re.search(r"@secure\(\)\n@minLength\(32\)\n@description\(.*\)\nparam dashboardSigningKey string\n", source)
+    assert (
+        declared(INFRA / "main.bicep", "module")["keyVault"].value["params"]["dashboardSigningKey"]
+        == "dashboardSigningKey"
+    )
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert given["dashboardSigningKey"]["value"] == "${DASHBOARD_SIGNING_KEY}"
+    assert given["dashboardClientId"]["value"] == "${DASHBOARD_CLIENT_ID}"
+    env = {"DASHBOARD_SIGNING_KEY": "k" * 64, "DASHBOARD_BASE_URL": "https://func-guestwarden-x.azurewebsites.net"}
+    assert load_settings(env, features=()).dashboard.base_url == env["DASHBOARD_BASE_URL"]
+
+
+def test_azure_yaml_runs_the_dashboard_app_registration_hooks() -> None:
+    hooks = (ROOT / "azure.yaml").read_text().split("\nhooks:\n", 1)[1]
+    preprovision = hooks.split("  preprovision:", 1)[1].split("\n  postprovision:", 1)[0]
+    postprovision = hooks.split("  postprovision:", 1)[1].split("\n  postdeploy:", 1)[0]
+    posix, windows = preprovision.split("    windows:", 1)
+    # after the keys are generated, so a failure leaves them in place
+    assert posix.index("DASHBOARD_SIGNING_KEY") < posix.index("python3 tools/dashboard_app.py ensure")
+    assert windows.index("DASHBOARD_SIGNING_KEY") < windows.index("python tools/dashboard_app.py ensure")
+    assert "python3 tools/dashboard_app.py finish" in postprovision
+    assert "python tools/dashboard_app.py finish" in postprovision
+    assert windows.count("if ($LASTEXITCODE -ne 0) { exit $LASTEXITCODE }") == 1
+    assert (ROOT / "tools" / "dashboard_app.py").exists() and dashboard_app.MANIFEST.exists()
+
+
+# --- the dashboard's app registration (tools/dashboard_app.py, infra/dashboard-app.json) ----------------------
+
+
+def test_the_app_registration_declares_the_roles_the_dashboard_checks() -> None:
+    manifest = dashboard_app.load_manifest()
+    roles = manifest["appRoles"]
+    assert sorted(r["value"] for r in roles) == sorted([READER, OPERATOR])
+    for role in roles:
+        assert role["allowedMemberTypes"] == ["User"]  # people and groups, not applications
+        assert role["isEnabled"] is True and role["displayName"] and role["description"]
+        assert re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", role["id"])
+    assert len({r["id"] for r in roles}) == len(roles)
+    assert manifest["signInAudience"] == "AzureADMyOrg"  # this tenant's operators only
+    assert manifest["enableIdTokenIssuance"] is True  # App Service Authentication's sign-in asks for an ID token
+    assert manifest["appRoleAssignmentRequired"] is True
+    assert dashboard_app.redirect_uri(manifest, "app.azurewebsites.net") == (
+        "https://app.azurewebsites.net/.auth/login/aad/callback"
+    )
+    credential = dashboard_app.federated_credential(manifest, "tenant-1", "principal-1")
+    assert credential["issuer"] == "https://login.microsoftonline.com/tenant-1/v2.0"
+    assert credential["subject"] == "principal-1" and credential["audiences"] == ["api://AzureADTokenExchange"]
+
+
+class FakeCli:
+    """Answers `az`/`azd` like a tenant that has `apps` (display name -> client id), and records each call."""
+
+    def __init__(self, env: dict[str, str], apps: dict[str, str] | None = None) -> None:
+        self.env = env
+        self.apps = apps or {}
+        self.calls: list[list[str]] = []
+        self.files: dict[str, Any] = {}
+        self.service_principals: set[str] = set()
+        self.redirects: list[str] = []
+        self.credentials: list[str] = []
+
+    def __call__(self, args: Any) -> str:
+        args = list(args)
+        self.calls.append(args)
+        for arg in args:  # read @files while they exist
+            if arg.startswith("@"):
+                self.files[Path(arg[1:]).name] = json.loads(Path(arg[1:]).read_text())
+        match args[:4]:
+            case ["azd", "env", "get-value", name]:
+                if name not in self.env:
+                    raise RuntimeError(f"{name} not found")
+                return self.env[name]
+            case ["azd", "env", "set", name]:
+                self.env[name] = args[4]
+                return ""
+            case ["az", "ad", "app", "list"]:
+                return self.apps.get(args[args.index("--display-name") + 1], "")
+            case ["az", "ad", "app", "create"]:
+                self.apps[args[args.index("--display-name") + 1]] = "new-client-id"
+                return "new-client-id"
+            case ["az", "ad", "app", "show"]:
+                return json.dumps(self.redirects)
+            case ["az", "ad", "app", "update"] if "--web-redirect-uris" in args:
+                self.redirects = args[args.index("--web-redirect-uris") + 1 :]
+                return ""
+            case ["az", "ad", "app", "federated-credential"]:
+                if args[4] == "list":
+                    return json.dumps(self.credentials)
+                self.credentials.append(self.files["credential.json"]["name"])
+                return ""
+            case ["az", "ad", "sp", "list"]:
+                return "sp-1" if self.service_principals else ""
+            case ["az", "ad", "sp", "create"]:
+                self.service_principals.add(args[args.index("--id") + 1])
+                return "sp-1"
+            case ["az", "account", "show", _]:
+                return "tenant-1"
+        return ""
+
+
+def test_ensure_creates_the_registration_once_and_hands_its_client_id_to_infra() -> None:
+    manifest = dashboard_app.load_manifest()
+    cli = FakeCli({"AZURE_ENV_NAME": "prod"})
+    assert dashboard_app.ensure(cli, {"AZURE_ENV_NAME": "prod"}, manifest) == "new-client-id"
+    create = next(c for c in cli.calls if c[:4] == ["az", "ad", "app", "create"])
+    assert create[create.index("--display-name") + 1] == "guestwarden-dashboard-prod"
+    assert create[create.index("--sign-in-audience") + 1] == "AzureADMyOrg"
+    assert create[create.index("--enable-id-token-issuance") + 1] == "true"
+    assert [r["value"] for r in cli.files["roles.json"]] == [READER, OPERATOR]
+    assert cli.env["DASHBOARD_CLIENT_ID"] == "new-client-id"
+    # a second run finds it (by the id in the azd environment) and applies the manifest again, no second app
+    cli.calls.clear()
+    assert dashboard_app.ensure(cli, {"AZURE_ENV_NAME": "prod"}, manifest) == "new-client-id"
+    assert not any(c[:4] == ["az", "ad", "app", "create"] for c in cli.calls)
+    assert any(c[:4] == ["az", "ad", "app", "update"] and "--app-roles" in c for c in cli.calls)
+    # a registration made by hand, named by DASHBOARD_CLIENT_ID, is the one used
+    cli = FakeCli({"DASHBOARD_CLIENT_ID": "mine"})
+    assert dashboard_app.ensure(cli, {"AZURE_ENV_NAME": "prod"}, manifest) == "mine"
+    assert not any(c[:4] in (["az", "ad", "app", "create"], ["az", "ad", "app", "list"]) for c in cli.calls)
+
+
+def test_finish_registers_the_callback_the_credential_and_assignment_required() -> None:
+    manifest = dashboard_app.load_manifest()
+    env = {
+        "DASHBOARD_CLIENT_ID": "client-1",
+        "AZURE_FUNCTION_APP_HOST_NAME": "func-guestwarden-x.azurewebsites.net",
+        "AZURE_MANAGED_IDENTITY_PRINCIPAL_ID": "principal-1",
+    }
+    cli = FakeCli(dict(env))
+    cli.redirects = ["https://guests.contoso.com/.auth/login/aad/callback"]  # added by hand: kept
+    dashboard_app.finish(cli, env, manifest)
+    assert cli.redirects == [
+        "https://guests.contoso.com/.auth/login/aad/callback",
+        "https://func-guestwarden-x.azurewebsites.net/.auth/login/aad/callback",
+    ]
+    credential = cli.files["credential.json"]
+    assert credential["subject"] == "principal-1"
+    assert credential["issuer"] == "https://login.microsoftonline.com/tenant-1/v2.0"
+    assert cli.service_principals == {"client-1"}
+    assert ["az", "ad", "sp", "update", "--id", "client-1", "--set", "appRoleAssignmentRequired=true"] in cli.calls
+    # idempotent: a second run updates the credential and creates nothing
+    cli.calls.clear()
+    dashboard_app.finish(cli, env, manifest)
+    assert not any("create" in c for c in cli.calls)
+    assert any(c[:5] == ["az", "ad", "app", "federated-credential", "update"] for c in cli.calls)
+
+
+def test_sign_in_off_skips_the_registration() -> None:
+    cli = FakeCli({"DASHBOARD_SIGN_IN": "off"})
+    assert dashboard_app.ensure(cli, {"AZURE_ENV_NAME": "prod"}, dashboard_app.load_manifest()) == ""
+    dashboard_app.finish(cli, {}, dashboard_app.load_manifest())
+    assert all(c[0] == "azd" and c[2] == "get-value" for c in cli.calls)
+
+
 # --- settings -----------------------------------------------------------------------------------------------
 
 HOST_SETTINGS = re.compile(
     r"^(AzureWebJobsStorage__(accountName|credential|clientId)|APPLICATIONINSIGHTS_(CONNECTION|AUTHENTICATION)_STRING"
-    r"|SERVICEBUS_CONNECTION__(credential|clientId))$"
+    r"|SERVICEBUS_CONNECTION__(credential|clientId)|OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID)$"
 )
-"""Settings the Functions host (not guestwarden) reads."""
+"""Settings the Functions host or the platform (App Service Authentication), not guestwarden, reads."""
 
 
 def manual_settings() -> set[str]:
@@ -589,7 +836,10 @@ def test_azure_yaml_deploys_this_app_with_the_secrets_infra_expects() -> None:
     assert re.search(r"^  guestwarden:\n    project: \.\n    language: python\n    host: function$", text, re.MULTILINE)
     # the secrets preprovision generates (posix and windows) are the ones the secure parameters read
     given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
-    secure = {given[name]["value"] for name in ("graphClientState", "webhookFunctionKey", "attestSigningKey")}
+    secure = {
+        given[name]["value"]
+        for name in ("graphClientState", "webhookFunctionKey", "attestSigningKey", "dashboardSigningKey")
+    }
     posix = re.search(r"for name in ([A-Z_ ]+); do", text)
     windows = re.search(r"foreach \(\$name in ([A-Z_', ]+)\)", text)
     assert posix and windows
@@ -770,7 +1020,8 @@ def test_deploy_doc_names_every_azd_variable_and_manual_step() -> None:
     doc = (ROOT / "docs" / "deploy.md").read_text()
     given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     variables = {m.group(1) for p in given.values() for m in re.finditer(r"\$\{([A-Z_]+)", p["value"])}
-    generated = {"GRAPH_CLIENT_STATE", "GRAPH_WEBHOOK_KEY", "STALE_ATTEST_SIGNING_KEY"}  # preprovision sets them
+    # preprovision sets them
+    generated = {"GRAPH_CLIENT_STATE", "GRAPH_WEBHOOK_KEY", "STALE_ATTEST_SIGNING_KEY", "DASHBOARD_SIGNING_KEY"}
     azd_builtin = {"AZURE_ENV_NAME", "AZURE_PRINCIPAL_ID"}
     undocumented = [v for v in variables - generated - azd_builtin if f"azd env set {v} " not in doc]
     assert not undocumented, f"docs/deploy.md does not say how to set: {undocumented}"
