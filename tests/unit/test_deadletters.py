@@ -93,10 +93,12 @@ async def test_refresh_keeps_counts_per_queue_in_one_record_and_no_body() -> Non
     state = MemoryStateStore()
     await refresh_dead_letters(port, state, lambda: NOW, QUEUES)
     record = await state.get(RECORD_KIND, RECORD_KEY)
-    assert record is not None and record.value["asOf"] == NOW.isoformat()
-    assert record.value["queues"][GUEST_CHANGES_QUEUE]["count"] == 2
-    assert record.value["queues"][RISK_INCIDENTS_QUEUE]["count"] == 0
-    assert "onerror" not in str(record.value) and "Graph said" not in str(record.value)
+    assert record is not None
+    value: dict[str, Any] = record.value
+    assert value["asOf"] == NOW.isoformat()
+    assert value["queues"][GUEST_CHANGES_QUEUE]["count"] == 2
+    assert value["queues"][RISK_INCIDENTS_QUEUE]["count"] == 0
+    assert "onerror" not in str(value) and "Graph said" not in str(value)
     loaded = await load_dead_letters(state)
     assert loaded is not None and loaded["total"] == 2 and loaded["shown"] == "2" and loaded["as_of"] == NOW
 
