@@ -279,3 +279,15 @@ async def test_a_refused_resubmit_is_audited_and_answers_502() -> None:
     assert refused.status == 502 and b"Send is missing" in refused.body
     [entry] = [e async for e in deps.state.query(NOW - timedelta(days=1), action="dashboard-resubmit-deadletters")]
     assert entry.outcome == "failed" and entry.actor == "operator:op@contoso.com"
+
+
+def test_the_bootstrap_wires_dead_letters_only_with_service_bus() -> None:
+    from shared.bootstrap import OPERATOR_QUEUES, dead_letter_deps
+    from shared.settings import Feature, load_settings
+
+    state = MemoryStateStore()
+    without = load_settings({}, (Feature.STATE,))
+    assert dead_letter_deps(without, state) is None
+    connection = "Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=k;SharedAccessKey=local;UseDevelopmentEmulator=true;"
+    wired = dead_letter_deps(load_settings({"SERVICEBUS_CONNECTION": connection}, (Feature.STATE,)), state)
+    assert wired is not None and wired.queues == OPERATOR_QUEUES == QUEUES
