@@ -6,7 +6,7 @@ response. No business rule lives here. function_app.py registers BLUEPRINTS.
 
 import azure.functions as func
 
-from functions import attest, dashboard, licensing, notifications, posture, risk, stale, subscriptions
+from functions import attest, dashboard, licensing, notifications, posture, queue_health, risk, stale, subscriptions
 
 BLUEPRINTS: list[func.Blueprint] = [
     notifications.bp,
@@ -16,5 +16,6 @@ BLUEPRINTS: list[func.Blueprint] = [
     stale.bp,
     attest.bp,
     posture.bp,
+    queue_health.bp,
     dashboard.bp,
 ]

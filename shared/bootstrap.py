@@ -33,6 +33,7 @@ from shared.ports.reports import ReportStore
 from shared.ports.state import StateStore
 from shared.services.attestation import AttestDeps
 from shared.services.conversion import ConversionDeps
+from shared.services.deadletters import DeadLetterDeps
 from shared.services.delta import DeltaDeps
 from shared.services.licensing import LicensingDeps, WelcomeConfig
 from shared.services.posture import PostureDeps
@@ -135,6 +136,19 @@ def build_operator_queues(settings: Settings) -> OperatorQueues:
     from shared.adapters.queue_admin import OperatorQueues
 
     return OperatorQueues(servicebus_client(settings))
+
+
+OPERATOR_QUEUES = (GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE)
+"""guestwarden's queues: the only ones whose dead letters are counted, shown and resubmitted."""
+
+
+def dead_letter_deps(settings: Settings, state: StateStore, clock: Clock = utc_now) -> DeadLetterDeps | None:
+    """Dead letters for the timer and the dashboard (a Service Bus client per call); None without Service Bus."""
+    from shared.adapters.queue_admin import ServiceBusDeadLetters
+
+    if settings.servicebus.connection is None and not settings.servicebus.namespace:
+        return None
+    return DeadLetterDeps(ServiceBusDeadLetters(lambda: servicebus_client(settings)), state, clock, OPERATOR_QUEUES)
 
 
 def subscription_config(settings: Settings) -> SubscriptionConfig:
@@ -333,6 +347,10 @@ class AppServices:
     def posture(self) -> PostureDeps:
         return posture_deps(self.settings, self.graph, self.state, self.clock)
 
+    def dead_letters(self) -> DeadLetterDeps | None:
+        """The dead-letter check (functions/queue_health.py); None without Service Bus."""
+        return dead_letter_deps(self.settings, self.state, self.clock)
+
     def attestation(self) -> AttestDeps | None:
         """A sponsor's answer through its link (None: links are off, no STALE_ATTEST_SIGNING_KEY)."""
         return attest_deps(self.settings, self.graph, self.state, self.clock)
@@ -442,4 +460,5 @@ def dashboard_deps(
         restore_run=restore,
         keep_guest=keep if attest is not None else None,
         reports=sweep.reports,
+        dead_letters=dead_letter_deps(settings, state, clock),
     )

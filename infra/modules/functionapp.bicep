@@ -176,6 +176,10 @@ var baseSettings = [
     value: '0 30 1 * * *'
   }
   {
+    name: 'DEADLETTER_CHECK_SCHEDULE'
+    value: '0 */15 * * * *'
+  }
+  {
     name: 'STALE_DRY_RUN'
     value: 'true'
   }

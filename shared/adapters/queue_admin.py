@@ -10,43 +10,20 @@ original id inside the detection window.
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import asynccontextmanager
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusSubQueue
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.exceptions import ServiceBusError
 
+from shared.domain.deadletters import DeadLetter
 from shared.ports.publisher import QueueError
+
+__all__ = ["BODY_PREVIEW", "DeadLetter", "OperatorQueues", "ServiceBusDeadLetters", "resubmission"]
 
 BODY_PREVIEW = 300
 """Characters of the body shown in a listing (bodies carry ids, never secrets)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    queue: str
-    sequence_number: int
-    message_id: str | None
-    enqueued: datetime | None
-    reason: str | None
-    description: str | None
-    delivery_count: int
-    body: str
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "queue": self.queue,
-            "sequenceNumber": self.sequence_number,
-            "messageId": self.message_id,
-            "enqueued": self.enqueued.isoformat() if self.enqueued else None,
-            "reason": self.reason,
-            "description": self.description,
-            "deliveryCount": self.delivery_count,
-            "body": self.body,
-        }
 
 
 def _body_text(message: ServiceBusReceivedMessage) -> str:
@@ -158,3 +135,30 @@ class OperatorQueues:
             for message in skipped:
                 await receiver.abandon_message(message)
         return sent
+
+
+class ServiceBusDeadLetters:
+    """The DeadLetterQueues port for the function app: a client per call, closed after it (the dashboard's deps are
+    built per request, the timer runs every 15 minutes: nothing to keep open). Service Bus errors become
+    QueueError naming the queue."""
+
+    def __init__(self, client: Callable[[], ServiceBusClient]) -> None:
+        self._client = client
+
+    @asynccontextmanager
+    async def _queues(self, queue: str) -> AsyncIterator[OperatorQueues]:
+        try:
+            async with OperatorQueues(self._client()) as queues:
+                yield queues
+        except ServiceBusError as exc:
+            raise QueueError(queue, f"{type(exc).__name__}: {str(exc).strip()[:300]}") from exc
+
+    async def peek(self, queue: str, max_count: int = 100) -> list[DeadLetter]:
+        async with self._queues(queue) as queues:
+            return await queues.peek(queue, max_count)
+
+    async def resubmit(
+        self, queue: str, sequence_numbers: Collection[int] | None = None, max_count: int = 100
+    ) -> list[DeadLetter]:
+        async with self._queues(queue) as queues:
+            return await queues.resubmit(queue, sequence_numbers, max_count)

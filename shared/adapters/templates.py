@@ -132,7 +132,19 @@ class DashboardTemplates:
     """The operator dashboard's pages (shared/templates/dashboard/); implements the DashboardRenderer port.
     Autoescaped: display names are chosen by guests. Every page is loaded at construction."""
 
-    PAGES = ("overview", "guests", "guest", "runs", "run", "risk", "posture", "confirm", "done", "refused")
+    PAGES = (
+        "overview",
+        "guests",
+        "guest",
+        "runs",
+        "run",
+        "risk",
+        "posture",
+        "deadletters",
+        "confirm",
+        "done",
+        "refused",
+    )
 
     def __init__(self) -> None:
         self._env = environment("dashboard")

@@ -40,6 +40,8 @@ from shared.ports.reports import ReportStore, ReportStoreError
 from shared.ports.state import StateStore
 from shared.services.audit import Auditor
 from shared.services.census import load_census, load_seats, load_tally, tickets_opened
+from shared.services.dashboard_deadletters import DeadLetterRefused, check_target, dead_letters_page, resubmit
+from shared.services.deadletters import DeadLetterDeps, load_dead_letters
 from shared.services.posture import latest_posture
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
 from shared.services.stale.journal import RUN_KIND
@@ -52,7 +54,7 @@ ROUTE = "dashboard"
 RISK_GUEST_KIND = "risk-guest"
 SUBSCRIPTION_KIND, SUBSCRIPTION_KEY = "subscription", "users"
 DUE_DAYS = 14
-ACTIONS = ("restore-run", "keep-guest")
+ACTIONS = ("restore-run", "keep-guest", "resubmit-deadletters")
 MAX_FORM_BYTES = 4096
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -106,6 +108,8 @@ class DashboardDeps:
     links are off (STALE_ATTEST_SIGNING_KEY)."""
     reports: ReportStore | None = None
     """Where the sweep's reports are (REPORT_STORE): the run pages serve them."""
+    dead_letters: DeadLetterDeps | None = None
+    """Service Bus dead letters (shared.services.dashboard_deadletters); None when Service Bus is not configured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,7 @@ async def handle_dashboard(request: DashboardRequest, deps: DashboardDeps) -> Da
         if method == "POST":
             return await _post(path, request, principal, deps)
         raise _Refused(405, "only GET and POST are served here")
-    except _Refused as refused:
+    except (_Refused, DeadLetterRefused) as refused:
         name = principal.name if principal else ""
         return _html(deps, refused.status, "refused", principal, detail=refused.detail, who=name)
 
@@ -208,6 +212,8 @@ async def _get(path: str, request: DashboardRequest, principal: Principal, deps:
         return _html(deps, 200, "risk", principal, **await risk(deps))
     if parts == ["posture"]:
         return _html(deps, 200, "posture", principal, posture=await latest_posture(deps.state))
+    if parts == ["deadletters"]:
+        return _html(deps, 200, "deadletters", principal, **await dead_letters_page(deps.dead_letters))
     if parts == ["confirm"]:
         return _confirm(request, principal, deps)
     raise _Refused(404, "no such page")
@@ -250,6 +256,7 @@ async def overview(deps: DashboardDeps) -> dict[str, Any]:
         "seats": await load_seats(deps.state),
         "chart": _chart(census.chart(now.date())),
         "chart_days": CHART_DAYS,
+        "dead_letters": await load_dead_letters(deps.state),
     }
 
 
@@ -423,6 +430,8 @@ def _confirm(request: DashboardRequest, principal: Principal, deps: DashboardDep
         raise _Refused(404, "no such action")
     if not principal.can_act:
         raise _Refused(403, f"{principal.name} does not have the app role {OPERATOR}")
+    if action == "resubmit-deadletters":
+        check_target(deps.dead_letters, target)
     code = form_code(deps.config.key, principal, action, target, deps.clock())
     return _html(deps, 200, "confirm", principal, action=action, target=target, code=code)
 
@@ -454,6 +463,9 @@ async def _post(path: str, request: DashboardRequest, principal: Principal, deps
     if not form_code_ok(deps.config.key, request.form.get("code", ""), principal, action, target, now):
         raise _Refused(403, "the confirmation expired or was not used: confirm again")
     auditor = Auditor(deps.state, principal.actor, deps.clock)
+    if action == "resubmit-deadletters":
+        done = await resubmit(deps.dead_letters, target, principal, auditor)
+        return _html(deps, 200, "done", principal, action=action, target=target, outcomes=[], **done)
     if action == "restore-run":
         outcomes = await deps.restore_run(target, principal.actor)
         counts = Counter(o.status for o in outcomes)

@@ -178,6 +178,12 @@ class ServiceBusSettings(Section):
         description="Fully qualified namespace (<name>.servicebus.windows.net) for identity-based access; "
         "the Functions host reads the same name.",
     )
+    dead_letter_check_schedule: NCrontab = Field(
+        "0 */15 * * * *",
+        alias="DEADLETTER_CHECK_SCHEDULE",
+        description="NCRONTAB of the dead-letter check: counts each queue's dead letters for the dashboard's "
+        "overview and logs a warning naming every queue that has some (never a body).",
+    )
 
 
 class SubscriptionSettings(Section):
