@@ -102,3 +102,11 @@ def form_code_ok(key: str, code: str, principal: Principal, action: str, target:
     """Constant-time check that `code` came from this principal's confirm page for this action and target, shown
     within the confirmation window."""
     return confirm_ok(code, _subject(principal, action, target), (key,), now)
+
+
+class Refused(Exception):
+    """A dashboard request that is refused: the page answers `status` (4xx/5xx) and shows `detail` (as text)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail

@@ -30,6 +30,7 @@ from shared.domain.dashboard import (
     PRINCIPAL_HEADER,
     READER,
     Principal,
+    Refused,
     form_code,
     form_code_ok,
     parse_client_principal,
@@ -40,7 +41,7 @@ from shared.ports.reports import ReportStore, ReportStoreError
 from shared.ports.state import StateStore
 from shared.services.audit import Auditor
 from shared.services.census import load_census, load_seats, load_tally, tickets_opened
-from shared.services.dashboard_deadletters import DeadLetterRefused, check_target, dead_letters_page, resubmit
+from shared.services.dashboard_deadletters import check_target, dead_letters_page, resubmit
 from shared.services.deadletters import DeadLetterDeps, load_dead_letters
 from shared.services.posture import latest_posture
 from shared.services.stale.deps import RECORD_KIND as STAGE_KIND
@@ -140,12 +141,6 @@ REPORT_HEADERS: Mapping[str, str] = {
 """A sweep's report: its own inline style sheet (shared/templates/stale/report.html), no script, no images."""
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
 async def handle_dashboard(request: DashboardRequest, deps: DashboardDeps) -> DashboardReply:
     """The reply to one request (never raises for bad input: a 4xx page)."""
     path = request.path.strip("/")
@@ -159,8 +154,8 @@ async def handle_dashboard(request: DashboardRequest, deps: DashboardDeps) -> Da
             return await _get(path, request, principal, deps)
         if method == "POST":
             return await _post(path, request, principal, deps)
-        raise _Refused(405, "only GET and POST are served here")
-    except (_Refused, DeadLetterRefused) as refused:
+        raise Refused(405, "only GET and POST are served here")
+    except Refused as refused:
         name = principal.name if principal else ""
         return _html(deps, refused.status, "refused", principal, detail=refused.detail, who=name)
 
@@ -175,14 +170,14 @@ def static_file(name: str) -> DashboardReply:
 
 def _principal(request: DashboardRequest, config: DashboardConfig) -> Principal:
     if config.platform_auth_missing:
-        raise _Refused(503, "App Service Authentication is off for this app: the dashboard is not served")
+        raise Refused(503, "App Service Authentication is off for this app: the dashboard is not served")
     headers = {k.lower(): v for k, v in request.headers.items()}
     header = headers.get(PRINCIPAL_HEADER)
     principal = parse_client_principal(header) if header else config.dev_principal
     if principal is None:
-        raise _Refused(401, "sign in first (App Service Authentication)")
+        raise Refused(401, "sign in first (App Service Authentication)")
     if not principal.can_read:
-        raise _Refused(403, f"{principal.name} does not have the app role {READER} or {OPERATOR}")
+        raise Refused(403, f"{principal.name} does not have the app role {READER} or {OPERATOR}")
     return principal
 
 
@@ -216,7 +211,7 @@ async def _get(path: str, request: DashboardRequest, principal: Principal, deps:
         return _html(deps, 200, "deadletters", principal, **await dead_letters_page(deps.dead_letters))
     if parts == ["confirm"]:
         return _confirm(request, principal, deps)
-    raise _Refused(404, "no such page")
+    raise Refused(404, "no such page")
 
 
 async def _memories(deps: DashboardDeps) -> dict[str, StageMemory]:
@@ -347,7 +342,7 @@ async def runs(deps: DashboardDeps) -> list[dict[str, Any]]:
 async def run_page(deps: DashboardDeps, run_id: str) -> dict[str, Any]:
     record = next((r for r in await runs(deps) if r["id"] == run_id), None)
     if record is None:
-        raise _Refused(404, "no such run")
+        raise Refused(404, "no such run")
     since = (record["started"] or deps.clock()) - timedelta(days=1)
     acted = [e async for e in deps.state.query(since) if e.correlation_id == run_id and e.action.startswith("stale-")]
     restorable = sum(1 for e in acted if e.action in ("stale-disable", "stale-delete") and e.outcome == "done")
@@ -360,13 +355,13 @@ GUEST_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 async def run_report(deps: DashboardDeps, run_id: str, kind: str) -> DashboardReply:
     """A run's HTML or CSV report from the report store (only the two names a run's reports have)."""
     if deps.reports is None or not GUEST_ID.fullmatch(run_id):
-        raise _Refused(404, "no such report")
+        raise Refused(404, "no such report")
     extension = kind.rsplit(".", 1)[1]
     try:
         body = await deps.reports.read(f"stale-{run_id}.{extension}")
     except ReportStoreError as exc:
         log.warning("dashboard: report of run %s not readable: %s", run_id, exc)
-        raise _Refused(404, "this run's report is not in the report store") from None
+        raise Refused(404, "this run's report is not in the report store") from None
     headers = dict(REPORT_HEADERS)
     if extension == "csv":
         headers["Content-Disposition"] = f'attachment; filename="stale-{run_id}.csv"'
@@ -403,7 +398,7 @@ def _int(value: str | None, default: int) -> int:
 
 async def guest_page(deps: DashboardDeps, guest_id: str) -> dict[str, Any]:
     if not GUEST_ID.fullmatch(guest_id):
-        raise _Refused(404, "no such guest")
+        raise Refused(404, "no such guest")
     record = await deps.state.get(STAGE_KIND, guest_id)
     memory = StageMemory.from_json(record.value) if record else None
     since = deps.clock() - timedelta(days=400)
@@ -427,9 +422,9 @@ async def guest_page(deps: DashboardDeps, guest_id: str) -> dict[str, Any]:
 def _confirm(request: DashboardRequest, principal: Principal, deps: DashboardDeps) -> DashboardReply:
     action, target = request.params.get("action", ""), request.params.get("target", "")
     if action not in ACTIONS or not GUEST_ID.fullmatch(target):
-        raise _Refused(404, "no such action")
+        raise Refused(404, "no such action")
     if not principal.can_act:
-        raise _Refused(403, f"{principal.name} does not have the app role {OPERATOR}")
+        raise Refused(403, f"{principal.name} does not have the app role {OPERATOR}")
     if action == "resubmit-deadletters":
         check_target(deps.dead_letters, target)
     code = form_code(deps.config.key, principal, action, target, deps.clock())
@@ -451,17 +446,17 @@ def _same_origin(headers: Mapping[str, str], base_url: str) -> bool:
 
 async def _post(path: str, request: DashboardRequest, principal: Principal, deps: DashboardDeps) -> DashboardReply:
     if path != "act":
-        raise _Refused(404, "no such action")
+        raise Refused(404, "no such action")
     if not principal.can_act:
-        raise _Refused(403, f"{principal.name} does not have the app role {OPERATOR}")
+        raise Refused(403, f"{principal.name} does not have the app role {OPERATOR}")
     if not _same_origin(request.headers, deps.config.base_url):
-        raise _Refused(403, "the request did not come from the dashboard's own page")
+        raise Refused(403, "the request did not come from the dashboard's own page")
     action, target = request.form.get("action", ""), request.form.get("target", "")
     if action not in ACTIONS or not GUEST_ID.fullmatch(target):
-        raise _Refused(400, "no such action")
+        raise Refused(400, "no such action")
     now = deps.clock()
     if not form_code_ok(deps.config.key, request.form.get("code", ""), principal, action, target, now):
-        raise _Refused(403, "the confirmation expired or was not used: confirm again")
+        raise Refused(403, "the confirmation expired or was not used: confirm again")
     auditor = Auditor(deps.state, principal.actor, deps.clock)
     if action == "resubmit-deadletters":
         done = await resubmit(deps.dead_letters, target, principal, auditor)
@@ -473,11 +468,11 @@ async def _post(path: str, request: DashboardRequest, principal: Principal, deps
         log.info("dashboard: %s restored run %s (%s)", principal.name, target, dict(counts))
         return _html(deps, 200, "done", principal, action=action, target=target, outcomes=outcomes)
     if deps.keep_guest is None:
-        raise _Refused(409, "keeping a guest needs the attestation settings (STALE_ATTEST_SIGNING_KEY)")
+        raise Refused(409, "keeping a guest needs the attestation settings (STALE_ATTEST_SIGNING_KEY)")
     status, detail = await deps.keep_guest(target, principal.actor)
     if status != "keep":
         await auditor.record("dashboard-keep", target, outcome="refused", reason=status, evidence={"detail": detail})
-        raise _Refused(409, f"the guest was not kept: {detail}")
+        raise Refused(409, f"the guest was not kept: {detail}")
     return _html(deps, 200, "done", principal, action=action, target=target, detail=detail, outcomes=[])
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.domain.dashboard import Principal
+from shared.domain.dashboard import Principal, Refused
 from shared.domain.deadletters import RESUBMIT_CAP
 from shared.ports.publisher import QueueError
 from shared.services.audit import Auditor
@@ -24,14 +24,6 @@ AUDIT_ACTION = "dashboard-resubmit-deadletters"
 NOT_CONFIGURED = "dead letters need Service Bus (SERVICEBUS_CONNECTION or its namespace): not configured here"
 
 
-class DeadLetterRefused(Exception):
-    """A refused dead-letter request: the dashboard answers `status` with `detail`."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
 async def dead_letters_page(deps: DeadLetterDeps | None) -> dict[str, Any]:
     """The page's context: each queue's dead letters (live) or why there are none to show."""
     if deps is None:
@@ -42,9 +34,9 @@ async def dead_letters_page(deps: DeadLetterDeps | None) -> dict[str, Any]:
 def check_target(deps: DeadLetterDeps | None, queue: str) -> DeadLetterDeps:
     """The action's target is one of guestwarden's queues (404 otherwise); 409 without Service Bus."""
     if deps is None:
-        raise DeadLetterRefused(409, NOT_CONFIGURED)
+        raise Refused(409, NOT_CONFIGURED)
     if queue not in deps.queues:
-        raise DeadLetterRefused(404, "no such queue: only guestwarden's queues can be resubmitted")
+        raise Refused(404, "no such queue: only guestwarden's queues can be resubmitted")
     return deps
 
 
@@ -56,7 +48,7 @@ async def resubmit(deps: DeadLetterDeps | None, queue: str, principal: Principal
         sent = await resubmit_dead_letters(wired, queue)
     except QueueError as exc:
         await auditor.record(AUDIT_ACTION, queue, outcome="failed", reason=exc.reason[:300])
-        raise DeadLetterRefused(502, f"Service Bus refused the resubmit of {queue}: {exc.reason[:300]}") from None
+        raise Refused(502, f"Service Bus refused the resubmit of {queue}: {exc.reason[:300]}") from None
     numbers = [d.sequence_number for d in sent]
     evidence = {"queue": queue, "resubmitted": len(sent), "sequenceNumbers": numbers}
     await auditor.record(AUDIT_ACTION, queue, outcome="done", evidence=evidence)
