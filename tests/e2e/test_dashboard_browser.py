@@ -8,6 +8,7 @@ test's temporary folder).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import urllib.error
@@ -26,7 +27,6 @@ from shared.bootstrap import build_graph_gateway, build_state_store, settings_fr
 from shared.domain.dashboard import OPERATOR, READER, client_principal_header
 from shared.domain.stale import StageMemory
 from shared.services.stale import StalePlan, sweep_stale_guests
-from tests.e2e.browser import chromium
 
 FIXTURE = Path(__file__).resolve().parents[2] / "local" / "fixtures" / "contoso.json"
 XSS = "<img src=x onerror=alert(1)>"
@@ -118,24 +118,14 @@ def _sweep(thread: WorldThread, days: int) -> StalePlan:
 @pytest.fixture(scope="module")
 def swept(world_thread: WorldThread) -> dict[str, Any]:
     """A warning sweep, then 15 days later one that disables: a run an operator may want to restore."""
+    world = world_thread.world
+    assert world is not None
+    world_thread.run(world.host.fire_timer("subscription_keeper"))  # the notifications subscription: healthy
+    world_thread.run(world.host.fire_timer("posture_checks"))  # nightly: reads subscribedSkus (the seats card)
     warned = _sweep(world_thread, 0)
     disabled = _sweep(world_thread, 15)
     assert warned.status == "applied" and disabled.status == "applied" and disabled.counts.get("disable", 0) > 0
     return {"warned": warned, "disabled": disabled}
-
-
-@pytest.fixture(scope="module")
-def browser(world_thread: WorldThread) -> Iterator[Any]:
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = os.environ.get("DASHBOARD_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("dashboard-screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def url(thread: WorldThread, page: str = "") -> str:
@@ -196,6 +186,11 @@ def test_the_overview_shows_the_numbers_in_guestwardens_state(
     assert int(_text(browser, "#guests-total")) == len(tenant) == sum(invitation.values())
     pending = sum(1 for u in tenant if u.get("externalUserState") == "PendingAcceptance")
     assert invitation.get("pending", 0) == pending > 0
+    # the seats as the posture checks read them, and the subscription the keeper made
+    skus = {s["skuPartNumber"] for s in json.loads(FIXTURE.read_text())["subscribedSkus"]}
+    seats = {cell.get_attribute("data-free") for cell in browser.find_elements(By.CSS_SELECTOR, "#seats td[data-free]")}
+    assert seats == skus
+    assert _text(browser, "#subscription") == "healthy"
     # both charts are drawn by the shipped uPlot under the strict CSP, with no violation reported
     for chart in ("#chart-actions canvas", "#chart-domains canvas"):
         WebDriverWait(browser, 10).until(_shown(chart))
@@ -331,7 +326,7 @@ def test_a_forged_post_changes_nothing(world_thread: WorldThread, swept: dict[st
 
 
 def test_the_posture_page_shows_the_nightly_result_as_text(
-    world_thread: WorldThread, browser: Any, shots: Path
+    world_thread: WorldThread, swept: dict[str, Any], browser: Any, shots: Path
 ) -> None:
     from shared.domain.posture import Check, PostureReport, Status
     from shared.services.posture import save_posture
@@ -340,7 +335,8 @@ def test_the_posture_page_shows_the_nightly_result_as_text(
     assert world is not None
     _as(browser, None)
     browser.get(url(world_thread, "posture"))
-    assert "have not run yet" in _text(browser, "#posture-none")
+    nightly = _text(browser, "#posture")  # the posture timer's run (the `swept` fixture)
+    assert "Who can invite guests" in nightly and "Guest hygiene" in nightly
     evil = "<img src=x onerror=alert(1)>"
     finding = Check(
         "invites", "Who can invite guests", Status.FAIL, "guests invite guests", (f"holder: {evil}",), "restrict it"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,6 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQ
 from local.world import running_world
 from shared.domain.dashboard import OPERATOR, READER, client_principal_header
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, SCHEMA_VERSION
-from tests.e2e.browser import chromium
 from tests.e2e.test_dashboard_browser import FIXTURE, XSS, WorldThread, _as, _status, _text, _with_state, url
 from tests.waiting import eventually_sync
 
@@ -60,20 +58,6 @@ def world_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorldThre
         yield thread
     finally:
         thread.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(world_thread: WorldThread) -> Iterator[Any]:
-    with chromium() as driver:
-        yield driver
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = os.environ.get("DASHBOARD_SCREENSHOTS")
-    path = Path(folder) if folder else tmp_path_factory.mktemp("dashboard-screenshots")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 BODY = {"type": "user-changed", "schemaVersion": SCHEMA_VERSION, "userId": XSS, "source": "notification"}
