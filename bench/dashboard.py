@@ -2,7 +2,8 @@
 
 The overview reads guestwarden's own aggregates (shared.services.census), never the guests: a stage tally, the
 census the last sweep left, the seats, the subscription record, the open risk incidents, the tickets count of 30
-days and the dead-letter counts. This bench fills a state store with what a 100,000-guest tenant leaves there after months of nights:
+days and the dead-letter counts. This bench fills a state store with what a 100,000-guest tenant leaves there
+after months of nights:
 
 - GUESTS_IN_LIFECYCLE stage records (a fifth of the tenant warned, disabled, deleted, kept or restored), and their
   tally built by the sweep's rebuild;
