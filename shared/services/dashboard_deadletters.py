@@ -1,8 +1,8 @@
 """The dashboard's dead-letters page and its "resubmit dead letters" action (shared.services.dashboard routes
 here; the counts and the Service Bus work are shared.services.deadletters').
 
-The page peeks Service Bus live (the one dashboard page that does) and refreshes the overview's record with the
-same reads. The action sends every dead letter of one of guestwarden's queues back (RESUBMIT_CAP at most), never
+The page peeks Service Bus live (the one dashboard page that does) and saves nothing: a GET changes nothing. The
+action sends every dead letter of one of guestwarden's queues back (RESUBMIT_CAP at most), never
 an arbitrary queue named in a form; it is audited with the operator as actor.
 """
 

@@ -1,8 +1,8 @@
 """Use case: the dead letters of guestwarden's queues, for operators (the dashboard and its timer).
 
 The overview must never talk to Service Bus on a page load, so their counts are kept in one state record
-(kind "dashboard", key "dead-letters"), refreshed by the `dead_letter_check` timer (DEADLETTER_CHECK_SCHEDULE),
-by every visit of the dashboard's dead-letters page and after every resubmit:
+(kind "dashboard", key "dead-letters"), refreshed by the `dead_letter_check` timer (DEADLETTER_CHECK_SCHEDULE)
+and after every resubmit (the dead-letters page peeks and counts live, and saves nothing: a GET changes nothing):
 
     {"asOf": ISO time, "queues": {name: {"count", "capped", "oldest", "reasons": {reason: n}}}}
 
@@ -39,15 +39,15 @@ class DeadLetterDeps:
     """The queues guestwarden owns: the only ones an operator may look at or resubmit."""
 
 
-async def refresh_dead_letters(
+async def count_dead_letters(
     queues_port: DeadLetterQueues,
     state: StateStore,
     clock: Callable[[], datetime],
     queues: Sequence[str],
     peeked: dict[str, list[DeadLetter]] | None = None,
 ) -> dict[str, Any]:
-    """Count each queue's dead letters (peeked, at most PEEK_CAP; `peeked`: letters already read, by queue) and
-    save the record; returns it. A queue that cannot be read keeps its previous counts, marked with the error."""
+    """Count each queue's dead letters (peeked, at most PEEK_CAP; `peeked`: letters already read, by queue); the
+    record, not saved. A queue that cannot be read keeps its previous counts, marked with the error."""
     previous = await load_dead_letters(state)
     before: dict[str, Any] = previous["queues"] if previous else {}
     summary: dict[str, Any] = {}
@@ -62,7 +62,18 @@ async def refresh_dead_letters(
             summary[queue] = {**old, "error": exc.reason[:300]}
             continue
         summary[queue] = summarise(letters, PEEK_CAP)
-    record = {"asOf": clock().isoformat(), "queues": summary}
+    return {"asOf": clock().isoformat(), "queues": summary}
+
+
+async def refresh_dead_letters(
+    queues_port: DeadLetterQueues,
+    state: StateStore,
+    clock: Callable[[], datetime],
+    queues: Sequence[str],
+    peeked: dict[str, list[DeadLetter]] | None = None,
+) -> dict[str, Any]:
+    """`count_dead_letters`, saved as the record the overview reads; returns it."""
+    record = await count_dead_letters(queues_port, state, clock, queues, peeked)
     await state.put(RECORD_KIND, RECORD_KEY, record, etag=ANY_ETAG)
     return record
 
@@ -99,7 +110,11 @@ async def load_dead_letters(state: StateStore) -> dict[str, Any] | None:
     """The record as the last refresh left it, with each queue's shown count and the total (None: never
     refreshed). One point read: the overview's cost."""
     found = await state.get(RECORD_KIND, RECORD_KEY)
-    value: dict[str, Any] = found.value if found is not None else {}
+    return shown_counts(found.value if found is not None else {})
+
+
+def shown_counts(value: dict[str, Any]) -> dict[str, Any] | None:
+    """A dead-letter record as the pages show it: each queue's shown count ("1000+" when capped) and the total."""
     lines = value.get("queues")
     if not isinstance(lines, dict):
         return None
@@ -123,8 +138,8 @@ def _count(value: object) -> int:
 
 
 async def list_dead_letters(deps: DeadLetterDeps, per_queue: int = 100) -> dict[str, Any]:
-    """The dead-letters page: each queue's dead letters peeked live (the first `per_queue` shown), and the record
-    refreshed with the same reads."""
+    """The dead-letters page: each queue's dead letters peeked live (the first `per_queue` shown) and counted.
+    Nothing is saved: a GET changes nothing, not even the overview's count (the timer and a resubmit do that)."""
     peeked: dict[str, list[DeadLetter]] = {}
     errors: dict[str, str] = {}
     for queue in deps.queues:
@@ -132,8 +147,7 @@ async def list_dead_letters(deps: DeadLetterDeps, per_queue: int = 100) -> dict[
             peeked[queue] = await deps.queues_port.peek(queue, PEEK_CAP + 1)
         except QueueError as exc:
             errors[queue] = exc.reason[:300]
-    await refresh_dead_letters(deps.queues_port, deps.state, deps.clock, deps.queues, peeked)
-    record = await load_dead_letters(deps.state)
+    record = shown_counts(await count_dead_letters(deps.queues_port, deps.state, deps.clock, deps.queues, peeked))
     lines = record["queues"] if record else {}
     return {
         "queues": [
