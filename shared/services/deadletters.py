@@ -70,10 +70,9 @@ async def refresh_dead_letters(
     state: StateStore,
     clock: Callable[[], datetime],
     queues: Sequence[str],
-    peeked: dict[str, list[DeadLetter]] | None = None,
 ) -> dict[str, Any]:
     """`count_dead_letters`, saved as the record the overview reads; returns it."""
-    record = await count_dead_letters(queues_port, state, clock, queues, peeked)
+    record = await count_dead_letters(queues_port, state, clock, queues)
     await state.put(RECORD_KIND, RECORD_KEY, record, etag=ANY_ETAG)
     return record
 

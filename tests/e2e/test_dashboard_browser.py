@@ -14,7 +14,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -35,11 +35,27 @@ T = TypeVar("T")
 pytestmark = pytest.mark.timeout(240)
 
 
+def sweep_settings(folder: Path) -> dict[str, str]:
+    """A sweep that acts (not a dry run), with sponsors' attestation links, its reports in `folder`."""
+    return {
+        "STALE_ATTEST_SIGNING_KEY": "e2e-attestation-signing-key-0123456789abcdef",
+        "STALE_FALLBACK_REVIEWERS": "guest-reviews@contoso.com",
+        "STALE_DRY_RUN": "false",
+        "STALE_REPORT_DIR": str(folder / "reports"),
+    }
+
+
 class WorldThread:
     """The local world on its own event loop in a thread, so the (blocking) browser can talk to it."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(
+        self, folder: Path, settings: Mapping[str, str] | None = None, functions: Iterable[str] | None = None
+    ) -> None:
+        """`settings`: app settings on top of the dashboard's (default: this module's sweep and attestation ones);
+        `functions`: the ones the host runs (default: all)."""
         self.folder = folder
+        self.settings = dict(settings if settings is not None else sweep_settings(folder))
+        self.functions = functions
         self.world: RunningWorld | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -52,12 +68,10 @@ class WorldThread:
             async with running_world(
                 FIXTURE,
                 self.folder,
-                STALE_ATTEST_SIGNING_KEY="e2e-attestation-signing-key-0123456789abcdef",
-                STALE_FALLBACK_REVIEWERS="guest-reviews@contoso.com",
-                STALE_DRY_RUN="false",
-                STALE_REPORT_DIR=str(self.folder / "reports"),
+                functions=self.functions,
                 DASHBOARD_SIGNING_KEY="e2e-dashboard-signing-key-0123456789abcdef",
                 DASHBOARD_DEV_SIGNIN=f"operator@contoso.com:{OPERATOR}",
+                **self.settings,
             ) as world:
                 self.world, self.loop, self._stop = world, asyncio.get_running_loop(), asyncio.Event()
                 self._ready.set()

@@ -10,7 +10,6 @@ pages'.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -20,10 +19,9 @@ from typing import Any
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusSubQueue
 
-from local.world import running_world
-from shared.domain.dashboard import OPERATOR, READER, client_principal_header
+from shared.domain.dashboard import READER, client_principal_header
 from shared.domain.messages import GUEST_CHANGES_QUEUE, RISK_INCIDENTS_QUEUE, SCHEMA_VERSION
-from tests.e2e.test_dashboard_browser import FIXTURE, XSS, WorldThread, _as, _status, _text, _with_state, url
+from tests.e2e.test_dashboard_browser import XSS, WorldThread, _as, _status, _text, _with_state, url
 from tests.waiting import eventually_sync
 
 pytestmark = pytest.mark.timeout(240)
@@ -32,27 +30,9 @@ FUNCTIONS = ("dashboard", "dead_letter_check")
 """The dashboard and the timer; no queue processor, so what is resubmitted waits in its queue."""
 
 
-class DeadLetterWorld(WorldThread):
-    async def _main(self) -> None:
-        try:
-            async with running_world(
-                FIXTURE,
-                self.folder,
-                functions=FUNCTIONS,
-                DASHBOARD_SIGNING_KEY="e2e-dashboard-signing-key-0123456789abcdef",
-                DASHBOARD_DEV_SIGNIN=f"operator@contoso.com:{OPERATOR}",
-            ) as world:
-                self.world, self.loop, self._stop = world, asyncio.get_running_loop(), asyncio.Event()
-                self._ready.set()
-                await self._stop.wait()
-        except BaseException as exc:  # surfaced by start()
-            self._error = exc
-            self._ready.set()
-
-
 @pytest.fixture(scope="module")
 def world_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorldThread]:
-    thread = DeadLetterWorld(tmp_path_factory.mktemp("deadletters-world"))
+    thread = WorldThread(tmp_path_factory.mktemp("deadletters-world"), settings={}, functions=FUNCTIONS)
     try:
         thread.start()
         yield thread
